@@ -1,0 +1,9 @@
+//! The book's chapters as doctests: every Rust sample in them compiles and runs with `cargo test`.
+
+#[cfg(doctest)]
+#[doc = include_str!("src/wire-format.md")]
+struct WireFormat;
+
+#[cfg(doctest)]
+#[doc = include_str!("src/testing.md")]
+struct Testing;

@@ -1,0 +1,807 @@
+//! Frames: the messages a packet's body carries, one after another.
+//!
+//! Every frame starts with a one-byte [`FrameType`]; its body follows with no length prefix of its
+//! own, because every field is self-delimiting (fixed width, LEB128 varint, or a varint length
+//! followed by that many bytes). An unknown type ends parsing of the packet: its length cannot be
+//! known, so the rest of the datagram is dropped and counted.
+//!
+//! Notation in the diagrams: `u8`, `u16`, `u64` are fixed-width little-endian; `v` is a varint;
+//! `bytes` is a varint length followed by that many bytes; `str` is `bytes` holding UTF-8.
+
+use core::ops::RangeInclusive;
+
+use super::DecodeError;
+use super::codec::{LenCounter, Reader, Sink};
+use crate::{PeerId, TopicId};
+
+/// The protocol version carried in beacons; a peer ignores beacons of another version.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// The first byte of every frame.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+#[repr(u8)]
+pub enum FrameType {
+    /// See [`Frame::Padding`].
+    Padding = 0x00,
+    /// See [`Frame::Beacon`].
+    Beacon = 0x01,
+    /// See [`Frame::Publish`].
+    Publish = 0x02,
+    /// See [`Frame::ReliablePublish`].
+    ReliablePublish = 0x03,
+    /// See [`Frame::Ack`].
+    Ack = 0x04,
+    /// See [`Frame::Call`].
+    Call = 0x05,
+    /// See [`Frame::Reply`].
+    Reply = 0x06,
+    /// See [`Frame::RegisterRead`].
+    RegisterRead = 0x07,
+    /// See [`Frame::RegisterWrite`].
+    RegisterWrite = 0x08,
+    /// See [`Frame::RegisterUnreliableWrite`].
+    RegisterUnreliableWrite = 0x09,
+    /// See [`Frame::StreamOpen`].
+    StreamOpen = 0x0a,
+    /// See [`Frame::StreamData`].
+    StreamData = 0x0b,
+    /// See [`Frame::StreamAck`].
+    StreamAck = 0x0c,
+    /// See [`Frame::StreamClose`].
+    StreamClose = 0x0d,
+    /// See [`Frame::Fragment`].
+    Fragment = 0x0e,
+    /// See [`Frame::Ping`].
+    Ping = 0x0f,
+    /// See [`Frame::Pong`].
+    Pong = 0x10,
+}
+
+impl FrameType {
+    /// Every frame type, in wire order.
+    pub const ALL: [FrameType; 17] = [
+        FrameType::Padding,
+        FrameType::Beacon,
+        FrameType::Publish,
+        FrameType::ReliablePublish,
+        FrameType::Ack,
+        FrameType::Call,
+        FrameType::Reply,
+        FrameType::RegisterRead,
+        FrameType::RegisterWrite,
+        FrameType::RegisterUnreliableWrite,
+        FrameType::StreamOpen,
+        FrameType::StreamData,
+        FrameType::StreamAck,
+        FrameType::StreamClose,
+        FrameType::Fragment,
+        FrameType::Ping,
+        FrameType::Pong,
+    ];
+
+    /// The type named by `byte`.
+    pub fn from_byte(byte: u8) -> Result<FrameType, DecodeError> {
+        FrameType::ALL
+            .get(usize::from(byte))
+            .copied()
+            .ok_or(DecodeError::UnknownFrameType(byte))
+    }
+
+    /// A short, stable name for metrics ("frames by kind").
+    pub const fn name(self) -> &'static str {
+        match self {
+            FrameType::Padding => "padding",
+            FrameType::Beacon => "beacon",
+            FrameType::Publish => "publish",
+            FrameType::ReliablePublish => "reliable_publish",
+            FrameType::Ack => "ack",
+            FrameType::Call => "call",
+            FrameType::Reply => "reply",
+            FrameType::RegisterRead => "register_read",
+            FrameType::RegisterWrite => "register_write",
+            FrameType::RegisterUnreliableWrite => "register_unreliable_write",
+            FrameType::StreamOpen => "stream_open",
+            FrameType::StreamData => "stream_data",
+            FrameType::StreamAck => "stream_ack",
+            FrameType::StreamClose => "stream_close",
+            FrameType::Fragment => "fragment",
+            FrameType::Ping => "ping",
+            FrameType::Pong => "pong",
+        }
+    }
+}
+
+/// A peer's periodic announcement of itself.
+///
+/// ```text
+/// +------+-------------+---------+-------+--------------+-------------+
+/// | 0x01 | peer id(16) | version | flags | unicast port | interval_ms |
+/// |      |             |   u8    |  u8   |     u16      |      v      |
+/// +------+-------------+---------+-------+--------------+-------------+
+/// | topic count v | topic id u64 ... | entry count v | (key str, value str) ... |
+/// +---------------+------------------+---------------+--------------------------+
+/// ```
+///
+/// Flag bit 0 means the peer is leaving (sent on graceful shutdown); other bits are reserved.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Beacon<'a> {
+    /// The announcing peer.
+    pub peer_id: PeerId,
+    /// Its protocol version.
+    pub version: u8,
+    /// Whether this is the peer's goodbye.
+    pub leaving: bool,
+    /// The port of its unicast socket, at the address the beacon came from.
+    pub unicast_port: u16,
+    /// How often it beacons, so receivers can time its liveness.
+    pub interval_ms: u32,
+    /// The topics it subscribes to.
+    pub topics: Vec<TopicId>,
+    /// Application-defined metadata (role, version, battery...).
+    pub metadata: Vec<(&'a str, &'a str)>,
+}
+
+impl Beacon<'_> {
+    const LEAVING: u8 = 0b0000_0001;
+}
+
+/// Acknowledged message ids, as disjoint inclusive ranges from the highest down.
+///
+/// ```text
+/// +------+---------------+---------+---------------+-----------------------+
+/// | 0x04 | range count v | largest | first length  | (gap v, length v) ... |
+/// |      |               |    v    |      v        |   count - 1 times     |
+/// +------+---------------+---------+---------------+-----------------------+
+/// ```
+///
+/// The first range is `largest - first length ..= largest`. Each following range ends `gap + 2`
+/// below the previous range's start (ranges never touch) and spans `length + 1` ids. A count of 0
+/// carries nothing else.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct AckRanges {
+    /// Descending, disjoint, non-adjacent.
+    ranges: Vec<RangeInclusive<u64>>,
+}
+
+impl AckRanges {
+    /// The ranges covering exactly the ids in `ranges`, whatever their order and overlap.
+    pub fn from_ranges(ranges: impl IntoIterator<Item = RangeInclusive<u64>>) -> AckRanges {
+        let mut sorted: Vec<_> = ranges.into_iter().filter(|r| !r.is_empty()).collect();
+        sorted.sort_by(|a, b| b.end().cmp(a.end()));
+        let mut merged: Vec<RangeInclusive<u64>> = Vec::with_capacity(sorted.len());
+        for range in sorted {
+            match merged.last_mut() {
+                Some(last) if range.end().saturating_add(1) >= *last.start() => {
+                    *last = (*range.start()).min(*last.start())..=*last.end();
+                }
+                _ => merged.push(range),
+            }
+        }
+        AckRanges { ranges: merged }
+    }
+
+    /// The ranges, highest first.
+    pub fn ranges(&self) -> &[RangeInclusive<u64>] {
+        &self.ranges
+    }
+
+    /// Whether `id` is acknowledged.
+    pub fn contains(&self, id: u64) -> bool {
+        self.ranges.iter().any(|r| r.contains(&id))
+    }
+
+    /// Every acknowledged id, highest first.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ranges.iter().flat_map(|r| r.clone().rev())
+    }
+
+    fn emit<S: Sink>(&self, out: &mut S) {
+        out.put_varint(self.ranges.len() as u64);
+        let mut previous_start = None;
+        for range in &self.ranges {
+            match previous_start {
+                None => out.put_varint(*range.end()),
+                Some(previous_start) => out.put_varint(previous_start - range.end() - 2),
+            }
+            out.put_varint(range.end() - range.start());
+            previous_start = Some(*range.start());
+        }
+    }
+
+    fn parse(r: &mut Reader<'_>) -> Result<AckRanges, DecodeError> {
+        let count = r.count(2, "ack range count")?;
+        let mut ranges = Vec::with_capacity(count);
+        let mut previous_start: Option<u64> = None;
+        for _ in 0..count {
+            let end = match previous_start {
+                None => r.varint("ack largest")?,
+                Some(previous_start) => {
+                    let gap = r.varint("ack gap")?;
+                    previous_start
+                        .checked_sub(gap)
+                        .and_then(|x| x.checked_sub(2))
+                        .ok_or(DecodeError::InvalidAckRanges)?
+                }
+            };
+            let length = r.varint("ack range length")?;
+            let start = end
+                .checked_sub(length)
+                .ok_or(DecodeError::InvalidAckRanges)?;
+            ranges.push(start..=end);
+            previous_start = Some(start);
+        }
+        Ok(AckRanges { ranges })
+    }
+}
+
+/// One frame, borrowing its variable-length fields from the packet it was parsed from.
+///
+/// Payloads are opaque here: user messages are MessagePack, decoded by the subscription that wants
+/// them, never on the receive path.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Frame<'a> {
+    /// Zero bytes up to the end of the packet, hiding the body's length.
+    ///
+    /// ```text
+    /// | 0x00 | 0x00 ... to the end of the packet |
+    /// ```
+    Padding {
+        /// Bytes of padding, the type byte included.
+        len: usize,
+    },
+    /// See [`Beacon`].
+    Beacon(Beacon<'a>),
+    /// A best-effort message on a topic.
+    ///
+    /// ```text
+    /// | 0x02 | topic id u64 | fingerprint u64 | payload bytes |
+    /// ```
+    Publish {
+        /// The topic.
+        topic: TopicId,
+        /// The schema fingerprint of the sender's type for the topic.
+        fingerprint: u64,
+        /// The MessagePack-encoded message.
+        payload: &'a [u8],
+    },
+    /// A message the receiver must acknowledge, delivered once per (sender, message id).
+    ///
+    /// ```text
+    /// | 0x03 | topic id u64 | fingerprint u64 | message id v | payload bytes |
+    /// ```
+    ReliablePublish {
+        /// The topic.
+        topic: TopicId,
+        /// The schema fingerprint of the sender's type for the topic.
+        fingerprint: u64,
+        /// Unique per sender; what the receiver acknowledges and deduplicates by.
+        message_id: u64,
+        /// The MessagePack-encoded message.
+        payload: &'a [u8],
+    },
+    /// See [`AckRanges`].
+    Ack(AckRanges),
+    /// A remote procedure call; the server runs it at most once per request id.
+    ///
+    /// ```text
+    /// | 0x05 | request id v | method v | argument bytes |
+    /// ```
+    Call {
+        /// Unique per caller; the reply echoes it.
+        request_id: u64,
+        /// The method's number.
+        method: u64,
+        /// The MessagePack-encoded argument.
+        payload: &'a [u8],
+    },
+    /// The answer to a call, register read or register write.
+    ///
+    /// ```text
+    /// | 0x06 | request id v | status u8 | payload bytes |
+    /// ```
+    Reply {
+        /// The request answered.
+        request_id: u64,
+        /// 0 for success; otherwise an error code, and the payload is a short message.
+        status: u8,
+        /// The MessagePack-encoded result, or the error message.
+        payload: &'a [u8],
+    },
+    /// Reads a register the receiver serves; answered by a [`Frame::Reply`].
+    ///
+    /// ```text
+    /// | 0x07 | request id v | register v |
+    /// ```
+    RegisterRead {
+        /// Echoed by the reply.
+        request_id: u64,
+        /// The register's number.
+        register: u64,
+    },
+    /// Writes a register; answered by an empty [`Frame::Reply`] once applied.
+    ///
+    /// ```text
+    /// | 0x08 | request id v | register v | value bytes |
+    /// ```
+    RegisterWrite {
+        /// Echoed by the reply.
+        request_id: u64,
+        /// The register's number.
+        register: u64,
+        /// The MessagePack-encoded value.
+        payload: &'a [u8],
+    },
+    /// Writes a register with no answer and no retransmission.
+    ///
+    /// ```text
+    /// | 0x09 | register v | value bytes |
+    /// ```
+    RegisterUnreliableWrite {
+        /// The register's number.
+        register: u64,
+        /// The MessagePack-encoded value.
+        payload: &'a [u8],
+    },
+    /// Opens an ordered byte stream.
+    ///
+    /// ```text
+    /// | 0x0a | stream id v | window v |
+    /// ```
+    StreamOpen {
+        /// Chosen by the opener, unique among its streams to this peer.
+        stream_id: u64,
+        /// How many bytes the opener is prepared to receive.
+        window: u64,
+    },
+    /// Stream bytes at an offset.
+    ///
+    /// ```text
+    /// | 0x0b | stream id v | offset v | flags u8 | data bytes |
+    /// ```
+    ///
+    /// Flag bit 0 (fin): the sender's half ends after this data.
+    StreamData {
+        /// The stream.
+        stream_id: u64,
+        /// The position of the first byte of `data` in the stream.
+        offset: u64,
+        /// Whether the sender's half ends after this data.
+        fin: bool,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// Cumulative acknowledgement and flow-control window of a stream.
+    ///
+    /// ```text
+    /// | 0x0c | stream id v | received v | window v |
+    /// ```
+    StreamAck {
+        /// The stream.
+        stream_id: u64,
+        /// Every byte below this offset has arrived.
+        received: u64,
+        /// The sender may send bytes below `received + window`.
+        window: u64,
+    },
+    /// Aborts a stream in both directions.
+    ///
+    /// ```text
+    /// | 0x0d | stream id v | code v |
+    /// ```
+    StreamClose {
+        /// The stream.
+        stream_id: u64,
+        /// Why: 0 for a normal close, otherwise an application code.
+        code: u64,
+    },
+    /// A piece of a frame too large for one packet; the reassembled bytes are one frame.
+    ///
+    /// ```text
+    /// | 0x0e | message id v | total length v | offset v | data bytes |
+    /// ```
+    Fragment {
+        /// Identifies the fragmented frame among the sender's.
+        message_id: u64,
+        /// The length of the whole frame.
+        total_len: u64,
+        /// Where `data` goes in it; `offset + data.len() <= total_len`.
+        offset: u64,
+        /// The piece.
+        data: &'a [u8],
+    },
+    /// Asks for a [`Frame::Pong`], to measure round-trip time and clock offset.
+    ///
+    /// ```text
+    /// | 0x0f | ping id v | sent at u64 |
+    /// ```
+    Ping {
+        /// Echoed by the pong.
+        ping_id: u64,
+        /// The sender's clock when sent, in microseconds.
+        sent_at_us: u64,
+    },
+    /// Answers a ping with the responder's clock readings (NTP-style).
+    ///
+    /// ```text
+    /// | 0x10 | ping id v | ping sent at u64 | ping received at u64 | sent at u64 |
+    /// ```
+    Pong {
+        /// The ping answered.
+        ping_id: u64,
+        /// The ping's `sent_at_us`, echoed.
+        ping_sent_at_us: u64,
+        /// The responder's clock when the ping arrived.
+        ping_received_at_us: u64,
+        /// The responder's clock when the pong left.
+        sent_at_us: u64,
+    },
+}
+
+impl<'a> Frame<'a> {
+    /// The frame's type.
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Padding { .. } => FrameType::Padding,
+            Frame::Beacon(_) => FrameType::Beacon,
+            Frame::Publish { .. } => FrameType::Publish,
+            Frame::ReliablePublish { .. } => FrameType::ReliablePublish,
+            Frame::Ack(_) => FrameType::Ack,
+            Frame::Call { .. } => FrameType::Call,
+            Frame::Reply { .. } => FrameType::Reply,
+            Frame::RegisterRead { .. } => FrameType::RegisterRead,
+            Frame::RegisterWrite { .. } => FrameType::RegisterWrite,
+            Frame::RegisterUnreliableWrite { .. } => FrameType::RegisterUnreliableWrite,
+            Frame::StreamOpen { .. } => FrameType::StreamOpen,
+            Frame::StreamData { .. } => FrameType::StreamData,
+            Frame::StreamAck { .. } => FrameType::StreamAck,
+            Frame::StreamClose { .. } => FrameType::StreamClose,
+            Frame::Fragment { .. } => FrameType::Fragment,
+            Frame::Ping { .. } => FrameType::Ping,
+            Frame::Pong { .. } => FrameType::Pong,
+        }
+    }
+
+    /// How many bytes [`Frame::emit`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = LenCounter::default();
+        self.emit_to(&mut counter);
+        counter.0
+    }
+
+    /// Appends the frame to `out`.
+    ///
+    /// A [`Frame::Padding`] must be the last frame of a packet: it claims everything after it.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        self.emit_to(out);
+    }
+
+    fn emit_to<S: Sink>(&self, out: &mut S) {
+        out.put_u8(self.frame_type() as u8);
+        match self {
+            Frame::Padding { len } => {
+                for _ in 1..*len {
+                    out.put_u8(0);
+                }
+            }
+            Frame::Beacon(beacon) => {
+                out.put_slice(beacon.peer_id.as_bytes());
+                out.put_u8(beacon.version);
+                out.put_u8(if beacon.leaving { Beacon::LEAVING } else { 0 });
+                out.put_slice(&beacon.unicast_port.to_le_bytes());
+                out.put_varint(u64::from(beacon.interval_ms));
+                out.put_varint(beacon.topics.len() as u64);
+                for topic in &beacon.topics {
+                    out.put_slice(&topic.0.to_le_bytes());
+                }
+                out.put_varint(beacon.metadata.len() as u64);
+                for (key, value) in &beacon.metadata {
+                    out.put_bytes(key.as_bytes());
+                    out.put_bytes(value.as_bytes());
+                }
+            }
+            Frame::Publish {
+                topic,
+                fingerprint,
+                payload,
+            } => {
+                out.put_slice(&topic.0.to_le_bytes());
+                out.put_slice(&fingerprint.to_le_bytes());
+                out.put_bytes(payload);
+            }
+            Frame::ReliablePublish {
+                topic,
+                fingerprint,
+                message_id,
+                payload,
+            } => {
+                out.put_slice(&topic.0.to_le_bytes());
+                out.put_slice(&fingerprint.to_le_bytes());
+                out.put_varint(*message_id);
+                out.put_bytes(payload);
+            }
+            Frame::Ack(ranges) => ranges.emit(out),
+            Frame::Call {
+                request_id,
+                method,
+                payload,
+            } => {
+                out.put_varint(*request_id);
+                out.put_varint(*method);
+                out.put_bytes(payload);
+            }
+            Frame::Reply {
+                request_id,
+                status,
+                payload,
+            } => {
+                out.put_varint(*request_id);
+                out.put_u8(*status);
+                out.put_bytes(payload);
+            }
+            Frame::RegisterRead {
+                request_id,
+                register,
+            } => {
+                out.put_varint(*request_id);
+                out.put_varint(*register);
+            }
+            Frame::RegisterWrite {
+                request_id,
+                register,
+                payload,
+            } => {
+                out.put_varint(*request_id);
+                out.put_varint(*register);
+                out.put_bytes(payload);
+            }
+            Frame::RegisterUnreliableWrite { register, payload } => {
+                out.put_varint(*register);
+                out.put_bytes(payload);
+            }
+            Frame::StreamOpen { stream_id, window } => {
+                out.put_varint(*stream_id);
+                out.put_varint(*window);
+            }
+            Frame::StreamData {
+                stream_id,
+                offset,
+                fin,
+                data,
+            } => {
+                out.put_varint(*stream_id);
+                out.put_varint(*offset);
+                out.put_u8(u8::from(*fin));
+                out.put_bytes(data);
+            }
+            Frame::StreamAck {
+                stream_id,
+                received,
+                window,
+            } => {
+                out.put_varint(*stream_id);
+                out.put_varint(*received);
+                out.put_varint(*window);
+            }
+            Frame::StreamClose { stream_id, code } => {
+                out.put_varint(*stream_id);
+                out.put_varint(*code);
+            }
+            Frame::Fragment {
+                message_id,
+                total_len,
+                offset,
+                data,
+            } => {
+                out.put_varint(*message_id);
+                out.put_varint(*total_len);
+                out.put_varint(*offset);
+                out.put_bytes(data);
+            }
+            Frame::Ping {
+                ping_id,
+                sent_at_us,
+            } => {
+                out.put_varint(*ping_id);
+                out.put_slice(&sent_at_us.to_le_bytes());
+            }
+            Frame::Pong {
+                ping_id,
+                ping_sent_at_us,
+                ping_received_at_us,
+                sent_at_us,
+            } => {
+                out.put_varint(*ping_id);
+                out.put_slice(&ping_sent_at_us.to_le_bytes());
+                out.put_slice(&ping_received_at_us.to_le_bytes());
+                out.put_slice(&sent_at_us.to_le_bytes());
+            }
+        }
+    }
+
+    /// Parses one frame from the front of `r`.
+    ///
+    /// # Errors
+    /// [`DecodeError`] if the type is unknown or a field is truncated or malformed; `r` is then
+    /// left at an unspecified position and the rest of the packet must be dropped.
+    pub fn parse(r: &mut Reader<'a>) -> Result<Frame<'a>, DecodeError> {
+        let frame_type = FrameType::from_byte(r.u8("frame type")?)?;
+        Ok(match frame_type {
+            FrameType::Padding => {
+                let rest = r.rest();
+                if let Some(&value) = rest.iter().find(|&&b| b != 0) {
+                    return Err(DecodeError::ReservedBitsSet {
+                        field: "padding",
+                        value,
+                    });
+                }
+                Frame::Padding {
+                    len: rest.len() + 1,
+                }
+            }
+            FrameType::Beacon => Frame::Beacon(parse_beacon(r)?),
+            FrameType::Publish => Frame::Publish {
+                topic: TopicId(r.u64("topic id")?),
+                fingerprint: r.u64("fingerprint")?,
+                payload: r.bytes("payload")?,
+            },
+            FrameType::ReliablePublish => Frame::ReliablePublish {
+                topic: TopicId(r.u64("topic id")?),
+                fingerprint: r.u64("fingerprint")?,
+                message_id: r.varint("message id")?,
+                payload: r.bytes("payload")?,
+            },
+            FrameType::Ack => Frame::Ack(AckRanges::parse(r)?),
+            FrameType::Call => Frame::Call {
+                request_id: r.varint("request id")?,
+                method: r.varint("method")?,
+                payload: r.bytes("payload")?,
+            },
+            FrameType::Reply => Frame::Reply {
+                request_id: r.varint("request id")?,
+                status: r.u8("status")?,
+                payload: r.bytes("payload")?,
+            },
+            FrameType::RegisterRead => Frame::RegisterRead {
+                request_id: r.varint("request id")?,
+                register: r.varint("register")?,
+            },
+            FrameType::RegisterWrite => Frame::RegisterWrite {
+                request_id: r.varint("request id")?,
+                register: r.varint("register")?,
+                payload: r.bytes("payload")?,
+            },
+            FrameType::RegisterUnreliableWrite => Frame::RegisterUnreliableWrite {
+                register: r.varint("register")?,
+                payload: r.bytes("payload")?,
+            },
+            FrameType::StreamOpen => Frame::StreamOpen {
+                stream_id: r.varint("stream id")?,
+                window: r.varint("window")?,
+            },
+            FrameType::StreamData => Frame::StreamData {
+                stream_id: r.varint("stream id")?,
+                offset: r.varint("offset")?,
+                fin: match r.u8("stream flags")? {
+                    0 => false,
+                    1 => true,
+                    value => {
+                        return Err(DecodeError::ReservedBitsSet {
+                            field: "stream flags",
+                            value,
+                        });
+                    }
+                },
+                data: r.bytes("data")?,
+            },
+            FrameType::StreamAck => Frame::StreamAck {
+                stream_id: r.varint("stream id")?,
+                received: r.varint("received")?,
+                window: r.varint("window")?,
+            },
+            FrameType::StreamClose => Frame::StreamClose {
+                stream_id: r.varint("stream id")?,
+                code: r.varint("code")?,
+            },
+            FrameType::Fragment => {
+                let message_id = r.varint("message id")?;
+                let total_len = r.varint("total length")?;
+                let offset = r.varint_at_most(total_len, "fragment offset")?;
+                let data = r.bytes("data")?;
+                let end = offset.saturating_add(data.len() as u64);
+                if end > total_len {
+                    return Err(DecodeError::OutOfRange {
+                        field: "fragment end",
+                        value: end,
+                        max: total_len,
+                    });
+                }
+                Frame::Fragment {
+                    message_id,
+                    total_len,
+                    offset,
+                    data,
+                }
+            }
+            FrameType::Ping => Frame::Ping {
+                ping_id: r.varint("ping id")?,
+                sent_at_us: r.u64("sent at")?,
+            },
+            FrameType::Pong => Frame::Pong {
+                ping_id: r.varint("ping id")?,
+                ping_sent_at_us: r.u64("ping sent at")?,
+                ping_received_at_us: r.u64("ping received at")?,
+                sent_at_us: r.u64("sent at")?,
+            },
+        })
+    }
+}
+
+fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
+    let peer_id = PeerId(r.array("peer id")?);
+    let version = r.u8("version")?;
+    let flags = r.u8("beacon flags")?;
+    if flags & !Beacon::LEAVING != 0 {
+        return Err(DecodeError::ReservedBitsSet {
+            field: "beacon flags",
+            value: flags,
+        });
+    }
+    let unicast_port = r.u16("unicast port")?;
+    // Fits: bounded by u32::MAX.
+    let interval_ms = r.varint_at_most(u64::from(u32::MAX), "beacon interval")? as u32;
+    let topic_count = r.count(8, "topic count")?;
+    let mut topics = Vec::with_capacity(topic_count);
+    for _ in 0..topic_count {
+        topics.push(TopicId(r.u64("topic id")?));
+    }
+    let entry_count = r.count(2, "metadata count")?;
+    let mut metadata = Vec::with_capacity(entry_count);
+    for _ in 0..entry_count {
+        metadata.push((r.str("metadata key")?, r.str("metadata value")?));
+    }
+    Ok(Beacon {
+        peer_id,
+        version,
+        leaving: flags & Beacon::LEAVING != 0,
+        unicast_port,
+        interval_ms,
+        topics,
+        metadata,
+    })
+}
+
+/// The frames of a packet body, in order.
+///
+/// Yields each frame, or one error and then nothing: after a malformed frame the rest of the body
+/// cannot be delimited.
+#[derive(Clone, Debug)]
+pub struct Frames<'a> {
+    reader: Reader<'a>,
+    failed: bool,
+}
+
+impl<'a> Frames<'a> {
+    /// The frames in `body`.
+    pub fn new(body: &'a [u8]) -> Frames<'a> {
+        Frames {
+            reader: Reader::new(body),
+            failed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<Frame<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.reader.is_empty() {
+            return None;
+        }
+        let frame = Frame::parse(&mut self.reader);
+        self.failed = frame.is_err();
+        Some(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests;

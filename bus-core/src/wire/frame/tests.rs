@@ -1,0 +1,421 @@
+use super::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+fn parse_one(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let frame = Frame::parse(&mut r)?;
+    assert!(r.is_empty(), "{} bytes left over", r.remaining());
+    Ok(frame)
+}
+
+fn emitted(frame: &Frame<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame.emit(&mut out);
+    assert_eq!(out.len(), frame.encoded_len());
+    out
+}
+
+static PUBLISH_BYTES: [u8; 21] = [
+    0x02, // type
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // topic id 1
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // fingerprint 2
+    0x03, 0x91, 0x2a, 0xc3, // payload: MessagePack [42, true]
+];
+
+#[test]
+fn publish_fixture() {
+    let frame = Frame::Publish {
+        topic: TopicId(1),
+        fingerprint: 2,
+        payload: &[0x91, 0x2a, 0xc3],
+    };
+    assert_eq!(emitted(&frame), PUBLISH_BYTES);
+    assert_eq!(parse_one(&PUBLISH_BYTES), Ok(frame));
+}
+
+static RELIABLE_BYTES: [u8; 20] = [
+    0x03, //
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0xac, 0x02, // message id 300
+    0x00, // empty payload
+];
+
+#[test]
+fn reliable_publish_fixture() {
+    let frame = Frame::ReliablePublish {
+        topic: TopicId(1),
+        fingerprint: 2,
+        message_id: 300,
+        payload: &[],
+    };
+    assert_eq!(emitted(&frame), RELIABLE_BYTES);
+    assert_eq!(parse_one(&RELIABLE_BYTES), Ok(frame));
+}
+
+/// Acks for 10..=12, 5 and 0..=2: three ranges.
+static ACK_BYTES: [u8; 8] = [
+    0x04, 0x03, // type, three ranges
+    0x0c, 0x02, // largest 12, first range 10..=12
+    0x03, 0x00, // gap 3: next range ends at 10 - 3 - 2 = 5, length 0
+    0x01, 0x02, // gap 1: ends at 5 - 1 - 2 = 2, spans 0..=2
+];
+
+#[test]
+fn ack_fixture() {
+    let ranges = AckRanges::from_ranges([0..=2, 5..=5, 10..=12]);
+    assert_eq!(ranges.ranges(), &[10..=12, 5..=5, 0..=2]);
+    let frame = Frame::Ack(ranges);
+    assert_eq!(emitted(&frame), ACK_BYTES);
+    assert_eq!(parse_one(&ACK_BYTES), Ok(frame));
+}
+
+#[test]
+fn ack_ranges_merge_overlapping_and_adjacent() {
+    #[allow(clippy::reversed_empty_ranges)] // An empty range is ignored.
+    let ranges = AckRanges::from_ranges([4..=6, 0..=3, 9..=9, 5..=8, 20..=19]);
+    assert_eq!(ranges.ranges(), &[0..=9]);
+    assert!(ranges.contains(7));
+    assert!(!ranges.contains(10));
+    let ranges = AckRanges::from_ranges([7..=7, 3..=3, 5..=5]);
+    assert_eq!(ranges.ids().collect::<Vec<_>>(), [7, 5, 3]);
+}
+
+#[test]
+fn ack_ranges_that_underflow_or_touch_are_rejected() {
+    // Range length larger than its end.
+    assert_eq!(
+        parse_one(&[0x04, 0x01, 0x02, 0x03]),
+        Err(DecodeError::InvalidAckRanges)
+    );
+    // A gap that runs below zero.
+    assert_eq!(
+        parse_one(&[0x04, 0x02, 0x05, 0x00, 0x04, 0x00]),
+        Err(DecodeError::InvalidAckRanges)
+    );
+}
+
+#[test]
+fn beacon_fixture() {
+    let frame = Frame::Beacon(Beacon {
+        peer_id: PeerId([0x11; 16]),
+        version: PROTOCOL_VERSION,
+        leaving: true,
+        unicast_port: 0x1234,
+        interval_ms: 1000,
+        topics: vec![TopicId(0x0102_0304_0506_0708)],
+        metadata: vec![("role", "pump")],
+    });
+    let mut expected = vec![0x01];
+    expected.extend_from_slice(&[0x11; 16]);
+    expected.extend_from_slice(&[0x01, 0x01, 0x34, 0x12, 0xe8, 0x07]);
+    expected.extend_from_slice(&[0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
+    expected.extend_from_slice(&[
+        0x01, 0x04, b'r', b'o', b'l', b'e', 0x04, b'p', b'u', b'm', b'p',
+    ]);
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+}
+
+#[test]
+fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
+    let beacon = Frame::Beacon(Beacon {
+        peer_id: PeerId([0; 16]),
+        version: 1,
+        leaving: false,
+        unicast_port: 1783,
+        interval_ms: 1,
+        topics: vec![],
+        metadata: vec![("k", "v")],
+    });
+    let bytes = emitted(&beacon);
+    let mut flagged = bytes.clone();
+    flagged[18] = 0x02;
+    assert!(matches!(
+        parse_one(&flagged),
+        Err(DecodeError::ReservedBitsSet {
+            field: "beacon flags",
+            ..
+        })
+    ));
+    let mut bad_utf8 = bytes;
+    let last = bad_utf8.len() - 1;
+    bad_utf8[last] = 0xff;
+    assert_eq!(
+        parse_one(&bad_utf8),
+        Err(DecodeError::InvalidUtf8 {
+            field: "metadata value"
+        })
+    );
+}
+
+#[test]
+fn ping_pong_fixtures() {
+    let ping = Frame::Ping {
+        ping_id: 1,
+        sent_at_us: 2,
+    };
+    assert_eq!(emitted(&ping), [0x0f, 0x01, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let pong = Frame::Pong {
+        ping_id: 1,
+        ping_sent_at_us: 2,
+        ping_received_at_us: 3,
+        sent_at_us: 4,
+    };
+    let bytes = emitted(&pong);
+    assert_eq!(bytes.len(), 2 + 24);
+    assert_eq!(parse_one(&bytes), Ok(pong));
+}
+
+#[test]
+fn fragment_must_fit_its_total() {
+    let frame = Frame::Fragment {
+        message_id: 9,
+        total_len: 4,
+        offset: 2,
+        data: &[1, 2],
+    };
+    let bytes = emitted(&frame);
+    assert_eq!(bytes, [0x0e, 0x09, 0x04, 0x02, 0x02, 1, 2]);
+    assert_eq!(parse_one(&bytes), Ok(frame));
+    // Offset 3 with two bytes overruns a total of 4.
+    assert_eq!(
+        parse_one(&[0x0e, 0x09, 0x04, 0x03, 0x02, 1, 2]),
+        Err(DecodeError::OutOfRange {
+            field: "fragment end",
+            value: 5,
+            max: 4
+        })
+    );
+}
+
+#[test]
+fn padding_runs_to_the_end_and_must_be_zero() {
+    assert_eq!(parse_one(&[0, 0, 0]), Ok(Frame::Padding { len: 3 }));
+    assert_eq!(
+        parse_one(&[0, 0, 7]),
+        Err(DecodeError::ReservedBitsSet {
+            field: "padding",
+            value: 7
+        })
+    );
+}
+
+#[test]
+fn unknown_frame_type_stops_the_packet() {
+    let mut body = PUBLISH_BYTES.to_vec();
+    body.push(0x11);
+    body.extend_from_slice(&PUBLISH_BYTES);
+    let frames: Vec<_> = Frames::new(&body).collect();
+    assert_eq!(frames.len(), 2);
+    assert!(frames[0].is_ok());
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x11)));
+}
+
+#[test]
+fn many_frames_share_one_body() {
+    let frames = [
+        Frame::Publish {
+            topic: TopicId(1),
+            fingerprint: 2,
+            payload: b"a",
+        },
+        Frame::Ack(AckRanges::from_ranges([1..=3])),
+        Frame::Ping {
+            ping_id: 3,
+            sent_at_us: 4,
+        },
+        Frame::Padding { len: 5 },
+    ];
+    let mut body = Vec::new();
+    for frame in &frames {
+        frame.emit(&mut body);
+    }
+    let parsed: Vec<_> = Frames::new(&body).collect::<Result<_, _>>().unwrap();
+    assert_eq!(parsed, frames);
+}
+
+#[test]
+fn frame_type_bytes_are_their_positions() {
+    for (i, t) in FrameType::ALL.iter().enumerate() {
+        assert_eq!(*t as usize, i);
+        assert_eq!(FrameType::from_byte(i as u8), Ok(*t));
+    }
+    assert_eq!(
+        FrameType::from_byte(0xff),
+        Err(DecodeError::UnknownFrameType(0xff))
+    );
+}
+
+fn leak(bytes: Vec<u8>) -> &'static [u8] {
+    Box::leak(bytes.into_boxed_slice())
+}
+
+fn leak_str(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn payload() -> impl Strategy<Value = &'static [u8]> {
+    vec(any::<u8>(), 0..64).prop_map(leak)
+}
+
+fn any_frame() -> impl Strategy<Value = Frame<'static>> {
+    let beacon = (
+        any::<[u8; 16]>(),
+        any::<u8>(),
+        any::<bool>(),
+        any::<u16>(),
+        any::<u32>(),
+        vec(any::<u64>(), 0..8),
+        vec(("[a-z]{0,8}", "\\PC{0,8}"), 0..4),
+    )
+        .prop_map(|(id, version, leaving, port, interval, topics, meta)| {
+            Frame::Beacon(Beacon {
+                peer_id: PeerId(id),
+                version,
+                leaving,
+                unicast_port: port,
+                interval_ms: interval,
+                topics: topics.into_iter().map(TopicId).collect(),
+                metadata: meta
+                    .into_iter()
+                    .map(|(k, v)| (leak_str(k), leak_str(v)))
+                    .collect(),
+            })
+        });
+    let ack = vec((any::<u64>(), 0u64..1000), 0..10).prop_map(|rs| {
+        Frame::Ack(AckRanges::from_ranges(
+            rs.into_iter().map(|(s, len)| s..=s.saturating_add(len)),
+        ))
+    });
+    let fragment = (any::<u64>(), payload(), 0u64..10_000, 0u64..10_000).prop_map(
+        |(message_id, data, before, after)| Frame::Fragment {
+            message_id,
+            total_len: before + data.len() as u64 + after,
+            offset: before,
+            data,
+        },
+    );
+    prop_oneof![
+        (1usize..100).prop_map(|len| Frame::Padding { len }),
+        beacon,
+        (any::<u64>(), any::<u64>(), payload()).prop_map(|(t, f, p)| Frame::Publish {
+            topic: TopicId(t),
+            fingerprint: f,
+            payload: p
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), payload()).prop_map(|(t, f, id, p)| {
+            Frame::ReliablePublish {
+                topic: TopicId(t),
+                fingerprint: f,
+                message_id: id,
+                payload: p,
+            }
+        }),
+        ack,
+        (any::<u64>(), any::<u64>(), payload()).prop_map(|(r, m, p)| Frame::Call {
+            request_id: r,
+            method: m,
+            payload: p
+        }),
+        (any::<u64>(), any::<u8>(), payload()).prop_map(|(r, s, p)| Frame::Reply {
+            request_id: r,
+            status: s,
+            payload: p
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(r, g)| Frame::RegisterRead {
+            request_id: r,
+            register: g
+        }),
+        (any::<u64>(), any::<u64>(), payload()).prop_map(|(r, g, p)| Frame::RegisterWrite {
+            request_id: r,
+            register: g,
+            payload: p
+        }),
+        (any::<u64>(), payload()).prop_map(|(g, p)| Frame::RegisterUnreliableWrite {
+            register: g,
+            payload: p
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(s, w)| Frame::StreamOpen {
+            stream_id: s,
+            window: w
+        }),
+        (any::<u64>(), any::<u64>(), any::<bool>(), payload()).prop_map(|(s, o, fin, d)| {
+            Frame::StreamData {
+                stream_id: s,
+                offset: o,
+                fin,
+                data: d,
+            }
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(s, r, w)| Frame::StreamAck {
+            stream_id: s,
+            received: r,
+            window: w
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(s, c)| Frame::StreamClose {
+            stream_id: s,
+            code: c
+        }),
+        fragment,
+        (any::<u64>(), any::<u64>()).prop_map(|(p, t)| Frame::Ping {
+            ping_id: p,
+            sent_at_us: t
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(p, a, b, c)| {
+            Frame::Pong {
+                ping_id: p,
+                ping_sent_at_us: a,
+                ping_received_at_us: b,
+                sent_at_us: c,
+            }
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn every_frame_round_trips(frame in any_frame()) {
+        let bytes = emitted(&frame);
+        prop_assert_eq!(parse_one(&bytes), Ok(frame));
+    }
+
+    #[test]
+    fn frame_sequences_round_trip(frames in vec(any_frame(), 0..8)) {
+        // Padding claims the rest of a body, so it can only come last.
+        let frames: Vec<_> = frames
+            .into_iter()
+            .filter(|f| !matches!(f, Frame::Padding { .. }))
+            .collect();
+        let mut body = Vec::new();
+        for frame in &frames {
+            frame.emit(&mut body);
+        }
+        let parsed: Vec<_> = Frames::new(&body).collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(parsed, frames);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(frame in any_frame()) {
+        let bytes = emitted(&frame);
+        for len in 0..bytes.len() {
+            // Cutting a padding run shortens it; every other frame must notice.
+            if matches!(frame, Frame::Padding { .. }) && len > 0 {
+                continue;
+            }
+            prop_assert!(parse_one(&bytes[..len]).is_err(), "len {} of {:?}", len, frame);
+        }
+    }
+
+    #[test]
+    fn decode_then_encode_reproduces_the_input(bytes in vec(any::<u8>(), 0..128)) {
+        let mut r = Reader::new(&bytes);
+        if let Ok(frame) = Frame::parse(&mut r) {
+            let consumed = r.consumed();
+            prop_assert_eq!(&emitted(&frame)[..], &bytes[..consumed]);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Derive macros for the bus.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! Runnable programs a newcomer starts from; each lives in `src/bin/`.
