@@ -7,3 +7,7 @@ struct WireFormat;
 #[cfg(doctest)]
 #[doc = include_str!("src/testing.md")]
 struct Testing;
+
+#[cfg(doctest)]
+#[doc = include_str!("src/topics.md")]
+struct Topics;

@@ -1,5 +1,6 @@
 //! The crate's error type.
 
+use crate::topic::{PayloadError, TopicNameError};
 use crate::wire::DecodeError;
 
 /// Everything that can go wrong in `bus-core`.
@@ -12,4 +13,10 @@ pub enum Error {
     /// datagram, count it under [`DecodeError::reason`], and carry on.
     #[error("malformed input: {0}")]
     Decode(#[from] DecodeError),
+    /// A message could not be encoded or decoded; [`PayloadError`] says by whose fault.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// A topic name given at run time is not valid. The caller is at fault: fix the name.
+    #[error("invalid topic name: {0}")]
+    TopicName(#[from] TopicNameError),
 }

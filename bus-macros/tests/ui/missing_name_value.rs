@@ -1,0 +1,10 @@
+use bus_macros::Topic;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize, Serialize, Topic)]
+#[topic(name)]
+struct Temperature {
+    celsius: f64,
+}
+
+fn main() {}
