@@ -1,5 +1,6 @@
 //! The crate's error type.
 
+use crate::FrameTooLarge;
 use crate::topic::{PayloadError, TopicNameError};
 use crate::wire::DecodeError;
 
@@ -16,6 +17,10 @@ pub enum Error {
     /// A message could not be encoded or decoded; [`PayloadError`] says by whose fault.
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// A message is too large for one datagram. The caller is at fault: send smaller messages or
+    /// raise the maximum datagram size.
+    #[error(transparent)]
+    FrameTooLarge(#[from] FrameTooLarge),
     /// A topic name given at run time is not valid. The caller is at fault: fix the name.
     #[error("invalid topic name: {0}")]
     TopicName(#[from] TopicNameError),

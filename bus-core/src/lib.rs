@@ -11,6 +11,9 @@
 //! | [`wire`] | packet header views and frames: parse and emit, byte for byte as in the book |
 //! | [`time`] | the caller-supplied [`Instant`] and [`Duration`] |
 //! | [`Topic`] | typed topics: names, schema fingerprints, MessagePack payloads |
+//! | [`discovery`] | the membership table fed by beacons: joins, leaves, liveness |
+//! | [`FrameBatcher`] | packing frames into datagram bodies per destination |
+//! | [`RttEstimator`], [`ClockOffset`] | round-trip time, RTO and clock offset from pings |
 //! | [`sim`] | the deterministic network simulator (tests only) |
 //!
 //! # Example
@@ -45,8 +48,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch;
+pub mod discovery;
 mod error;
 mod id;
+mod rtt;
 pub mod time;
 mod topic;
 pub mod wire;
@@ -54,8 +60,10 @@ pub mod wire;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
+pub use batch::{FrameBatcher, FrameTooLarge};
 pub use error::Error;
 pub use id::{PeerId, TopicId, fnv1a64};
+pub use rtt::{ClockOffset, PingSample, RttEstimator};
 pub use time::{Duration, Instant};
 pub use topic::{
     Encoding, Envelope, MAX_TOPIC_NAME_LEN, PayloadError, Topic, TopicNameError,

@@ -1,1 +1,191 @@
-//! Shared helpers for the integration tests and benchmarks.
+//! Shared helpers for the integration tests, the test peer process and the benchmarks.
+//!
+//! Everything here stays on loopback: buses bind to 127.0.0.1 and join their multicast group
+//! there, each test on a group port of its own so that tests running in parallel never meet.
+
+// Test support: a panic is how a failed expectation reports itself.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use actix::prelude::*;
+use bus_actors::{Bus, BusBuilder, BusEvent, Event, PeerId, Topic, TopicId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// The message most tests publish.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize, Topic)]
+#[topic(name = "test/counter")]
+pub struct Counter {
+    /// Which publisher sent it.
+    pub publisher: u32,
+    /// Its sequence number at that publisher.
+    pub seq: u64,
+}
+
+/// A second topic, for peers that must not see the first.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize, Topic)]
+#[topic(name = "test/other")]
+pub struct Other {
+    /// Anything.
+    pub value: u64,
+}
+
+/// A free UDP port on 127.0.0.1 (free when asked; tests use it at once).
+pub fn free_port() -> u16 {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(47_000)
+}
+
+/// A multicast group address on a port of its own.
+pub fn test_group() -> SocketAddr {
+    SocketAddr::from((bus_actors::DEFAULT_GROUP, free_port()))
+}
+
+/// A bus builder for tests: insecure, on `group` over loopback, beaconing every 200 ms.
+pub fn builder(group: SocketAddr) -> BusBuilder {
+    Bus::builder()
+        .insecure()
+        .group(group)
+        .beacon_interval(BEACON_INTERVAL)
+}
+
+/// The beacon interval of [`builder`].
+pub const BEACON_INTERVAL: bus_actors::Duration = bus_actors::Duration::from_millis(200);
+
+/// Starts a bus from [`builder`].
+///
+/// # Panics
+/// If it does not start.
+pub async fn start(group: SocketAddr) -> Bus {
+    builder(group).start().await.expect("bus start")
+}
+
+/// An actor that forwards everything it receives into a channel, so tests can await it.
+#[derive(Debug)]
+pub struct Forward<M> {
+    tx: mpsc::UnboundedSender<M>,
+}
+
+impl<M: 'static> Actor for Forward<M> {
+    type Context = Context<Self>;
+}
+
+impl<T: Topic> Handler<Event<T>> for Forward<Event<T>> {
+    type Result = ();
+    fn handle(&mut self, event: Event<T>, _: &mut Context<Self>) {
+        let _ = self.tx.send(event);
+    }
+}
+
+impl Handler<BusEvent> for Forward<BusEvent> {
+    type Result = ();
+    fn handle(&mut self, event: BusEvent, _: &mut Context<Self>) {
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Subscribes a forwarding actor to `T` on `bus` and returns the receiving end.
+///
+/// # Panics
+/// If the bus refuses the subscription.
+pub async fn subscribe<T: Topic>(bus: &Bus) -> mpsc::UnboundedReceiver<Event<T>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let recipient = Forward { tx }.start().recipient();
+    bus.subscribe::<T>(recipient)
+        .await
+        .expect("subscribe failed");
+    rx
+}
+
+/// The bus's events from now on (peers already known arrive as joined).
+pub fn events(bus: &Bus) -> mpsc::UnboundedReceiver<BusEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    bus.subscribe_events(Forward { tx }.start().recipient());
+    rx
+}
+
+/// Waits, event by event, until `bus` knows `count` peers that subscribe to `topic`.
+///
+/// # Panics
+/// If that does not happen within `within`.
+pub async fn await_subscribers(
+    bus: &Bus,
+    events: &mut mpsc::UnboundedReceiver<BusEvent>,
+    topic: TopicId,
+    count: usize,
+    within: Duration,
+) {
+    let known = |bus: &Bus| {
+        bus.peers()
+            .iter()
+            .filter(|p| p.topics.contains(&topic))
+            .count()
+    };
+    let wait = async {
+        while known(bus) < count {
+            if events.recv().await.is_none() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(within, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{} of {count} subscribers after {within:?}", known(bus)));
+    assert!(known(bus) >= count);
+}
+
+/// Waits for an event matching `pred`, returning it.
+///
+/// # Panics
+/// If none comes within `within`.
+pub async fn await_event(
+    events: &mut mpsc::UnboundedReceiver<BusEvent>,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&BusEvent) -> bool,
+) -> BusEvent {
+    let wait = async {
+        while let Some(event) = events.recv().await {
+            if pred(&event) {
+                return Some(event);
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(within, wait).await {
+        Ok(Some(event)) => event,
+        _ => panic!("no {what} within {within:?}"),
+    }
+}
+
+/// Receives exactly `count` events from `rx`.
+///
+/// # Panics
+/// If they do not all come within `within`.
+pub async fn receive<T>(
+    rx: &mut mpsc::UnboundedReceiver<Event<T>>,
+    count: usize,
+    within: Duration,
+) -> Vec<Event<T>> {
+    let mut got = Vec::with_capacity(count);
+    let wait = async {
+        while got.len() < count {
+            match rx.recv().await {
+                Some(event) => got.push(event),
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, wait).await;
+    assert_eq!(got.len(), count, "received {} of {count}", got.len());
+    got
+}
+
+/// Whether `event` concerns peer `id` leaving or becoming unreachable.
+pub fn is_gone(event: &BusEvent, id: PeerId) -> bool {
+    matches!(event, BusEvent::PeerLeft(p) | BusEvent::PeerUnreachable(p) if *p == id)
+}

@@ -1,0 +1,237 @@
+//! The facade applications hold: start, publish, subscribe, inspect, shut down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix::prelude::*;
+use bus_core::wire::Frame;
+use bus_core::{PeerId, Topic};
+use bytes::Bytes;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{BusBuilder, Security};
+use crate::error::Error;
+use crate::messages::{BusEvent, Event, PeerSnapshot, RawMessage, Shutdown, TopicsChanged};
+use crate::metrics::MetricsSnapshot;
+use crate::shared::{LocalSubscription, Route, Shared, lock};
+use crate::socket::SocketActor;
+use crate::subscription::{Subscription, SubscriptionActor, SubscriptionCounters};
+use crate::transport::{Target, UdpTransport};
+
+/// A running bus: one peer. Cheap to clone; every clone drives the same peer.
+///
+/// # Examples
+///
+/// ```no_run
+/// use actix::prelude::*;
+/// use bus_actors::{Bus, Event, Topic};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Deserialize, Serialize, Topic)]
+/// #[topic(name = "plant/boiler/temperature")]
+/// struct Temperature { sensor: u32, celsius: f64 }
+///
+/// struct Dashboard;
+/// impl Actor for Dashboard { type Context = Context<Self>; }
+/// impl Handler<Event<Temperature>> for Dashboard {
+///     type Result = ();
+///     fn handle(&mut self, ev: Event<Temperature>, _: &mut Context<Self>) {
+///         println!("{}: {} °C from {}", ev.message.sensor, ev.message.celsius, ev.from);
+///     }
+/// }
+///
+/// #[actix::main]
+/// async fn main() -> Result<(), bus_actors::Error> {
+///     let bus = Bus::builder().insecure().start().await?;   // loopback unless told otherwise
+///     bus.subscribe::<Temperature>(Dashboard.start().recipient()).await?;
+///     bus.publish(Temperature { sensor: 7, celsius: 81.5 }).await?;
+///     bus.shutdown().await
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bus {
+    shared: Arc<Shared>,
+    socket: Addr<SocketActor>,
+}
+
+impl BusBuilder {
+    /// Opens the sockets (or the configured transport) and starts the bus's actors.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a configuration that cannot work, [`Error::Socket`] if a socket
+    /// cannot be set up, [`Error::NoSystem`] outside an actix system.
+    pub async fn start(self) -> Result<Bus, Error> {
+        self.validate()?;
+        if System::try_current().is_none() {
+            return Err(Error::NoSystem);
+        }
+        let BusBuilder { config, transport } = self;
+        if config.security == Some(Security::Insecure) {
+            tracing::warn!(
+                "bus running in INSECURE mode: traffic is neither encrypted nor authenticated"
+            );
+        }
+        let mut rng = match config.rng_seed {
+            Some(seed) => ChaCha8Rng::seed_from_u64(seed),
+            None => ChaCha8Rng::from_os_rng(),
+        };
+        let local_id = config.peer_id.unwrap_or_else(|| PeerId::random(&mut rng));
+        let transport = match transport {
+            Some(factory) => factory(&config)?,
+            None => Box::new(UdpTransport::bind(&config)?),
+        };
+        let shared = Arc::new(Shared::new(config, local_id, transport.local_addr()));
+        let socket = SocketActor::new(shared.clone(), transport, rng.next_u64()).start();
+        // Invariant: the cell was created empty just above and is set only here.
+        let _ = shared.socket.set(socket.clone());
+        Ok(Bus { shared, socket })
+    }
+}
+
+impl Bus {
+    /// A builder with the defaults: loopback, group 239.255.28.12:1783, 1 s beacons.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::new()
+    }
+
+    /// This peer's id.
+    pub fn local_id(&self) -> PeerId {
+        self.shared.local_id
+    }
+
+    /// The address of this peer's unicast socket.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    fn check_running(&self) -> Result<(), Error> {
+        if self.shared.is_shut_down() {
+            return Err(Error::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Publishes a message best-effort: at most once to every subscriber, local and remote, with
+    /// no acknowledgement. Messages published together share datagrams. With no remote
+    /// subscriber nothing is sent.
+    ///
+    /// Waits only if the outbox is full (the network is slower than the publisher).
+    ///
+    /// # Errors
+    /// [`Error::Core`] if the message cannot be encoded or does not fit in a datagram;
+    /// [`Error::ShutDown`] after [`Bus::shutdown`].
+    pub async fn publish<T: Topic>(&self, message: T) -> Result<(), Error> {
+        self.check_running()?;
+        let payload = message.encode()?;
+        let frame = Frame::Publish {
+            topic: T::ID,
+            fingerprint: T::FINGERPRINT,
+            payload: &payload,
+        };
+        let route = self.shared.route(T::ID);
+        if let Some(route) = route {
+            let target = match route {
+                Route::Unicast(addr) => Target::Unicast(addr),
+                Route::Group => Target::Group,
+            };
+            self.shared.enqueue_when_room(target, &frame).await?;
+        } else if frame.encoded_len() > self.shared.config.max_datagram {
+            // Refuse the same messages whether or not anyone is listening yet.
+            return Err(bus_core::FrameTooLarge {
+                len: frame.encoded_len(),
+                max: self.shared.config.max_datagram,
+            }
+            .into());
+        }
+        self.deliver_locally::<T>(Bytes::from(payload));
+        Ok(())
+    }
+
+    fn deliver_locally<T: Topic>(&self, payload: Bytes) {
+        if let Some(subscriptions) = self.shared.registry.get(&T::ID) {
+            let now = self.shared.clock.now();
+            for sub in subscriptions.iter() {
+                sub.raw.do_send(RawMessage {
+                    from: self.shared.local_id,
+                    fingerprint: T::FINGERPRINT,
+                    payload: payload.clone(),
+                    received_at: now,
+                });
+            }
+        }
+    }
+
+    /// Subscribes `recipient` to topic `T`: a subscription actor is spawned that decodes each
+    /// message and delivers it as an [`Event<T>`]. The subscription ends when the recipient's
+    /// actor stops, or with [`Subscription::unsubscribe`].
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] after [`Bus::shutdown`].
+    pub async fn subscribe<T: Topic>(
+        &self,
+        recipient: Recipient<Event<T>>,
+    ) -> Result<Subscription, Error> {
+        self.check_running()?;
+        let id = self
+            .shared
+            .next_subscription_id
+            .fetch_add(1, Ordering::Relaxed);
+        let counters = Arc::new(SubscriptionCounters::default());
+        let actor =
+            SubscriptionActor::<T>::new(self.shared.clone(), id, recipient, counters.clone())
+                .start();
+        self.shared
+            .registry
+            .entry(T::ID)
+            .or_default()
+            .push(LocalSubscription {
+                id,
+                raw: actor.clone().recipient(),
+            });
+        self.socket.do_send(TopicsChanged);
+        Ok(Subscription {
+            topic: T::NAME,
+            counters,
+            control: actor.recipient(),
+        })
+    }
+
+    /// Delivers every [`BusEvent`] (peers joining, leaving, becoming unreachable; schema
+    /// mismatches) to `recipient` from now on. Peers already known are announced to it as
+    /// joined.
+    pub fn subscribe_events(&self, recipient: Recipient<BusEvent>) {
+        for peer in self.peers() {
+            recipient.do_send(BusEvent::PeerJoined(peer));
+        }
+        lock(&self.shared.event_subscribers).push(recipient);
+    }
+
+    /// The peers known now, by id.
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        let mut peers: Vec<_> = self.shared.peers.iter().map(|p| p.clone()).collect();
+        peers.sort_by_key(|p| p.id);
+        peers
+    }
+
+    /// The bus's counters now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Leaves gracefully: announces the departure, sends everything queued, and stops the bus's
+    /// actors. Later calls on any clone return [`Error::ShutDown`].
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if the bus was already shut down.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        if self.shared.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(Error::ShutDown);
+        }
+        self.socket
+            .send(Shutdown)
+            .await
+            .map_err(|_| Error::ShutDown)
+    }
+}

@@ -1,0 +1,247 @@
+//! Configuration of a bus, and the builder that produces it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bus_core::{Duration, PeerId};
+
+use crate::error::Error;
+use crate::transport::Transport;
+
+/// The default multicast group (as in the Pavillion protocol document).
+pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 28, 12);
+/// The default multicast port.
+pub const DEFAULT_PORT: u16 = 1783;
+
+/// How the bus protects its traffic.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Security {
+    /// No encryption and no authentication: anyone on the network can read and forge traffic.
+    /// For development only; it must be chosen by name and logs a warning when the bus starts.
+    Insecure,
+}
+
+/// The interface the bus joins its group on and sends from.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Interface {
+    /// An IPv4 interface, by its address. The default is 127.0.0.1: nothing leaves the host.
+    V4(Ipv4Addr),
+    /// An IPv6 interface, by its address and index (`ip link` shows the index).
+    V6 {
+        /// The interface's address; the unicast socket binds to it.
+        addr: std::net::Ipv6Addr,
+        /// The interface index, for joining the group and sending multicast.
+        index: u32,
+    },
+}
+
+impl Interface {
+    pub(crate) fn ip(&self) -> IpAddr {
+        match *self {
+            Interface::V4(ip) => IpAddr::V4(ip),
+            Interface::V6 { addr, .. } => IpAddr::V6(addr),
+        }
+    }
+}
+
+pub(crate) type TransportFactory = Box<dyn FnOnce(&Config) -> Result<Box<dyn Transport>, Error>>;
+
+/// Everything a bus needs to start; built by [`BusBuilder`].
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) peer_id: Option<PeerId>,
+    pub(crate) interface: Interface,
+    pub(crate) group: SocketAddr,
+    pub(crate) unicast_port: u16,
+    pub(crate) beacon_interval: Duration,
+    pub(crate) liveness_factor: u32,
+    pub(crate) ping_interval: Duration,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) recv_buffer: usize,
+    pub(crate) send_buffer: usize,
+    pub(crate) multicast_ttl: u32,
+    pub(crate) max_datagram: usize,
+    pub(crate) outbox_limit: usize,
+    pub(crate) metadata: Vec<(String, String)>,
+    pub(crate) security: Option<Security>,
+    pub(crate) rng_seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            peer_id: None,
+            interface: Interface::V4(Ipv4Addr::LOCALHOST),
+            group: SocketAddr::new(IpAddr::V4(DEFAULT_GROUP), DEFAULT_PORT),
+            unicast_port: 0,
+            beacon_interval: Duration::from_secs(1),
+            liveness_factor: 3,
+            ping_interval: Duration::from_secs(1),
+            seeds: Vec::new(),
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            multicast_ttl: 1,
+            max_datagram: 1200,
+            outbox_limit: 4 << 20,
+            metadata: Vec::new(),
+            security: None,
+            rng_seed: None,
+        }
+    }
+}
+
+/// Configures and starts a [`Bus`](crate::Bus).
+///
+/// With no interface named, the bus binds to 127.0.0.1 and joins its multicast group there, so
+/// nothing leaves the host; going onto a network is the one explicit call
+/// [`BusBuilder::interface`].
+pub struct BusBuilder {
+    pub(crate) config: Config,
+    pub(crate) transport: Option<TransportFactory>,
+}
+
+impl std::fmt::Debug for BusBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusBuilder")
+            .field("config", &self.config)
+            .field("custom_transport", &self.transport.is_some())
+            .finish()
+    }
+}
+
+impl BusBuilder {
+    pub(crate) fn new() -> BusBuilder {
+        BusBuilder {
+            config: Config::default(),
+            transport: None,
+        }
+    }
+
+    /// This peer's id (default: random).
+    pub fn peer_id(mut self, id: PeerId) -> Self {
+        self.config.peer_id = Some(id);
+        self
+    }
+
+    /// The interface to join the group on and send from: the call that takes the bus off
+    /// loopback.
+    pub fn interface(mut self, interface: Interface) -> Self {
+        self.config.interface = interface;
+        self
+    }
+
+    /// The multicast group and port (default 239.255.28.12:1783). Peers that should find each
+    /// other use the same group and port.
+    pub fn group(mut self, group: SocketAddr) -> Self {
+        self.config.group = group;
+        self
+    }
+
+    /// The port of this peer's unicast socket (default 0: any free port).
+    pub fn unicast_port(mut self, port: u16) -> Self {
+        self.config.unicast_port = port;
+        self
+    }
+
+    /// How often to announce this peer (default 1 s, jittered by ±10%).
+    pub fn beacon_interval(mut self, interval: Duration) -> Self {
+        self.config.beacon_interval = interval;
+        self
+    }
+
+    /// How many beacon intervals of silence make a peer unreachable (default 3).
+    pub fn liveness_factor(mut self, factor: u32) -> Self {
+        self.config.liveness_factor = factor;
+        self
+    }
+
+    /// How often each peer actor pings its peer to measure RTT and clock offset (default 1 s).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// Addresses to send beacons to by unicast, for networks without multicast.
+    pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.config.seeds = seeds.into_iter().collect();
+        self
+    }
+
+    /// Socket receive and send buffer sizes (default 4 MiB each; the kernel may cap them).
+    pub fn buffer_sizes(mut self, recv: usize, send: usize) -> Self {
+        self.config.recv_buffer = recv;
+        self.config.send_buffer = send;
+        self
+    }
+
+    /// The multicast TTL (default 1: the local network only).
+    pub fn multicast_ttl(mut self, ttl: u32) -> Self {
+        self.config.multicast_ttl = ttl;
+        self
+    }
+
+    /// The largest datagram to send, headers included (default 1200 bytes, safe on any LAN).
+    pub fn max_datagram(mut self, bytes: usize) -> Self {
+        self.config.max_datagram = bytes;
+        self
+    }
+
+    /// Adds a metadata entry that travels in beacons and shows in `peers()`.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs without encryption or authentication. Development only: anyone on the network can
+    /// read and forge traffic. Logs a warning when the bus starts.
+    pub fn insecure(mut self) -> Self {
+        self.config.security = Some(Security::Insecure);
+        self
+    }
+
+    /// Seeds the bus's random choices (peer id if not set, beacon jitter), for reproducible tests.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.config.rng_seed = Some(seed);
+        self
+    }
+
+    /// Runs the bus over `transport` instead of UDP sockets (for the simulated network).
+    pub fn transport<T: Transport>(mut self, transport: T) -> Self {
+        self.transport = Some(Box::new(move |_| Ok(Box::new(transport))));
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let c = &self.config;
+        if c.security.is_none() {
+            return Err(Error::Config(
+                "no security mode chosen: call .insecure() for an unencrypted development bus"
+                    .into(),
+            ));
+        }
+        if !(64..=65_507).contains(&c.max_datagram) {
+            return Err(Error::Config(format!(
+                "max_datagram is {}, must be between 64 and 65507 bytes",
+                c.max_datagram
+            )));
+        }
+        if c.beacon_interval < Duration::from_millis(1) {
+            return Err(Error::Config(
+                "beacon_interval must be at least 1 ms".into(),
+            ));
+        }
+        if !c.group.ip().is_multicast() {
+            return Err(Error::Config(format!(
+                "group {} is not a multicast address",
+                c.group.ip()
+            )));
+        }
+        if c.group.is_ipv4() != matches!(c.interface, Interface::V4(_)) {
+            return Err(Error::Config(format!(
+                "group {} and interface {:?} are of different IP versions",
+                c.group, c.interface
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! The crate's error type.
+
+use std::io;
+
+/// Everything a call on the bus can fail with.
+///
+/// Each variant's documentation says who is at fault and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given a configuration that cannot work. The caller is at fault: the message
+    /// names the setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A socket could not be created, configured or bound. The environment is at fault (a port in
+    /// use, a missing interface, a permission); the message says which step failed.
+    #[error("socket setup failed: {what}: {source}")]
+    Socket {
+        /// The step that failed.
+        what: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The bus was started outside an actix system. The caller is at fault: start it from within
+    /// `actix::System` (for example under `#[actix::main]`).
+    #[error("the bus must be started inside a running actix system")]
+    NoSystem,
+    /// The bus has been shut down. The caller is at fault: do not use a bus after `shutdown`.
+    #[error("the bus is shut down")]
+    ShutDown,
+    /// Encoding a message, building a frame or a name check failed; the inner error says by whose
+    /// fault.
+    #[error(transparent)]
+    Core(#[from] bus_core::Error),
+}
+
+impl From<bus_core::PayloadError> for Error {
+    fn from(e: bus_core::PayloadError) -> Error {
+        Error::Core(e.into())
+    }
+}
+
+impl From<bus_core::FrameTooLarge> for Error {
+    fn from(e: bus_core::FrameTooLarge) -> Error {
+        Error::Core(e.into())
+    }
+}
+
+pub(crate) fn socket_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Socket { what, source }
+}

@@ -1,0 +1,133 @@
+//! Messages between the bus's actors, and the events it delivers to applications.
+
+use std::net::SocketAddr;
+
+use actix::Message;
+use bus_core::{Duration, Envelope, Instant, PeerId, Topic, TopicId};
+use bytes::Bytes;
+
+/// A message on a topic, as a subscriber actor receives it: the message, who sent it, and when
+/// it arrived. Dereferences to [`Envelope`], so `event.message`, `event.from` and
+/// `event.received_at` read its fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event<T>(pub Envelope<T>);
+
+impl<T: Topic> Message for Event<T> {
+    type Result = ();
+}
+
+impl<T> std::ops::Deref for Event<T> {
+    type Target = Envelope<T>;
+    fn deref(&self) -> &Envelope<T> {
+        &self.0
+    }
+}
+
+impl<T> Event<T> {
+    /// The message itself.
+    pub fn into_message(self) -> T {
+        self.0.message
+    }
+}
+
+/// What a remote peer looks like from here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerSnapshot {
+    /// Its id.
+    pub id: PeerId,
+    /// Its unicast address.
+    pub addr: SocketAddr,
+    /// The topics it subscribes to.
+    pub topics: Vec<TopicId>,
+    /// Its application-defined metadata.
+    pub metadata: Vec<(String, String)>,
+    /// The smoothed round-trip time to it, once measured.
+    pub rtt: Option<Duration>,
+    /// Its clock minus ours, in microseconds, once measured.
+    pub clock_offset_us: Option<i64>,
+    /// When its last beacon arrived.
+    pub last_seen: Instant,
+}
+
+impl PeerSnapshot {
+    /// A metadata value by key.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Something that happened on the bus, delivered to actors that called
+/// [`Bus::subscribe_events`](crate::Bus::subscribe_events).
+#[derive(Clone, Debug, Message, PartialEq)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub enum BusEvent {
+    /// A peer was discovered.
+    PeerJoined(PeerSnapshot),
+    /// A known peer changed its address, topics or metadata.
+    PeerUpdated(PeerSnapshot),
+    /// A peer shut down gracefully.
+    PeerLeft(PeerId),
+    /// A peer fell silent for longer than the liveness timeout.
+    PeerUnreachable(PeerId),
+    /// A message arrived whose sender's type for the topic has another schema: it was not
+    /// delivered. The two peers were built from different definitions of the topic.
+    SchemaMismatch {
+        /// The topic.
+        topic: &'static str,
+        /// The sender.
+        from: PeerId,
+        /// Our fingerprint.
+        local: u64,
+        /// The sender's.
+        remote: u64,
+    },
+}
+
+/// A publish frame's payload on its way to one subscription actor.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct RawMessage {
+    pub(crate) from: PeerId,
+    pub(crate) fingerprint: u64,
+    pub(crate) payload: Bytes,
+    pub(crate) received_at: Instant,
+}
+
+/// The outbox has frames: send them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Flush;
+
+/// The set of locally subscribed topics changed: beacon it now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct TopicsChanged;
+
+/// Say goodbye, send what is queued, and stop.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
+/// Stop a subscription.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unsubscribe;
+
+/// A pong arrived for a peer actor's ping.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PongReceived {
+    pub(crate) ping_sent_at_us: u64,
+    pub(crate) ping_received_at_us: u64,
+    pub(crate) sent_at_us: u64,
+    pub(crate) received_at: Instant,
+}
+
+/// A peer's address changed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PeerMoved(pub(crate) SocketAddr);

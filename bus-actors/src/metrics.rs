@@ -1,0 +1,183 @@
+//! Counters: what came in, what went out, and what was dropped and why.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bus_core::wire::FrameType;
+
+/// Why an incoming datagram or frame was dropped.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Truncated, or a handshake message of the wrong size.
+    Truncated,
+    /// The first byte names no packet type.
+    UnknownPacketType,
+    /// A frame type this version does not know.
+    UnknownFrameType,
+    /// A reserved byte or undefined flag was set.
+    ReservedBits,
+    /// Any other malformed field.
+    Malformed,
+    /// A cipher suite outside this peer's policy.
+    BadSuite,
+    /// A packet type this peer does not accept in its current mode.
+    UnsupportedPacket,
+    /// A frame this version parses but does not act on yet.
+    UnsupportedFrame,
+    /// A beacon whose peer id is not the packet's sender.
+    SpoofedSender,
+    /// A beacon of another protocol version.
+    WrongVersion,
+    /// A datagram that could not be sent.
+    SendFailed,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 11] = [
+        DropReason::Truncated,
+        DropReason::UnknownPacketType,
+        DropReason::UnknownFrameType,
+        DropReason::ReservedBits,
+        DropReason::Malformed,
+        DropReason::BadSuite,
+        DropReason::UnsupportedPacket,
+        DropReason::UnsupportedFrame,
+        DropReason::SpoofedSender,
+        DropReason::WrongVersion,
+        DropReason::SendFailed,
+    ];
+
+    /// A short, stable name for dashboards.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::UnknownPacketType => "unknown_packet_type",
+            DropReason::UnknownFrameType => "unknown_frame_type",
+            DropReason::ReservedBits => "reserved_bits",
+            DropReason::Malformed => "malformed",
+            DropReason::BadSuite => "bad_suite",
+            DropReason::UnsupportedPacket => "unsupported_packet",
+            DropReason::UnsupportedFrame => "unsupported_frame",
+            DropReason::SpoofedSender => "spoofed_sender",
+            DropReason::WrongVersion => "wrong_version",
+            DropReason::SendFailed => "send_failed",
+        }
+    }
+
+    pub(crate) fn of_decode_error(e: &bus_core::wire::DecodeError) -> DropReason {
+        match e.reason() {
+            "truncated" => DropReason::Truncated,
+            "unknown_packet_type" => DropReason::UnknownPacketType,
+            "unknown_frame_type" => DropReason::UnknownFrameType,
+            "reserved_bits" => DropReason::ReservedBits,
+            _ => DropReason::Malformed,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    frames_in: [AtomicU64; FrameType::ALL.len()],
+    frames_out: [AtomicU64; FrameType::ALL.len()],
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub(crate) fn datagram_in(&self, len: usize) {
+        bump(&self.datagrams_in, 1);
+        bump(&self.bytes_in, len as u64);
+    }
+
+    pub(crate) fn datagrams_out(&self, count: usize, bytes: usize) {
+        bump(&self.datagrams_out, count as u64);
+        bump(&self.bytes_out, bytes as u64);
+    }
+
+    pub(crate) fn frame_in(&self, frame_type: FrameType) {
+        bump(&self.frames_in[frame_type as usize], 1);
+    }
+
+    pub(crate) fn frame_out(&self, frame_type: FrameType) {
+        bump(&self.frames_out[frame_type as usize], 1);
+    }
+
+    pub(crate) fn dropped(&self, reason: DropReason) {
+        bump(&self.drops[reason as usize], 1);
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let by_kind = |counters: &[AtomicU64]| {
+            FrameType::ALL
+                .iter()
+                .zip(counters)
+                .filter(|(_, c)| read(c) > 0)
+                .map(|(t, c)| (t.name(), read(c)))
+                .collect()
+        };
+        MetricsSnapshot {
+            datagrams_in: read(&self.datagrams_in),
+            datagrams_out: read(&self.datagrams_out),
+            bytes_in: read(&self.bytes_in),
+            bytes_out: read(&self.bytes_out),
+            frames_in: by_kind(&self.frames_in),
+            frames_out: by_kind(&self.frames_out),
+            drops: DropReason::ALL
+                .iter()
+                .zip(&self.drops)
+                .filter(|(_, c)| read(c) > 0)
+                .map(|(r, c)| (r.name(), read(c)))
+                .collect(),
+        }
+    }
+}
+
+/// A copy of the bus's counters at one moment.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes received, headers included.
+    pub bytes_in: u64,
+    /// Bytes sent, headers included.
+    pub bytes_out: u64,
+    /// Frames received, by kind (kinds never seen are absent).
+    pub frames_in: BTreeMap<&'static str, u64>,
+    /// Frames sent, by kind.
+    pub frames_out: BTreeMap<&'static str, u64>,
+    /// Datagrams or frames dropped, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl MetricsSnapshot {
+    /// Frames of one kind received.
+    pub fn frames_in(&self, kind: FrameType) -> u64 {
+        self.frames_in.get(kind.name()).copied().unwrap_or(0)
+    }
+
+    /// Frames of one kind sent.
+    pub fn frames_out(&self, kind: FrameType) -> u64 {
+        self.frames_out.get(kind.name()).copied().unwrap_or(0)
+    }
+
+    /// Drops for one reason.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.name()).copied().unwrap_or(0)
+    }
+
+    /// Drops for every reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}

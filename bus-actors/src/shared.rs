@@ -1,0 +1,191 @@
+//! State shared by the facade and the actors of one bus.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+
+use actix::{Addr, Recipient};
+use bus_core::wire::{Frame, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
+use bus_core::{FrameBatcher, PeerId, TopicId};
+use dashmap::DashMap;
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::messages::{BusEvent, Flush, PeerSnapshot, RawMessage};
+use crate::metrics::Metrics;
+use crate::socket::SocketActor;
+use crate::transport::Target;
+
+/// Where a topic's messages go on the network.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum Route {
+    /// Exactly one remote subscriber: unicast to it.
+    Unicast(SocketAddr),
+    /// Several: multicast once.
+    Group,
+}
+
+#[derive(Debug)]
+pub(crate) struct LocalSubscription {
+    pub(crate) id: u64,
+    pub(crate) raw: Recipient<RawMessage>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pub(crate) batcher: FrameBatcher<Target>,
+    flush_requested: bool,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind, still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) local_id: PeerId,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
+    pub(crate) metrics: Metrics,
+    /// Local subscriptions by topic.
+    pub(crate) registry: DashMap<TopicId, Vec<LocalSubscription>>,
+    /// Remote subscribers by topic; absent means nobody remote subscribes.
+    pub(crate) routes: RwLock<HashMap<TopicId, Route>>,
+    pub(crate) peers: DashMap<PeerId, PeerSnapshot>,
+    pub(crate) outbox: Mutex<Outbox>,
+    pub(crate) outbox_space: Notify,
+    pub(crate) event_subscribers: Mutex<Vec<Recipient<BusEvent>>>,
+    pub(crate) next_subscription_id: AtomicU64,
+    pub(crate) packet_counter: AtomicU64,
+    pub(crate) socket: OnceLock<Addr<SocketActor>>,
+    pub(crate) shut_down: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, local_id: PeerId, local_addr: SocketAddr) -> Shared {
+        // Invariant: a plain packet has a header length; validate() keeps max_datagram >= 64.
+        let header = PacketType::Plain.header_len().unwrap_or(32);
+        let max_body = config.max_datagram.saturating_sub(header);
+        Shared {
+            local_id,
+            local_addr,
+            clock: Clock::new(),
+            metrics: Metrics::default(),
+            registry: DashMap::new(),
+            routes: RwLock::new(HashMap::new()),
+            peers: DashMap::new(),
+            outbox: Mutex::new(Outbox {
+                batcher: FrameBatcher::new(max_body),
+                flush_requested: false,
+            }),
+            outbox_space: Notify::new(),
+            event_subscribers: Mutex::new(Vec::new()),
+            next_subscription_id: AtomicU64::new(1),
+            packet_counter: AtomicU64::new(0),
+            socket: OnceLock::new(),
+            shut_down: AtomicBool::new(false),
+            config,
+        }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn route(&self, topic: TopicId) -> Option<Route> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&topic)
+            .copied()
+    }
+
+    /// Queues a frame and makes sure a flush is coming.
+    pub(crate) fn enqueue(&self, target: Target, frame: &Frame<'_>) -> Result<(), Error> {
+        let mut outbox = lock(&self.outbox);
+        outbox.batcher.push(&target, frame)?;
+        self.metrics.frame_out(frame.frame_type());
+        self.request_flush(outbox);
+        Ok(())
+    }
+
+    /// Queues a frame once the outbox has room (at most `outbox_limit` bytes queued).
+    pub(crate) async fn enqueue_when_room(
+        &self,
+        target: Target,
+        frame: &Frame<'_>,
+    ) -> Result<(), Error> {
+        loop {
+            let space = self.outbox_space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            {
+                let mut outbox = lock(&self.outbox);
+                if outbox.batcher.queued_bytes() < self.config.outbox_limit {
+                    outbox.batcher.push(&target, frame)?;
+                    self.metrics.frame_out(frame.frame_type());
+                    self.request_flush(outbox);
+                    return Ok(());
+                }
+                // Make sure someone is draining before we wait.
+                self.request_flush(outbox);
+            }
+            space.await;
+        }
+    }
+
+    fn request_flush(&self, mut outbox: MutexGuard<'_, Outbox>) {
+        if !outbox.flush_requested {
+            outbox.flush_requested = true;
+            drop(outbox);
+            if let Some(socket) = self.socket.get() {
+                socket.do_send(Flush);
+            }
+        }
+    }
+
+    /// Takes every queued body, wrapped into packets, or marks the outbox idle if there is none.
+    pub(crate) fn drain_outbox(&self) -> Vec<(Target, Vec<u8>)> {
+        let mut outbox = lock(&self.outbox);
+        let mut batch = Vec::new();
+        while let Some((target, body)) = outbox.batcher.poll_body() {
+            batch.push((target, self.seal(&body)));
+        }
+        if batch.is_empty() {
+            outbox.flush_requested = false;
+        }
+        drop(outbox);
+        self.outbox_space.notify_waiters();
+        batch
+    }
+
+    /// Wraps a body of frames into a packet. Insecure mode only, for now: a plain header.
+    fn seal(&self, body: &[u8]) -> Vec<u8> {
+        let header = HeaderRepr {
+            suite: 0,
+            flags: HeaderFlags::empty(),
+            session_index: 0,
+            counter: self.packet_counter.fetch_add(1, Ordering::Relaxed),
+            extension: HeaderExtension::Plain {
+                sender: self.local_id,
+            },
+        };
+        let mut packet = Vec::with_capacity(header.buffer_len() + body.len());
+        header.emit(&mut packet);
+        packet.extend_from_slice(body);
+        packet
+    }
+
+    pub(crate) fn emit_event(&self, event: &BusEvent) {
+        let mut subscribers = lock(&self.event_subscribers);
+        subscribers.retain(|r| r.connected());
+        for r in subscribers.iter() {
+            r.do_send(event.clone());
+        }
+    }
+}

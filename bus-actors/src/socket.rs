@@ -1,0 +1,411 @@
+//! The socket actor: the only owner of the transport. It decodes what arrives, feeds beacons to
+//! the membership table, hands publish payloads to subscription actors, answers pings, and sends
+//! what the outbox holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::{Arc, PoisonError};
+
+use actix::prelude::*;
+use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
+use bus_core::wire::{Beacon, Frame, Frames, Header, PROTOCOL_VERSION, PacketType};
+use bus_core::{PeerId, TopicId};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::messages::{
+    BusEvent, Flush, PeerMoved, PeerSnapshot, PongReceived, RawMessage, Shutdown, TopicsChanged,
+};
+use crate::metrics::DropReason;
+use crate::peer::PeerActor;
+use crate::shared::{Route, Shared};
+use crate::transport::{Datagram, Target, Transport};
+
+pub(crate) struct SocketActor {
+    shared: Arc<Shared>,
+    transport: Rc<dyn Transport>,
+    incoming: Option<futures_util::stream::LocalBoxStream<'static, Datagram>>,
+    table: PeerTable,
+    peers: BTreeMap<PeerId, Addr<PeerActor>>,
+    rng: ChaCha8Rng,
+    flushing: bool,
+    liveness_timer: Option<SpawnHandle>,
+}
+
+impl SocketActor {
+    pub(crate) fn new(shared: Arc<Shared>, mut transport: Box<dyn Transport>, seed: u64) -> Self {
+        let incoming = Some(transport.incoming());
+        SocketActor {
+            table: PeerTable::new(shared.local_id, shared.config.liveness_factor),
+            shared,
+            transport: Rc::from(transport),
+            incoming,
+            peers: BTreeMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            flushing: false,
+            liveness_timer: None,
+        }
+    }
+
+    fn beacon(&self, leaving: bool) -> Vec<u8> {
+        let mut topics: Vec<TopicId> = self
+            .shared
+            .registry
+            .iter()
+            .filter(|e| !e.value().is_empty())
+            .map(|e| *e.key())
+            .collect();
+        topics.sort_unstable();
+        let config = &self.shared.config;
+        let frame = Frame::Beacon(Beacon {
+            peer_id: self.shared.local_id,
+            version: PROTOCOL_VERSION,
+            leaving,
+            unicast_port: self.shared.local_addr.port(),
+            interval_ms: u32::try_from(config.beacon_interval.as_millis()).unwrap_or(u32::MAX),
+            topics,
+            metadata: config
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        });
+        let mut bytes = Vec::new();
+        frame.emit(&mut bytes);
+        bytes
+    }
+
+    /// Sends our beacon to the group and every seed (or to one peer, to introduce ourselves).
+    fn send_beacon(&self, targets: &[Target], leaving: bool) {
+        let beacon = self.beacon(leaving);
+        for target in targets {
+            let mut outbox = crate::shared::lock(&self.shared.outbox);
+            if let Err(e) = outbox.batcher.push_encoded(target, &beacon) {
+                tracing::error!("beacon does not fit in a datagram: {e}");
+                return;
+            }
+            self.shared
+                .metrics
+                .frame_out(bus_core::wire::FrameType::Beacon);
+        }
+        // The actor itself flushes; no need to go through the mailbox.
+    }
+
+    fn beacon_targets(&self) -> Vec<Target> {
+        std::iter::once(Target::Group)
+            .chain(self.shared.config.seeds.iter().map(|s| Target::Unicast(*s)))
+            .collect()
+    }
+
+    fn schedule_beacon(&mut self, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now();
+        let at = next_beacon_at(now, self.shared.config.beacon_interval, &mut self.rng);
+        ctx.run_later(self.shared.clock.until(at), |act, ctx| {
+            let targets = act.beacon_targets();
+            act.send_beacon(&targets, false);
+            act.flush(ctx);
+            act.schedule_beacon(ctx);
+        });
+    }
+
+    fn rearm_liveness(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.liveness_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(at) = self.table.poll_timeout() {
+            let delay = self.shared.clock.until(at);
+            self.liveness_timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.liveness_timer = None;
+                let now = act.shared.clock.now();
+                act.table.handle_timeout(now);
+                act.process_membership(ctx);
+            }));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        self.flushing = true;
+        let shared = self.shared.clone();
+        let transport = self.transport.clone();
+        let work = async move {
+            loop {
+                let batch = shared.drain_outbox();
+                if batch.is_empty() {
+                    break;
+                }
+                let report = transport.send_batch(batch).await;
+                for _ in 0..report.failed {
+                    shared.metrics.dropped(DropReason::SendFailed);
+                }
+                shared.metrics.datagrams_out(report.sent, report.bytes);
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(|(), act, _| act.flushing = false));
+    }
+
+    fn snapshot(&self, info: &PeerInfo) -> PeerSnapshot {
+        let previous = self.shared.peers.get(&info.id);
+        PeerSnapshot {
+            id: info.id,
+            addr: info.addr,
+            topics: info.topics.clone(),
+            metadata: info.metadata.clone(),
+            rtt: previous.as_ref().and_then(|p| p.rtt),
+            clock_offset_us: previous.as_ref().and_then(|p| p.clock_offset_us),
+            last_seen: info.last_seen,
+        }
+    }
+
+    fn process_membership(&mut self, ctx: &mut Context<Self>) {
+        let mut changed = false;
+        while let Some(event) = self.table.poll_event() {
+            changed = true;
+            let bus_event = match event {
+                MembershipEvent::Joined(info) => {
+                    let snapshot = self.snapshot(&info);
+                    self.shared.peers.insert(info.id, snapshot.clone());
+                    let actor = PeerActor::new(self.shared.clone(), info.id, info.addr).start();
+                    self.peers.insert(info.id, actor);
+                    // Introduce ourselves at once rather than at our next beacon.
+                    self.send_beacon(&[Target::Unicast(info.addr)], false);
+                    BusEvent::PeerJoined(snapshot)
+                }
+                MembershipEvent::Updated(info) => {
+                    let snapshot = self.snapshot(&info);
+                    self.shared.peers.insert(info.id, snapshot.clone());
+                    if let Some(actor) = self.peers.get(&info.id) {
+                        actor.do_send(PeerMoved(info.addr));
+                    }
+                    BusEvent::PeerUpdated(snapshot)
+                }
+                MembershipEvent::Left(id) => {
+                    self.forget(id);
+                    BusEvent::PeerLeft(id)
+                }
+                MembershipEvent::Unreachable(id) => {
+                    self.forget(id);
+                    BusEvent::PeerUnreachable(id)
+                }
+            };
+            self.shared.emit_event(&bus_event);
+        }
+        if changed {
+            self.update_routes();
+            self.flush(ctx);
+        }
+        self.rearm_liveness(ctx);
+    }
+
+    fn forget(&mut self, id: PeerId) {
+        self.shared.peers.remove(&id);
+        if let Some(actor) = self.peers.remove(&id) {
+            // Dropping the last address stops the actor once its mailbox drains.
+            drop(actor);
+        }
+    }
+
+    fn update_routes(&self) {
+        let mut subscribers: HashMap<TopicId, Vec<&PeerInfo>> = HashMap::new();
+        for peer in self.table.peers() {
+            for topic in &peer.topics {
+                subscribers.entry(*topic).or_default().push(peer);
+            }
+        }
+        let routes = subscribers
+            .into_iter()
+            .map(|(topic, peers)| {
+                let route = match peers.as_slice() {
+                    [only] => Route::Unicast(only.addr),
+                    _ => Route::Group,
+                };
+                (topic, route)
+            })
+            .collect();
+        *self
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = routes;
+    }
+
+    fn handle_datagram(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
+        let metrics = &self.shared.metrics;
+        metrics.datagram_in(datagram.bytes.len());
+        let header = match Header::new_checked(&datagram.bytes[..]) {
+            Ok(header) => header,
+            Err(e) => return metrics.dropped(DropReason::of_decode_error(&e)),
+        };
+        if header.packet_type() != PacketType::Plain {
+            return metrics.dropped(DropReason::UnsupportedPacket);
+        }
+        if header.suite() != 0 {
+            return metrics.dropped(DropReason::BadSuite);
+        }
+        let Some(sender) = header.sender() else {
+            return metrics.dropped(DropReason::Malformed);
+        };
+        if sender == self.shared.local_id {
+            // Our own multicast, looped back.
+            return;
+        }
+        // Validate every frame before acting on any: a datagram is taken whole or not at all.
+        let body = header.payload();
+        if let Some(Err(e)) = Frames::new(body).find(Result::is_err) {
+            return metrics.dropped(DropReason::of_decode_error(&e));
+        }
+        let now = self.shared.clock.now();
+        let mut membership_changed = false;
+        for frame in Frames::new(body).flatten() {
+            metrics.frame_in(frame.frame_type());
+            match frame {
+                Frame::Padding { .. } => {}
+                Frame::Beacon(beacon) => {
+                    if beacon.peer_id != sender {
+                        metrics.dropped(DropReason::SpoofedSender);
+                        continue;
+                    }
+                    match self.table.handle_beacon(now, datagram.from, &beacon) {
+                        Ok(()) => membership_changed = true,
+                        Err(BeaconIgnored::OwnBeacon) => {}
+                        Err(BeaconIgnored::WrongVersion(_)) => {
+                            metrics.dropped(DropReason::WrongVersion);
+                        }
+                    }
+                }
+                Frame::Publish {
+                    topic,
+                    fingerprint,
+                    payload,
+                } => {
+                    if let Some(subscriptions) = self.shared.registry.get(&topic) {
+                        let payload = datagram.bytes.slice_ref(payload);
+                        for sub in subscriptions.iter() {
+                            sub.raw.do_send(RawMessage {
+                                from: sender,
+                                fingerprint,
+                                payload: payload.clone(),
+                                received_at: now,
+                            });
+                        }
+                    }
+                }
+                Frame::Ping {
+                    ping_id,
+                    sent_at_us,
+                } => {
+                    let pong = Frame::Pong {
+                        ping_id,
+                        ping_sent_at_us: sent_at_us,
+                        ping_received_at_us: now.as_micros(),
+                        sent_at_us: self.shared.clock.now().as_micros(),
+                    };
+                    let reply_to = self
+                        .table
+                        .get(&sender)
+                        .map_or(datagram.from, |info| info.addr);
+                    if self
+                        .shared
+                        .enqueue(Target::Unicast(reply_to), &pong)
+                        .is_err()
+                    {
+                        metrics.dropped(DropReason::SendFailed);
+                    }
+                }
+                Frame::Pong {
+                    ping_sent_at_us,
+                    ping_received_at_us,
+                    sent_at_us,
+                    ..
+                } => {
+                    if let Some(actor) = self.peers.get(&sender) {
+                        actor.do_send(PongReceived {
+                            ping_sent_at_us,
+                            ping_received_at_us,
+                            sent_at_us,
+                            received_at: now,
+                        });
+                    }
+                }
+                _ => metrics.dropped(DropReason::UnsupportedFrame),
+            }
+        }
+        if membership_changed {
+            self.process_membership(ctx);
+        }
+    }
+}
+
+impl Actor for SocketActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(incoming) = self.incoming.take() {
+            ctx.add_stream(incoming);
+        }
+        let targets = self.beacon_targets();
+        self.send_beacon(&targets, false);
+        self.flush(ctx);
+        self.schedule_beacon(ctx);
+    }
+}
+
+impl StreamHandler<Datagram> for SocketActor {
+    fn handle(&mut self, datagram: Datagram, ctx: &mut Self::Context) {
+        self.handle_datagram(&datagram, ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // The transport closed its receive side; keep sending until shut down.
+    }
+}
+
+impl Handler<Flush> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        self.flush(ctx);
+    }
+}
+
+impl Handler<TopicsChanged> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, _: TopicsChanged, ctx: &mut Self::Context) {
+        let targets = self.beacon_targets();
+        self.send_beacon(&targets, false);
+        let known: Vec<Target> = self
+            .table
+            .peers()
+            .map(|p| Target::Unicast(p.addr))
+            .collect();
+        // Peers that know us learn the new topics without waiting for the multicast to loop.
+        self.send_beacon(&known, false);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Shutdown> for SocketActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        let targets = self.beacon_targets();
+        self.send_beacon(&targets, true);
+        self.peers.clear();
+        let shared = self.shared.clone();
+        let transport = self.transport.clone();
+        Box::pin(
+            async move {
+                loop {
+                    let batch = shared.drain_outbox();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let report = transport.send_batch(batch).await;
+                    shared.metrics.datagrams_out(report.sent, report.bytes);
+                }
+            }
+            .into_actor(self)
+            .map(|(), _act, ctx| ctx.stop()),
+        )
+    }
+}

@@ -1,0 +1,59 @@
+//! The seam under the socket actor: real UDP sockets, or the simulated network in tests.
+
+#[cfg(feature = "sim")]
+mod sim;
+mod udp;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::LocalBoxStream;
+
+#[cfg(feature = "sim")]
+pub use sim::{SimHub, SimTransport};
+pub(crate) use udp::UdpTransport;
+
+/// Where a datagram goes.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum Target {
+    /// The multicast group: every peer.
+    Group,
+    /// One peer's unicast socket.
+    Unicast(SocketAddr),
+}
+
+/// A datagram that arrived.
+#[derive(Clone, Debug)]
+pub struct Datagram {
+    /// Its source address.
+    pub from: SocketAddr,
+    /// Its bytes.
+    pub bytes: Bytes,
+}
+
+/// What a batch of sends achieved.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct SendReport {
+    /// Datagrams handed to the network.
+    pub sent: usize,
+    /// Their bytes.
+    pub bytes: usize,
+    /// Datagrams that could not be sent.
+    pub failed: usize,
+}
+
+/// Moves datagrams between the socket actor and a network.
+///
+/// Implemented by the UDP sockets the bus opens by default and, with the `sim` feature, by
+/// [`SimTransport`]. Everything runs on the socket actor's thread, so nothing here needs `Send`.
+pub trait Transport: 'static {
+    /// The address peers reach this one's unicast socket at (advertised in beacons).
+    fn local_addr(&self) -> SocketAddr;
+
+    /// Every datagram that arrives, from now on. Called once, when the socket actor starts.
+    fn incoming(&mut self) -> LocalBoxStream<'static, Datagram>;
+
+    /// Sends a batch of datagrams, in order.
+    fn send_batch(&self, batch: Vec<(Target, Vec<u8>)>) -> LocalBoxFuture<'static, SendReport>;
+}

@@ -1,0 +1,298 @@
+//! Discovery and membership: who is out there, what they subscribe to, and whether they are alive.
+//!
+//! [`PeerTable`] is fed every beacon that arrives and the passing of time; it reports
+//! [`MembershipEvent`]s (joined, updated, left, unreachable) for the caller to act on, and
+//! answers "who subscribes to this topic". A peer is unreachable when no beacon has come from it
+//! for `liveness_factor` times the interval it advertises.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use rand::Rng;
+
+use crate::time::{Duration, Instant};
+use crate::wire::{Beacon, PROTOCOL_VERSION};
+use crate::{PeerId, TopicId};
+
+/// What the table knows of a remote peer.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: PeerId,
+    /// Where its unicast socket is.
+    pub addr: SocketAddr,
+    /// The topics it subscribes to, sorted.
+    pub topics: Vec<TopicId>,
+    /// Its application-defined metadata.
+    pub metadata: Vec<(String, String)>,
+    /// How often it beacons.
+    pub interval: Duration,
+    /// When its last beacon arrived.
+    pub last_seen: Instant,
+}
+
+impl PeerInfo {
+    /// Whether it subscribes to `topic`.
+    pub fn subscribes_to(&self, topic: TopicId) -> bool {
+        self.topics.binary_search(&topic).is_ok()
+    }
+}
+
+/// A change in membership.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum MembershipEvent {
+    /// A peer was heard from for the first time (or again after it left).
+    Joined(PeerInfo),
+    /// A known peer changed its address, topics or metadata.
+    Updated(PeerInfo),
+    /// A peer said goodbye.
+    Left(PeerId),
+    /// A peer fell silent for longer than its liveness timeout.
+    Unreachable(PeerId),
+}
+
+/// Why a beacon was ignored.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum BeaconIgnored {
+    /// It came from this peer itself (multicast loops back).
+    OwnBeacon,
+    /// It speaks another protocol version.
+    WrongVersion(u8),
+}
+
+/// The membership state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct PeerTable {
+    local_id: PeerId,
+    liveness_factor: u32,
+    peers: BTreeMap<PeerId, PeerInfo>,
+    events: VecDeque<MembershipEvent>,
+}
+
+impl PeerTable {
+    /// An empty table for the peer `local_id`; peers silent for `liveness_factor` beacon intervals
+    /// are declared unreachable.
+    pub fn new(local_id: PeerId, liveness_factor: u32) -> PeerTable {
+        PeerTable {
+            local_id,
+            liveness_factor: liveness_factor.max(1),
+            peers: BTreeMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A beacon arrived from `source`. The event it causes, if any, is queued for
+    /// [`PeerTable::poll_event`].
+    ///
+    /// # Errors
+    /// [`BeaconIgnored`] if the beacon is this peer's own or of another protocol version.
+    pub fn handle_beacon(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        beacon: &Beacon<'_>,
+    ) -> Result<(), BeaconIgnored> {
+        if beacon.peer_id == self.local_id {
+            return Err(BeaconIgnored::OwnBeacon);
+        }
+        if beacon.version != PROTOCOL_VERSION {
+            return Err(BeaconIgnored::WrongVersion(beacon.version));
+        }
+        if beacon.leaving {
+            self.remove(beacon.peer_id, MembershipEvent::Left);
+            return Ok(());
+        }
+        let mut topics = beacon.topics.clone();
+        topics.sort_unstable();
+        topics.dedup();
+        let info = PeerInfo {
+            id: beacon.peer_id,
+            addr: SocketAddr::new(source.ip(), beacon.unicast_port),
+            topics,
+            metadata: beacon
+                .metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            interval: Duration::from_millis(u64::from(beacon.interval_ms.max(1))),
+            last_seen: now,
+        };
+        let event = match self.peers.get_mut(&beacon.peer_id) {
+            None => Some(MembershipEvent::Joined(info.clone())),
+            Some(known) => {
+                let changed = known.addr != info.addr
+                    || known.topics != info.topics
+                    || known.metadata != info.metadata
+                    || known.interval != info.interval;
+                known.last_seen = now;
+                changed.then(|| MembershipEvent::Updated(info.clone()))
+            }
+        };
+        self.peers.insert(beacon.peer_id, info);
+        self.events.extend(event);
+        Ok(())
+    }
+
+    /// Declares unreachable every peer whose liveness deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| self.deadline(p) <= now)
+            .map(|p| p.id)
+            .collect();
+        for id in expired {
+            self.remove(id, MembershipEvent::Unreachable);
+        }
+    }
+
+    /// When the next peer's liveness deadline passes, if any peer is known.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().map(|p| self.deadline(p)).min()
+    }
+
+    /// The next membership event, oldest first. Changed by `handle_beacon` and `handle_timeout`.
+    pub fn poll_event(&mut self) -> Option<MembershipEvent> {
+        self.events.pop_front()
+    }
+
+    /// The known peers, by id.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerInfo> {
+        self.peers.values()
+    }
+
+    /// A known peer.
+    pub fn get(&self, id: &PeerId) -> Option<&PeerInfo> {
+        self.peers.get(id)
+    }
+
+    /// The known peers that subscribe to `topic`, by id.
+    pub fn subscribers(&self, topic: TopicId) -> impl Iterator<Item = &PeerInfo> {
+        self.peers.values().filter(move |p| p.subscribes_to(topic))
+    }
+
+    /// The instant at which `peer` is declared unreachable if nothing more is heard from it.
+    pub fn deadline(&self, peer: &PeerInfo) -> Instant {
+        peer.last_seen + peer.interval * self.liveness_factor
+    }
+
+    fn remove(&mut self, id: PeerId, event: fn(PeerId) -> MembershipEvent) {
+        if self.peers.remove(&id).is_some() {
+            self.events.push_back(event(id));
+        }
+    }
+}
+
+/// When to send the next beacon: `interval` from `now`, give or take 10%, so that peers started
+/// together do not beacon in lockstep.
+pub fn next_beacon_at<R: Rng + ?Sized>(now: Instant, interval: Duration, rng: &mut R) -> Instant {
+    let micros = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+    let spread = micros / 10;
+    let jittered = micros - spread + rng.random_range(0..=spread.saturating_mul(2));
+    now + Duration::from_micros(jittered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn beacon(id: u8, topics: Vec<TopicId>) -> Beacon<'static> {
+        Beacon {
+            peer_id: PeerId([id; 16]),
+            version: PROTOCOL_VERSION,
+            leaving: false,
+            unicast_port: 4000 + u16::from(id),
+            interval_ms: 100,
+            topics,
+            metadata: vec![("role", "test")],
+        }
+    }
+
+    fn source() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    #[test]
+    fn join_update_leave() {
+        let mut table = PeerTable::new(PeerId([0; 16]), 3);
+        let t0 = Instant::from_millis(1);
+        let b = beacon(1, vec![TopicId(2), TopicId(1)]);
+        table.handle_beacon(t0, source(), &b).unwrap();
+        assert!(matches!(
+            table.poll_event(),
+            Some(MembershipEvent::Joined(_))
+        ));
+        // The same beacon again: no event, but liveness is refreshed.
+        table.handle_beacon(t0, source(), &b).unwrap();
+        assert_eq!(table.poll_event(), None);
+        let info = table.get(&PeerId([1; 16])).unwrap();
+        assert_eq!(info.addr, "127.0.0.1:4001".parse().unwrap());
+        assert_eq!(info.topics, [TopicId(1), TopicId(2)]);
+        assert_eq!(table.subscribers(TopicId(2)).count(), 1);
+        assert_eq!(table.subscribers(TopicId(3)).count(), 0);
+
+        let b2 = beacon(1, vec![TopicId(3)]);
+        table.handle_beacon(t0, source(), &b2).unwrap();
+        assert!(matches!(
+            table.poll_event(),
+            Some(MembershipEvent::Updated(_))
+        ));
+        let bye = Beacon {
+            leaving: true,
+            ..b2
+        };
+        table.handle_beacon(t0, source(), &bye).unwrap();
+        assert_eq!(
+            table.poll_event(),
+            Some(MembershipEvent::Left(PeerId([1; 16])))
+        );
+        assert_eq!(table.peers().count(), 0);
+        assert_eq!(table.poll_event(), None);
+    }
+
+    #[test]
+    fn silence_makes_a_peer_unreachable_after_the_liveness_timeout() {
+        let mut table = PeerTable::new(PeerId([0; 16]), 3);
+        table
+            .handle_beacon(Instant::ZERO, source(), &beacon(1, vec![]))
+            .unwrap();
+        table.poll_event();
+        assert_eq!(table.poll_timeout(), Some(Instant::from_millis(300)));
+        table.handle_timeout(Instant::from_millis(299));
+        assert_eq!(table.poll_event(), None);
+        table.handle_timeout(Instant::from_millis(300));
+        assert_eq!(
+            table.poll_event(),
+            Some(MembershipEvent::Unreachable(PeerId([1; 16])))
+        );
+        assert_eq!(table.poll_timeout(), None);
+    }
+
+    #[test]
+    fn own_and_foreign_version_beacons_are_ignored() {
+        let mut table = PeerTable::new(PeerId([1; 16]), 3);
+        assert_eq!(
+            table.handle_beacon(Instant::ZERO, source(), &beacon(1, vec![])),
+            Err(BeaconIgnored::OwnBeacon)
+        );
+        let other = Beacon {
+            version: 9,
+            ..beacon(2, vec![])
+        };
+        assert_eq!(
+            table.handle_beacon(Instant::ZERO, source(), &other),
+            Err(BeaconIgnored::WrongVersion(9))
+        );
+    }
+
+    #[test]
+    fn beacon_jitter_stays_within_ten_percent() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let interval = Duration::from_millis(1000);
+        for _ in 0..1000 {
+            let at = next_beacon_at(Instant::ZERO, interval, &mut rng);
+            assert!((900_000..=1_100_000).contains(&at.as_micros()));
+        }
+    }
+}
