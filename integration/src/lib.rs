@@ -6,10 +6,13 @@
 // Test support: a panic is how a failed expectation reports itself.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod scenarios;
+
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use actix::prelude::*;
+use bus_actors::transport::SimHub;
 use bus_actors::{Bus, BusBuilder, BusEvent, Event, PeerId, Topic, TopicId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -64,10 +67,46 @@ pub async fn start(group: SocketAddr) -> Bus {
     builder(group).start().await.expect("bus start")
 }
 
+/// Builders for successive nodes of a simulated network: node 0, 1, 2... each seeded from
+/// `seed`, beaconing every [`BEACON_INTERVAL`].
+pub fn sim_builders(hub: &SimHub, seed: u64) -> impl FnMut() -> BusBuilder + use<> {
+    let hub = hub.clone();
+    let mut next = 0;
+    move || {
+        let node = next;
+        next += 1;
+        Bus::builder()
+            .insecure()
+            .beacon_interval(BEACON_INTERVAL)
+            .rng_seed(seed.wrapping_mul(1000).wrapping_add(node as u64))
+            .transport(hub.transport(node))
+    }
+}
+
+/// Runs `test` in an actix system on a current-thread runtime whose time is paused: timers
+/// advance instantly whenever every task is idle, so simulated seconds cost no wall time.
+pub fn run_in_virtual_time<F: std::future::Future>(test: impl FnOnce() -> F) -> F::Output {
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("tokio runtime")
+    });
+    system.block_on(test())
+}
+
 /// An actor that forwards everything it receives into a channel, so tests can await it.
 #[derive(Debug)]
 pub struct Forward<M> {
     tx: mpsc::UnboundedSender<M>,
+}
+
+impl<M> Forward<M> {
+    /// An actor that sends what it receives to `tx`.
+    pub fn new(tx: mpsc::UnboundedSender<M>) -> Forward<M> {
+        Forward { tx }
+    }
 }
 
 impl<M: 'static> Actor for Forward<M> {

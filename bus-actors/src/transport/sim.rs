@@ -104,6 +104,8 @@ impl SimHub {
                         tokio::time::Instant::now() + state.clock.until(at)
                     };
                     tokio::select! {
+                        // Deterministic: the same seed must give the same run.
+                        biased;
                         () = tokio::time::sleep_until(deadline) => {}
                         () = wake => continue,
                     }

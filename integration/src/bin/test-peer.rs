@@ -1,0 +1,134 @@
+//! A peer in a process of its own, for the multi-process integration tests.
+//!
+//! ```text
+//! test-peer --group 239.255.28.12:PORT --id N --idle
+//!     start, print "ready <peer id>", and run until killed or stdin closes
+//! test-peer --group 239.255.28.12:PORT --id N --publish COUNT --peers P [--timeout-secs S]
+//!     subscribe to test/counter, wait for P other subscribers, publish COUNT messages, and
+//!     wait to receive COUNT from each of them; print a summary; exit 0 if all arrived
+//! ```
+//!
+//! Loopback only, like every test: the bus binds to 127.0.0.1.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bus_actors::Topic;
+use integration::{Counter, await_subscribers, builder, events, subscribe};
+
+struct Args {
+    group: SocketAddr,
+    id: u32,
+    idle: bool,
+    publish: u64,
+    peers: usize,
+    timeout: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        group: "239.255.28.12:1783".parse().map_err(|e| format!("{e}"))?,
+        id: 0,
+        idle: false,
+        publish: 0,
+        peers: 0,
+        timeout: Duration::from_secs(30),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--group" => args.group = value()?.parse().map_err(|e| format!("--group: {e}"))?,
+            "--id" => args.id = value()?.parse().map_err(|e| format!("--id: {e}"))?,
+            "--idle" => args.idle = true,
+            "--publish" => {
+                args.publish = value()?.parse().map_err(|e| format!("--publish: {e}"))?
+            }
+            "--peers" => args.peers = value()?.parse().map_err(|e| format!("--peers: {e}"))?,
+            "--timeout-secs" => {
+                args.timeout = Duration::from_secs(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--timeout-secs: {e}"))?,
+                );
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if !args.group.ip().is_multicast() || !args.group.is_ipv4() {
+        return Err(format!(
+            "--group {} is not an IPv4 multicast address",
+            args.group
+        ));
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("test-peer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    actix::System::new().block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let bus = builder(args.group)
+        .metadata("test-peer", args.id.to_string())
+        .start()
+        .await
+        .expect("bus start");
+    if args.idle {
+        println!("ready {:?}", bus.local_id());
+        // Until stdin closes (the parent exits) or the process is killed.
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+        return ExitCode::SUCCESS;
+    }
+    let mut rx = subscribe::<Counter>(&bus).await;
+    let mut ev = events(&bus);
+    await_subscribers(&bus, &mut ev, Counter::ID, args.peers, args.timeout).await;
+    for seq in 0..args.publish {
+        bus.publish(Counter {
+            publisher: args.id,
+            seq,
+        })
+        .await
+        .expect("publish");
+    }
+    let expected = args.publish * args.peers as u64;
+    let mut from: BTreeMap<u32, u64> = BTreeMap::new();
+    let wait = async {
+        let mut others = 0;
+        while others < expected {
+            let Some(event) = rx.recv().await else { break };
+            *from.entry(event.message.publisher).or_default() += 1;
+            if event.message.publisher != args.id {
+                others += 1;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(args.timeout, wait).await;
+    let others: u64 = from
+        .iter()
+        .filter(|(p, _)| **p != args.id)
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "peer={} received_from_others={others} expected={expected} by_publisher={from:?}",
+        args.id
+    );
+    bus.shutdown().await.expect("shutdown");
+    if others == expected {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,202 @@
+//! Pub/sub scenarios written once and run twice: over real loopback sockets
+//! (`tests/pubsub_loopback.rs`) and over the simulated network in virtual time
+//! (`tests/pubsub_sim.rs`). Each takes a function that returns the builder for the next peer.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use bus_actors::{Bus, BusBuilder, BusEvent, Event, FrameType, Topic};
+
+use crate::{
+    BEACON_INTERVAL, Counter, Forward, Other, await_event, await_subscribers, events, receive,
+    subscribe,
+};
+
+async fn start(make: &mut impl FnMut() -> BusBuilder) -> Bus {
+    make().start().await.expect("bus start")
+}
+
+/// Three peers in one process, each subscribed, each publishing `n` messages: every subscriber
+/// receives all `3n`, and nothing is dropped. Returns the buses, still running.
+pub async fn three_peers_receive_every_message(
+    make: &mut impl FnMut() -> BusBuilder,
+    n: u64,
+) -> Vec<Bus> {
+    let buses = vec![start(make).await, start(make).await, start(make).await];
+    let mut rxs = Vec::new();
+    for bus in &buses {
+        rxs.push(subscribe::<Counter>(bus).await);
+    }
+    for bus in &buses {
+        let mut ev = events(bus);
+        await_subscribers(bus, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+    }
+    for (i, bus) in buses.iter().enumerate() {
+        for seq in 0..n {
+            let publisher = u32::try_from(i).expect("three publishers");
+            bus.publish(Counter { publisher, seq })
+                .await
+                .expect("publish");
+        }
+    }
+    for (i, rx) in rxs.iter_mut().enumerate() {
+        let got = receive(
+            rx,
+            3 * usize::try_from(n).expect("fits"),
+            Duration::from_secs(20),
+        )
+        .await;
+        let mut per_publisher = [0u64; 3];
+        for event in &got {
+            per_publisher[event.message.publisher as usize] += 1;
+        }
+        assert_eq!(per_publisher, [n; 3], "subscriber {i}");
+    }
+    for bus in &buses {
+        assert_eq!(bus.metrics().total_drops(), 0, "{:?}", bus.metrics());
+    }
+    buses
+}
+
+/// Two peers know each other; a third starts and, within two beacon intervals, both see it
+/// join and it sees both.
+pub async fn late_joiner_is_discovered_within_two_beacon_intervals(
+    make: &mut impl FnMut() -> BusBuilder,
+) {
+    let a = start(make).await;
+    let b = start(make).await;
+    let mut a_events = events(&a);
+    let mut b_events = events(&b);
+    await_event(
+        &mut a_events,
+        Duration::from_secs(5),
+        "a sees b",
+        |e| matches!(e, BusEvent::PeerJoined(p) if p.id == b.local_id()),
+    )
+    .await;
+
+    let started = tokio::time::Instant::now();
+    let c = start(make).await;
+    let mut c_events = events(&c);
+    let within = BEACON_INTERVAL * 2;
+    for (events, who) in [(&mut a_events, "a"), (&mut b_events, "b")] {
+        await_event(
+            events,
+            within,
+            &format!("{who} sees c join"),
+            |e| matches!(e, BusEvent::PeerJoined(p) if p.id == c.local_id()),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = await_event(&mut c_events, within, "c sees a and b", |e| {
+            matches!(e, BusEvent::PeerJoined(_))
+        })
+        .await;
+        if let BusEvent::PeerJoined(p) = event {
+            seen.push(p.id);
+        }
+    }
+    seen.sort();
+    let mut expected = vec![a.local_id(), b.local_id()];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(started.elapsed() <= within, "took {:?}", started.elapsed());
+}
+
+/// A peer subscribed only to another topic receives the multicast of a topic it does not
+/// subscribe to, and delivers none of it.
+pub async fn a_peer_that_does_not_subscribe_never_delivers(make: &mut impl FnMut() -> BusBuilder) {
+    let publisher = start(make).await;
+    let subscribers = [start(make).await, start(make).await];
+    let bystander = start(make).await;
+    let mut counters = Vec::new();
+    for bus in &subscribers {
+        counters.push(subscribe::<Counter>(bus).await);
+    }
+    let (tx, mut other) = tokio::sync::mpsc::unbounded_channel();
+    let other_subscription = bystander
+        .subscribe::<Other>(Forward::new(tx).start().recipient())
+        .await
+        .expect("subscribe");
+    let mut ev = events(&publisher);
+    await_subscribers(&publisher, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+    await_subscribers(&publisher, &mut ev, Other::ID, 1, Duration::from_secs(5)).await;
+    for seq in 0..100 {
+        publisher
+            .publish(Counter { publisher: 0, seq })
+            .await
+            .expect("publish");
+    }
+    // Two subscribers: the messages went to the group, so the bystander received them too...
+    for rx in &mut counters {
+        receive(rx, 100, Duration::from_secs(5)).await;
+    }
+    // ...and delivered none of them: its only subscription, to another topic, gets exactly the
+    // one message published there afterwards, which comes after the counters on the wire.
+    publisher
+        .publish(Other { value: 1 })
+        .await
+        .expect("publish");
+    let got = receive(&mut other, 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].message, Other { value: 1 });
+    assert!(bystander.metrics().frames_in(FrameType::Publish) >= 101);
+    assert_eq!(other_subscription.stats().delivered, 1);
+    assert_eq!(other_subscription.stats().undecodable, 0);
+}
+
+/// A subscriber that panics on its first message.
+#[derive(Debug)]
+pub struct Fragile;
+
+impl Actor for Fragile {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<Counter>> for Fragile {
+    type Result = ();
+    fn handle(&mut self, _: Event<Counter>, _: &mut Context<Self>) {
+        panic!("subscriber failure, on purpose");
+    }
+}
+
+/// One subscriber actor panics; another on the same bus keeps receiving everything, and the
+/// panicked one's subscription ends.
+pub async fn a_panicking_subscriber_does_not_stop_delivery_to_others(
+    make: &mut impl FnMut() -> BusBuilder,
+) {
+    let a = start(make).await;
+    let b = start(make).await;
+    let fragile = b
+        .subscribe::<Counter>(Fragile.start().recipient())
+        .await
+        .expect("subscribe");
+    let mut healthy = subscribe::<Counter>(&b).await;
+    let mut ev = events(&a);
+    await_subscribers(&a, &mut ev, Counter::ID, 1, Duration::from_secs(5)).await;
+    for seq in 0..1000 {
+        a.publish(Counter { publisher: 0, seq })
+            .await
+            .expect("publish");
+    }
+    let got = receive(&mut healthy, 1000, Duration::from_secs(5)).await;
+    // Best effort keeps no order: compare as sets.
+    let mut seqs: Vec<u64> = got.iter().map(|e| e.message.seq).collect();
+    seqs.sort_unstable();
+    assert!(seqs.iter().copied().eq(0..1000));
+    let mut seq = 1000;
+    let wait = async {
+        while fragile.is_active() {
+            a.publish(Counter { publisher: 0, seq })
+                .await
+                .expect("publish");
+            receive(&mut healthy, 1, Duration::from_secs(5)).await;
+            seq += 1;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("the fragile subscription outlived its actor");
+    assert!(fragile.stats().delivered >= 1);
+}
