@@ -11,3 +11,7 @@ struct Testing;
 #[cfg(doctest)]
 #[doc = include_str!("src/topics.md")]
 struct Topics;
+
+#[cfg(doctest)]
+#[doc = include_str!("src/getting-started.md")]
+struct GettingStarted;
