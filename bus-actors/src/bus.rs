@@ -158,6 +158,7 @@ impl Bus {
                     fingerprint: T::FINGERPRINT,
                     payload: payload.clone(),
                     received_at: now,
+                    sent_at: Some(now),
                 });
             }
         }

@@ -95,6 +95,7 @@ pub(crate) struct RawMessage {
     pub(crate) fingerprint: u64,
     pub(crate) payload: Bytes,
     pub(crate) received_at: Instant,
+    pub(crate) sent_at: Option<Instant>,
 }
 
 /// The outbox has frames: send them.

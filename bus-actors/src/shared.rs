@@ -40,6 +40,11 @@ pub(crate) struct Outbox {
     flush_requested: bool,
 }
 
+/// A timestamp frame: every packet carries one, so bodies leave room for it.
+const TIMESTAMP_FRAME: Frame<'static> = Frame::Timestamp {
+    sent_at_us: u64::MAX,
+};
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind, still consistent.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -70,7 +75,9 @@ impl Shared {
     pub(crate) fn new(config: Config, local_id: PeerId, local_addr: SocketAddr) -> Shared {
         // Invariant: a plain packet has a header length; validate() keeps max_datagram >= 64.
         let header = PacketType::Plain.header_len().unwrap_or(32);
-        let max_body = config.max_datagram.saturating_sub(header);
+        let max_body = config
+            .max_datagram
+            .saturating_sub(header + TIMESTAMP_FRAME.encoded_len());
         Shared {
             local_id,
             local_addr,
@@ -164,7 +171,8 @@ impl Shared {
         batch
     }
 
-    /// Wraps a body of frames into a packet. Insecure mode only, for now: a plain header.
+    /// Wraps a body of frames into a packet: a header (insecure mode only, for now: plain), then
+    /// a timestamp frame dating the frames, then the body.
     fn seal(&self, body: &[u8]) -> Vec<u8> {
         let header = HeaderRepr {
             suite: 0,
@@ -175,8 +183,13 @@ impl Shared {
                 sender: self.local_id,
             },
         };
-        let mut packet = Vec::with_capacity(header.buffer_len() + body.len());
+        let timestamp = Frame::Timestamp {
+            sent_at_us: self.clock.now().as_micros(),
+        };
+        let mut packet =
+            Vec::with_capacity(header.buffer_len() + timestamp.encoded_len() + body.len());
         header.emit(&mut packet);
+        timestamp.emit(&mut packet);
         packet.extend_from_slice(body);
         packet
     }

@@ -234,13 +234,16 @@ impl SocketActor {
     fn handle_datagram(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
         let metrics = &self.shared.metrics;
         metrics.datagram_in(datagram.bytes.len());
+        match PacketType::of_datagram(&datagram.bytes) {
+            Ok(PacketType::Plain) => {}
+            // Handshakes and encrypted packets: this bus runs in insecure mode.
+            Ok(_) => return metrics.dropped(DropReason::UnsupportedPacket),
+            Err(e) => return metrics.dropped(DropReason::of_decode_error(&e)),
+        }
         let header = match Header::new_checked(&datagram.bytes[..]) {
             Ok(header) => header,
             Err(e) => return metrics.dropped(DropReason::of_decode_error(&e)),
         };
-        if header.packet_type() != PacketType::Plain {
-            return metrics.dropped(DropReason::UnsupportedPacket);
-        }
         if header.suite() != 0 {
             return metrics.dropped(DropReason::BadSuite);
         }
@@ -258,10 +261,19 @@ impl SocketActor {
         }
         let now = self.shared.clock.now();
         let mut membership_changed = false;
+        let mut sent_at = None;
         for frame in Frames::new(body).flatten() {
             metrics.frame_in(frame.frame_type());
             match frame {
                 Frame::Padding { .. } => {}
+                Frame::Timestamp { sent_at_us } => {
+                    sent_at = self
+                        .shared
+                        .peers
+                        .get(&sender)
+                        .and_then(|p| p.clock_offset_us)
+                        .map(|offset| bus_core::remote_to_local(sent_at_us, offset));
+                }
                 Frame::Beacon(beacon) => {
                     if beacon.peer_id != sender {
                         metrics.dropped(DropReason::SpoofedSender);
@@ -288,6 +300,7 @@ impl SocketActor {
                                 fingerprint,
                                 payload: payload.clone(),
                                 received_at: now,
+                                sent_at,
                             });
                         }
                     }

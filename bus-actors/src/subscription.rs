@@ -92,6 +92,7 @@ impl<T: Topic> Handler<RawMessage> for SubscriptionActor<T> {
                     message,
                     from: raw.from,
                     received_at: raw.received_at,
+                    sent_at: raw.sent_at,
                 }));
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
             }

@@ -63,7 +63,7 @@ pub mod sim;
 pub use batch::{FrameBatcher, FrameTooLarge};
 pub use error::Error;
 pub use id::{PeerId, TopicId, fnv1a64};
-pub use rtt::{ClockOffset, PingSample, RttEstimator};
+pub use rtt::{ClockOffset, PingSample, RttEstimator, remote_to_local};
 pub use time::{Duration, Instant};
 pub use topic::{
     Encoding, Envelope, MAX_TOPIC_NAME_LEN, PayloadError, Topic, TopicNameError,

@@ -120,11 +120,15 @@ impl ClockOffset {
 
     /// A reading of the peer's clock (microseconds) as an instant on ours.
     pub fn to_local(&self, remote_us: u64) -> Option<Instant> {
-        let local = i128::from(remote_us) - i128::from(self.offset_us()?);
-        Some(Instant::from_micros(
-            u64::try_from(local.max(0)).unwrap_or(u64::MAX),
-        ))
+        Some(remote_to_local(remote_us, self.offset_us()?))
     }
+}
+
+/// A reading of a peer's clock (microseconds) as an instant on ours, given the offset (theirs
+/// minus ours, as [`ClockOffset::offset_us`] gives it). Saturates at our epoch.
+pub fn remote_to_local(remote_us: u64, offset_us: i64) -> Instant {
+    let local = i128::from(remote_us) - i128::from(offset_us);
+    Instant::from_micros(u64::try_from(local.max(0)).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

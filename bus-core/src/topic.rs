@@ -111,6 +111,9 @@ pub struct Envelope<T> {
     pub from: PeerId,
     /// When it arrived, on the receiver's clock.
     pub received_at: Instant,
+    /// When the sender sent it, converted to the receiver's clock; known once the receiver has
+    /// measured the clock offset to the sender (a ping or two after it was discovered).
+    pub sent_at: Option<Instant>,
 }
 
 /// Why a message could not be encoded or decoded.

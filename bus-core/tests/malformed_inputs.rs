@@ -20,7 +20,7 @@ fn decode(datagram: &[u8]) -> Result<usize, DecodeError> {
     Ok(count)
 }
 
-/// A plain packet holding one frame of every kind but padding.
+/// A plain packet holding one frame of every kind but padding: 17 frames.
 fn valid_packet() -> Vec<u8> {
     let mut out = Vec::new();
     HeaderRepr {
@@ -34,6 +34,7 @@ fn valid_packet() -> Vec<u8> {
     }
     .emit(&mut out);
     let frames = [
+        Frame::Timestamp { sent_at_us: 42 },
         Frame::Beacon(Beacon {
             peer_id: PeerId([5; 16]),
             version: 1,
@@ -122,7 +123,7 @@ fn valid_packet() -> Vec<u8> {
 
 #[test]
 fn the_valid_packet_decodes() {
-    assert_eq!(decode(&valid_packet()), Ok(16));
+    assert_eq!(decode(&valid_packet()), Ok(17));
 }
 
 #[test]
@@ -132,12 +133,12 @@ fn every_truncation_of_a_valid_packet_is_handled() {
     for len in 0..packet.len() {
         // Cut inside the header: an error. Cut between frames: fewer frames. Never a panic.
         if let Ok(frames) = decode(&packet[..len]) {
-            assert!(len >= 32 && frames < 16, "len {len}: {frames} frames");
+            assert!(len >= 32 && frames < 17, "len {len}: {frames} frames");
             complete += 1;
         }
     }
-    // One clean cut after the header and after each of the first 15 frames.
-    assert_eq!(complete, 16);
+    // One clean cut after the header and after each of the first 16 frames.
+    assert_eq!(complete, 17);
 }
 
 #[test]

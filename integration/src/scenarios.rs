@@ -200,3 +200,96 @@ pub async fn a_panicking_subscriber_does_not_stop_delivery_to_others(
         .expect("the fragile subscription outlived its actor");
     assert!(fragile.stats().delivered >= 1);
 }
+
+/// A peer that shuts down is reported as left at once, not after the liveness timeout.
+pub async fn a_peer_that_shuts_down_is_reported_left_at_once(
+    make: &mut impl FnMut() -> BusBuilder,
+) {
+    let a = start(make).await;
+    let b = start(make).await;
+    let mut ev = events(&a);
+    await_event(
+        &mut ev,
+        Duration::from_secs(5),
+        "b joining",
+        |e| matches!(e, BusEvent::PeerJoined(p) if p.id == b.local_id()),
+    )
+    .await;
+    let b_id = b.local_id();
+    b.shutdown().await.expect("shutdown");
+    assert!(
+        b.publish(Other { value: 0 }).await.is_err(),
+        "a shut-down bus refuses work"
+    );
+    await_event(
+        &mut ev,
+        BEACON_INTERVAL / 2,
+        "b leaving",
+        |e| matches!(e, BusEvent::PeerLeft(p) if *p == b_id),
+    )
+    .await;
+}
+
+/// The same topic name with another definition of its type, as from a peer built from other
+/// sources.
+pub mod other_version {
+    use bus_actors::Topic;
+    use serde::{Deserialize, Serialize};
+
+    /// `test/counter` with a field more.
+    #[derive(Clone, Debug, Deserialize, PartialEq, Serialize, Topic)]
+    #[topic(name = "test/counter")]
+    pub struct Counter {
+        /// As in version 1.
+        pub publisher: u32,
+        /// As in version 1.
+        pub seq: u64,
+        /// Added.
+        pub urgent: bool,
+    }
+}
+
+/// Messages from a peer whose type for the topic has another schema are not delivered; they
+/// are counted and reported as schema mismatches naming both fingerprints.
+pub async fn a_schema_mismatch_is_reported_not_delivered(make: &mut impl FnMut() -> BusBuilder) {
+    let old = start(make).await;
+    let new = start(make).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event<Counter>>();
+    let subscription = old
+        .subscribe::<Counter>(Forward::new(tx).start().recipient())
+        .await
+        .expect("subscribe");
+    let mut old_events = events(&old);
+    let mut new_events = events(&new);
+    await_subscribers(
+        &new,
+        &mut new_events,
+        Counter::ID,
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    new.publish(other_version::Counter {
+        publisher: 1,
+        seq: 1,
+        urgent: true,
+    })
+    .await
+    .expect("publish");
+    let event = await_event(&mut old_events, Duration::from_secs(5), "a mismatch", |e| {
+        matches!(e, BusEvent::SchemaMismatch { .. })
+    })
+    .await;
+    assert_eq!(
+        event,
+        BusEvent::SchemaMismatch {
+            topic: "test/counter",
+            from: new.local_id(),
+            local: Counter::FINGERPRINT,
+            remote: other_version::Counter::FINGERPRINT,
+        }
+    );
+    assert_eq!(subscription.stats().schema_mismatched, 1);
+    assert_eq!(subscription.stats().delivered, 0);
+    assert!(rx.try_recv().is_err());
+}

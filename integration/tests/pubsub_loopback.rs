@@ -1,6 +1,7 @@
 //! Best-effort pub/sub between peers on real loopback sockets. The scenarios are shared with
 //! `pubsub_sim.rs`, which runs them over the simulated network.
 
+use bus_actors::DropReason;
 use integration::{builder, scenarios, test_group};
 
 #[actix::test]
@@ -29,4 +30,62 @@ async fn a_panicking_subscriber_does_not_stop_delivery_to_others() {
     let group = test_group();
     scenarios::a_panicking_subscriber_does_not_stop_delivery_to_others(&mut || builder(group))
         .await;
+}
+
+#[actix::test]
+async fn a_peer_that_shuts_down_is_reported_left_at_once() {
+    let group = test_group();
+    scenarios::a_peer_that_shuts_down_is_reported_left_at_once(&mut || builder(group)).await;
+}
+
+#[actix::test]
+async fn a_schema_mismatch_is_reported_not_delivered() {
+    let group = test_group();
+    scenarios::a_schema_mismatch_is_reported_not_delivered(&mut || builder(group)).await;
+}
+
+#[actix::test]
+async fn malformed_datagrams_are_dropped_and_counted() {
+    let group = test_group();
+    let mut make = || builder(group);
+    let buses = scenarios::three_peers_receive_every_message(&mut make, 10).await;
+    let target = buses[0].local_addr();
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let before = buses[0].metrics();
+    let garbage: [&[u8]; 5] = [
+        b"",
+        b"\x07 not a packet type",
+        b"\x06\x00\x00\x00 truncated plain header",
+        &[
+            0x06, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+            1, 1, 1, 1, 1,
+        ],
+        &[0x01; 116],
+    ];
+    for datagram in garbage {
+        attacker.send_to(datagram, target).expect("send");
+    }
+    // The bus keeps working: another round of messages still arrives everywhere.
+    let mut rx = integration::subscribe::<integration::Other>(&buses[0]).await;
+    let mut ev = integration::events(&buses[1]);
+    integration::await_subscribers(
+        &buses[1],
+        &mut ev,
+        <integration::Other as bus_actors::Topic>::ID,
+        1,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    buses[1]
+        .publish(integration::Other { value: 7 })
+        .await
+        .expect("publish");
+    integration::receive(&mut rx, 1, std::time::Duration::from_secs(5)).await;
+    let after = buses[0].metrics();
+    // Five datagrams in, five drops: empty and truncated, unknown type, reserved flag, and a
+    // handshake message this plaintext bus does not accept.
+    assert_eq!(after.total_drops() - before.total_drops(), 5, "{after:?}");
+    assert_eq!(after.drops(DropReason::UnsupportedPacket), 1);
+    assert_eq!(after.drops(DropReason::ReservedBits), 1);
+    assert_eq!(after.drops(DropReason::UnknownPacketType), 1);
 }

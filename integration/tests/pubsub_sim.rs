@@ -162,3 +162,63 @@ fn the_same_seed_gives_the_same_run() {
     let (_, other_trace) = lossy_run(SEED + 1);
     assert_ne!(trace, other_trace);
 }
+
+#[test]
+fn a_peer_that_shuts_down_is_reported_left_at_once() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lan());
+        scenarios::a_peer_that_shuts_down_is_reported_left_at_once(&mut sim_builders(&hub, SEED))
+            .await;
+    });
+}
+
+#[test]
+fn a_schema_mismatch_is_reported_not_delivered() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lan());
+        scenarios::a_schema_mismatch_is_reported_not_delivered(&mut sim_builders(&hub, SEED)).await;
+    });
+}
+
+#[test]
+fn events_carry_the_senders_timestamp_in_local_time() {
+    run_in_virtual_time(|| async {
+        // 1 ms each way: the sender's timestamp, in our clock, is 1 ms before arrival.
+        let config = LinkConfig {
+            latency: Duration::from_millis(1),
+            ..LinkConfig::default()
+        };
+        let hub = SimHub::new(SEED, 2, config);
+        let mut make = sim_builders(&hub, SEED);
+        let receiver = make().start().await.unwrap();
+        // Started later: its clock's epoch differs from the receiver's by this much.
+        tokio::time::sleep(Duration::from_millis(777)).await;
+        let sender = make().start().await.unwrap();
+        let mut rx = subscribe::<Counter>(&receiver).await;
+        let mut ev = events(&sender);
+        await_subscribers(&sender, &mut ev, Counter::ID, 1, Duration::from_secs(5)).await;
+        // Let a few pings measure the clock offset.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let offset = receiver.peers()[0].clock_offset_us.unwrap();
+        assert!(
+            (-778_000..=-776_000).contains(&offset),
+            "offset {offset} µs"
+        );
+        sender
+            .publish(Counter {
+                publisher: 1,
+                seq: 0,
+            })
+            .await
+            .unwrap();
+        let event = integration::receive(&mut rx, 1, Duration::from_secs(1))
+            .await
+            .remove(0);
+        let sent_at = event.sent_at.expect("the offset is known");
+        let transit = event.received_at - sent_at;
+        assert!(
+            (Duration::from_micros(900)..=Duration::from_micros(1100)).contains(&transit),
+            "transit {transit:?}"
+        );
+    });
+}

@@ -55,11 +55,13 @@ pub enum FrameType {
     Ping = 0x0f,
     /// See [`Frame::Pong`].
     Pong = 0x10,
+    /// See [`Frame::Timestamp`].
+    Timestamp = 0x11,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 17] = [
+    pub const ALL: [FrameType; 18] = [
         FrameType::Padding,
         FrameType::Beacon,
         FrameType::Publish,
@@ -77,6 +79,7 @@ impl FrameType {
         FrameType::Fragment,
         FrameType::Ping,
         FrameType::Pong,
+        FrameType::Timestamp,
     ];
 
     /// The type named by `byte`.
@@ -107,6 +110,7 @@ impl FrameType {
             FrameType::Fragment => "fragment",
             FrameType::Ping => "ping",
             FrameType::Pong => "pong",
+            FrameType::Timestamp => "timestamp",
         }
     }
 }
@@ -435,6 +439,16 @@ pub enum Frame<'a> {
         /// The responder's clock when the pong left.
         sent_at_us: u64,
     },
+    /// The sender's clock when the packet left; it dates the frames that follow it in the
+    /// packet (one per datagram rather than one per message).
+    ///
+    /// ```text
+    /// | 0x11 | sent at u64 |
+    /// ```
+    Timestamp {
+        /// The sender's clock, in microseconds.
+        sent_at_us: u64,
+    },
 }
 
 impl<'a> Frame<'a> {
@@ -458,6 +472,7 @@ impl<'a> Frame<'a> {
             Frame::Fragment { .. } => FrameType::Fragment,
             Frame::Ping { .. } => FrameType::Ping,
             Frame::Pong { .. } => FrameType::Pong,
+            Frame::Timestamp { .. } => FrameType::Timestamp,
         }
     }
 
@@ -615,6 +630,7 @@ impl<'a> Frame<'a> {
                 out.put_slice(&ping_received_at_us.to_le_bytes());
                 out.put_slice(&sent_at_us.to_le_bytes());
             }
+            Frame::Timestamp { sent_at_us } => out.put_slice(&sent_at_us.to_le_bytes()),
         }
     }
 
@@ -730,6 +746,9 @@ impl<'a> Frame<'a> {
                 ping_id: r.varint("ping id")?,
                 ping_sent_at_us: r.u64("ping sent at")?,
                 ping_received_at_us: r.u64("ping received at")?,
+                sent_at_us: r.u64("sent at")?,
+            },
+            FrameType::Timestamp => Frame::Timestamp {
                 sent_at_us: r.u64("sent at")?,
             },
         })

@@ -169,6 +169,16 @@ fn ping_pong_fixtures() {
 }
 
 #[test]
+fn timestamp_fixture() {
+    let frame = Frame::Timestamp {
+        sent_at_us: 0x0102_0304,
+    };
+    let bytes = emitted(&frame);
+    assert_eq!(bytes, [0x11, 0x04, 0x03, 0x02, 0x01, 0, 0, 0, 0]);
+    assert_eq!(parse_one(&bytes), Ok(frame));
+}
+
+#[test]
 fn fragment_must_fit_its_total() {
     let frame = Frame::Fragment {
         message_id: 9,
@@ -205,12 +215,12 @@ fn padding_runs_to_the_end_and_must_be_zero() {
 #[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();
-    body.push(0x11);
+    body.push(0x12);
     body.extend_from_slice(&PUBLISH_BYTES);
     let frames: Vec<_> = Frames::new(&body).collect();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].is_ok());
-    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x11)));
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x12)));
 }
 
 #[test]
@@ -371,6 +381,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
                 sent_at_us: c,
             }
         }),
+        any::<u64>().prop_map(|t| Frame::Timestamp { sent_at_us: t }),
     ]
 }
 
