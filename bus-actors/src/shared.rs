@@ -87,7 +87,7 @@ impl Shared {
             routes: RwLock::new(HashMap::new()),
             peers: DashMap::new(),
             outbox: Mutex::new(Outbox {
-                batcher: FrameBatcher::new(max_body),
+                batcher: FrameBatcher::new(max_body).pad_full_bodies(),
                 flush_requested: false,
             }),
             outbox_space: Notify::new(),

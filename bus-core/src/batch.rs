@@ -24,6 +24,7 @@ pub struct FrameTooLarge {
 #[derive(Debug)]
 pub struct FrameBatcher<D> {
     max_body: usize,
+    pad_full: bool,
     open: Vec<(D, Vec<u8>)>,
     closed: VecDeque<(D, Vec<u8>)>,
     queued_bytes: usize,
@@ -34,10 +35,18 @@ impl<D: Clone + Eq> FrameBatcher<D> {
     pub fn new(max_body: usize) -> FrameBatcher<D> {
         FrameBatcher {
             max_body,
+            pad_full: false,
             open: Vec::new(),
             closed: VecDeque::new(),
             queued_bytes: 0,
         }
+    }
+
+    /// Pads every body closed for being full with a padding frame to exactly `max_body` bytes,
+    /// so that a run of them can leave in one segmented send (UDP GSO), which needs equal sizes.
+    pub fn pad_full_bodies(mut self) -> Self {
+        self.pad_full = true;
+        self
     }
 
     /// The largest body.
@@ -81,9 +90,14 @@ impl<D: Clone + Eq> FrameBatcher<D> {
         let index = match self.open.iter().position(|(d, _)| d == destination) {
             Some(i) if self.open[i].1.len() + len <= self.max_body => i,
             Some(i) => {
-                let full = self.open.swap_remove(i);
-                self.closed.push_back(full);
-                self.open_new(destination)
+                let (destination, mut full) = self.open.swap_remove(i);
+                if self.pad_full && full.len() < self.max_body {
+                    let padding = self.max_body - full.len();
+                    self.queued_bytes += padding;
+                    Frame::Padding { len: padding }.emit(&mut full);
+                }
+                self.closed.push_back((destination.clone(), full));
+                self.open_new(&destination)
             }
             None => self.open_new(destination),
         };
@@ -151,6 +165,21 @@ mod tests {
         // Two frames fit in 100 bytes; five frames make three bodies.
         assert_eq!(bodies, [2, 2, 1]);
         assert!(batcher.is_empty());
+        assert_eq!(batcher.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn full_bodies_can_be_padded_to_equal_size() {
+        let mut batcher = FrameBatcher::new(100).pad_full_bodies();
+        for _ in 0..5 {
+            batcher.push(&(), &publish(&[7u8; 20])).unwrap();
+        }
+        let bodies: Vec<_> = std::iter::from_fn(|| batcher.poll_body()).collect();
+        let lens: Vec<_> = bodies.iter().map(|(_, b)| b.len()).collect();
+        assert_eq!(lens, [100, 100, 38]);
+        let frames: Vec<_> = Frames::new(&bodies[0].1).collect::<Result<_, _>>().unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[2], Frame::Padding { len: 24 });
         assert_eq!(batcher.queued_bytes(), 0);
     }
 

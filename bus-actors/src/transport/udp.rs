@@ -1,14 +1,17 @@
 //! UDP sockets: one unicast socket per peer (which also sends to the group) and one socket bound
 //! to the group's port, shared by every peer on the host.
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::VecDeque;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{self, LocalBoxStream, StreamExt};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::{Datagram, SendReport, Target, Transport};
@@ -20,8 +23,8 @@ const RECV_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct UdpTransport {
-    unicast: Arc<UdpSocket>,
-    group_socket: Arc<UdpSocket>,
+    unicast: Arc<BatchSocket>,
+    group_socket: Arc<BatchSocket>,
     group: SocketAddr,
     local: SocketAddr,
 }
@@ -65,6 +68,13 @@ impl UdpTransport {
                 "bind unicast socket to {unicast_addr}"
             )))?;
 
+        // A link-local IPv6 group is only meaningful with its interface as the scope.
+        let group = match (config.group, config.interface) {
+            (SocketAddr::V6(g), Interface::V6 { index, .. }) => {
+                SocketAddr::V6(SocketAddrV6::new(*g.ip(), g.port(), 0, index))
+            }
+            (group, _) => group,
+        };
         let group_socket = new_socket(domain, config)?;
         group_socket
             .set_reuse_address(true)
@@ -75,11 +85,8 @@ impl UdpTransport {
             .map_err(socket_error("SO_REUSEPORT"))?;
         // Bound to the group address itself, so this socket receives that group's traffic only.
         group_socket
-            .bind(&SockAddr::from(config.group))
-            .map_err(socket_error(format!(
-                "bind group socket to {}",
-                config.group
-            )))?;
+            .bind(&SockAddr::from(group))
+            .map_err(socket_error(format!("bind group socket to {group}")))?;
         match (config.group.ip(), config.interface) {
             (IpAddr::V4(group), Interface::V4(ip)) => group_socket.join_multicast_v4(&group, &ip),
             (IpAddr::V6(group), Interface::V6 { index, .. }) => {
@@ -100,9 +107,9 @@ impl UdpTransport {
             .local_addr()
             .map_err(socket_error("unicast local address"))?;
         Ok(UdpTransport {
-            unicast: Arc::new(unicast),
-            group_socket: Arc::new(into_tokio(group_socket)?),
-            group: config.group,
+            unicast: Arc::new(BatchSocket::new(unicast)?),
+            group_socket: Arc::new(BatchSocket::new(into_tokio(group_socket)?)?),
+            group,
             local,
         })
     }
@@ -124,22 +131,114 @@ fn into_tokio(socket: Socket) -> Result<UdpSocket, Error> {
     UdpSocket::from_std(socket.into()).map_err(socket_error("register socket with tokio"))
 }
 
-fn receive(socket: Arc<UdpSocket>) -> LocalBoxStream<'static, Datagram> {
-    stream::unfold(
-        (socket, BytesMut::with_capacity(RECV_BUFFER)),
-        |(socket, mut buf)| async move {
-            loop {
-                buf.clear();
-                buf.reserve(RECV_BUFFER);
-                match socket.recv_buf_from(&mut buf).await {
-                    Ok((_, from)) => {
-                        let bytes = buf.split().freeze();
-                        return Some((Datagram { from, bytes }, (socket, buf)));
-                    }
-                    // ICMP errors from earlier sends and interrupted calls: keep receiving.
-                    Err(e) => tracing::debug!("receive error: {e}"),
-                }
+/// One socket with its quinn-udp state: batched receive (`recvmmsg`, GRO) and segmented send
+/// (GSO) where the platform has them, one datagram per call elsewhere.
+#[derive(Debug)]
+struct BatchSocket {
+    io: UdpSocket,
+    state: UdpSocketState,
+}
+
+impl BatchSocket {
+    fn new(io: UdpSocket) -> Result<BatchSocket, Error> {
+        let state = UdpSocketState::new((&io).into()).map_err(socket_error("quinn-udp state"))?;
+        Ok(BatchSocket { io, state })
+    }
+
+    /// Waits for datagrams and returns every one a single batched call yields, GRO segments
+    /// split apart.
+    async fn recv_batch(&self, bufs: &mut [Vec<u8>], out: &mut VecDeque<Datagram>) {
+        let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        loop {
+            if let Err(e) = self.io.readable().await {
+                tracing::debug!("socket readiness failed: {e}");
+                continue;
             }
+            let mut slices: Vec<IoSliceMut<'_>> =
+                bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let received = self.io.try_io(Interest::READABLE, || {
+                self.state.recv((&self.io).into(), &mut slices, &mut meta)
+            });
+            match received {
+                Ok(count) => {
+                    for (m, buf) in meta.iter().zip(bufs.iter()).take(count) {
+                        // GRO may have coalesced several datagrams, `stride` bytes apart; an
+                        // empty datagram is still a datagram (and gets counted as malformed).
+                        let stride = if m.stride == 0 { m.len } else { m.stride };
+                        let data = &buf[..m.len];
+                        let segments = data.chunks(stride.max(1));
+                        let empty = m.len == 0;
+                        for segment in segments.chain(empty.then_some(data)) {
+                            out.push_back(Datagram {
+                                from: m.addr,
+                                bytes: Bytes::copy_from_slice(segment),
+                            });
+                        }
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // ICMP errors from earlier sends and interrupted calls: keep receiving.
+                Err(e) => tracing::debug!("receive error: {e}"),
+            }
+        }
+    }
+
+    /// Sends `contents` (one datagram, or `segment_size` segments of one) to `to`.
+    async fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        loop {
+            self.io.writable().await?;
+            match self.io.try_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.io).into(), &transmit)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return result,
+            }
+        }
+    }
+}
+
+/// How many datagrams from the front of `batch` can go in one segmented send: same target, same
+/// size as the first, except that the last may be shorter.
+fn gso_run(batch: &[(Target, Vec<u8>)], max_segments: usize) -> usize {
+    let Some((target, first)) = batch.first() else {
+        return 0;
+    };
+    let mut run = 1;
+    while let Some((t, d)) = batch.get(run) {
+        if run == max_segments || t != target || d.len() > first.len() {
+            break;
+        }
+        run += 1;
+        if d.len() < first.len() {
+            break;
+        }
+    }
+    run
+}
+
+fn receive(socket: Arc<BatchSocket>) -> LocalBoxStream<'static, Datagram> {
+    let bufs = vec![vec![0u8; RECV_BUFFER]; quinn_udp::BATCH_SIZE];
+    stream::unfold(
+        (socket, bufs, VecDeque::new()),
+        |(socket, mut bufs, mut ready)| async move {
+            while ready.is_empty() {
+                socket.recv_batch(&mut bufs, &mut ready).await;
+            }
+            let next = ready.pop_front()?;
+            Some((next, (socket, bufs, ready)))
         },
     )
     .boxed_local()
@@ -162,24 +261,74 @@ impl Transport for UdpTransport {
         let socket = self.unicast.clone();
         let group = self.group;
         Box::pin(async move {
+            let max_segments = socket.state.max_gso_segments().max(1);
             let mut report = SendReport::default();
-            for (target, datagram) in batch {
+            let mut joined = Vec::new();
+            let mut rest = &batch[..];
+            while let Some(((target, first), _)) = rest.split_first() {
+                let run = gso_run(rest, max_segments);
+                let (group_of, tail) = rest.split_at(run);
+                rest = tail;
                 let to = match target {
                     Target::Group => group,
-                    Target::Unicast(addr) => addr,
+                    Target::Unicast(addr) => *addr,
                 };
-                match socket.send_to(&datagram, to).await {
-                    Ok(_) => {
-                        report.sent += 1;
-                        report.bytes += datagram.len();
+                let bytes: usize = group_of.iter().map(|(_, d)| d.len()).sum();
+                let result = if run == 1 {
+                    socket.send(to, first, None).await
+                } else {
+                    joined.clear();
+                    for (_, d) in group_of {
+                        joined.extend_from_slice(d);
+                    }
+                    match socket.send(to, &joined, Some(first.len())).await {
+                        // Segmentation refused (no GSO after all): one datagram per call.
+                        Err(_) => {
+                            let mut last = Ok(());
+                            for (_, d) in group_of {
+                                last = socket.send(to, d, None).await;
+                            }
+                            last
+                        }
+                        ok => ok,
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        report.sent += run;
+                        report.bytes += bytes;
                     }
                     Err(e) => {
                         tracing::debug!("send to {to} failed: {e}");
-                        report.failed += 1;
+                        report.failed += run;
                     }
                 }
             }
             report
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gso_runs_are_equal_sized_to_one_target_with_a_shorter_tail() {
+        let a = Target::Group;
+        let b = Target::Unicast("127.0.0.1:9".parse().unwrap());
+        let batch = vec![
+            (a, vec![0; 10]),
+            (a, vec![0; 10]),
+            (a, vec![0; 4]),
+            (a, vec![0; 10]),
+            (b, vec![0; 10]),
+            (b, vec![0; 12]),
+        ];
+        assert_eq!(gso_run(&batch, 64), 3);
+        assert_eq!(gso_run(&batch[3..], 64), 1);
+        assert_eq!(gso_run(&batch[4..], 64), 1);
+        assert_eq!(gso_run(&batch, 2), 2);
+        assert_eq!(gso_run(&[], 2), 0);
     }
 }
