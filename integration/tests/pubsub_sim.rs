@@ -191,29 +191,31 @@ fn events_carry_the_senders_timestamp_in_local_time() {
         let hub = SimHub::new(SEED, 2, config);
         let mut make = sim_builders(&hub, SEED);
         let receiver = make().start().await.unwrap();
-        // Started later: its clock's epoch differs from the receiver's by this much.
+        // Start the sender 777 ms (virtual) later: its clock's epoch differs by that much.
         tokio::time::sleep(Duration::from_millis(777)).await;
         let sender = make().start().await.unwrap();
         let mut rx = subscribe::<Counter>(&receiver).await;
         let mut ev = events(&sender);
         await_subscribers(&sender, &mut ev, Counter::ID, 1, Duration::from_secs(5)).await;
-        // Let a few pings measure the clock offset.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Until the receiver's peer actor has measured the clock offset (a ping after
+        // discovery), events come without a send time; publish until one has it.
+        let mut event = None;
+        for seq in 0..100 {
+            sender.publish(Counter { publisher: 1, seq }).await.unwrap();
+            let got = integration::receive(&mut rx, 1, Duration::from_secs(1))
+                .await
+                .remove(0);
+            if got.sent_at.is_some() {
+                event = Some(got);
+                break;
+            }
+        }
+        let event = event.expect("a send time within 100 messages");
         let offset = receiver.peers()[0].clock_offset_us.unwrap();
         assert!(
             (-778_000..=-776_000).contains(&offset),
             "offset {offset} µs"
         );
-        sender
-            .publish(Counter {
-                publisher: 1,
-                seq: 0,
-            })
-            .await
-            .unwrap();
-        let event = integration::receive(&mut rx, 1, Duration::from_secs(1))
-            .await
-            .remove(0);
         let sent_at = event.sent_at.expect("the offset is known");
         let transit = event.received_at - sent_at;
         assert!(
