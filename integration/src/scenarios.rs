@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bus_actors::{Bus, BusBuilder, BusEvent, Event, FrameType, Topic};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{
     BEACON_INTERVAL, Counter, Forward, Other, await_event, await_subscribers, events, receive,
@@ -16,12 +17,12 @@ async fn start(make: &mut impl FnMut() -> BusBuilder) -> Bus {
     make().start().await.expect("bus start")
 }
 
-/// Three peers in one process, each subscribed, each publishing `n` messages: every subscriber
-/// receives all `3n`, and nothing is dropped. Returns the buses, still running.
-pub async fn three_peers_receive_every_message(
+/// Starts three peers, subscribes each to [`Counter`], waits until each knows the other two
+/// subscribe, then has each publish `n` counters. Returns the buses and their subscriptions.
+pub async fn three_peers_publish(
     make: &mut impl FnMut() -> BusBuilder,
     n: u64,
-) -> Vec<Bus> {
+) -> (Vec<Bus>, Vec<UnboundedReceiver<Event<Counter>>>) {
     let buses = vec![start(make).await, start(make).await, start(make).await];
     let mut rxs = Vec::new();
     for bus in &buses {
@@ -29,7 +30,7 @@ pub async fn three_peers_receive_every_message(
     }
     for bus in &buses {
         let mut ev = events(bus);
-        await_subscribers(bus, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+        await_subscribers(bus, &mut ev, Counter::ID, 2, Duration::from_secs(10)).await;
     }
     for (i, bus) in buses.iter().enumerate() {
         for seq in 0..n {
@@ -39,6 +40,16 @@ pub async fn three_peers_receive_every_message(
                 .expect("publish");
         }
     }
+    (buses, rxs)
+}
+
+/// Three peers in one process, each subscribed, each publishing `n` messages: every subscriber
+/// receives all `3n`, and nothing is dropped. Returns the buses, still running.
+pub async fn three_peers_receive_every_message(
+    make: &mut impl FnMut() -> BusBuilder,
+    n: u64,
+) -> Vec<Bus> {
+    let (buses, mut rxs) = three_peers_publish(make, n).await;
     for (i, rx) in rxs.iter_mut().enumerate() {
         let got = receive(
             rx,

@@ -102,30 +102,8 @@ fn lossy_run(seed: u64) -> (Vec<[u64; 3]>, Trace) {
             ..lan()
         };
         let hub = SimHub::new(seed, 3, config);
-        let mut make = sim_builders(&hub, seed);
-        let buses = [
-            make().start().await.unwrap(),
-            make().start().await.unwrap(),
-            make().start().await.unwrap(),
-        ];
-        let mut rxs = Vec::new();
-        for bus in &buses {
-            rxs.push(subscribe::<Counter>(bus).await);
-        }
-        for bus in &buses {
-            let mut ev = events(bus);
-            await_subscribers(bus, &mut ev, Counter::ID, 2, Duration::from_secs(10)).await;
-        }
-        for (i, bus) in buses.iter().enumerate() {
-            for seq in 0..2000 {
-                bus.publish(Counter {
-                    publisher: i as u32,
-                    seq,
-                })
-                .await
-                .unwrap();
-            }
-        }
+        let (_buses, mut rxs) =
+            scenarios::three_peers_publish(&mut sim_builders(&hub, seed), 2000).await;
         // Let the simulation run to a horizon far past the last delivery.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut counts = Vec::new();
