@@ -5,15 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
+use bus_core::reliability::DeliveryReport;
 use bus_core::wire::Frame;
-use bus_core::{PeerId, Topic};
+use bus_core::{Duration, PeerId, Topic};
 use bytes::Bytes;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{BusBuilder, Security};
 use crate::error::Error;
-use crate::messages::{BusEvent, Event, PeerSnapshot, RawMessage, Shutdown, TopicsChanged};
+use crate::messages::{
+    BusEvent, Event, PeerSnapshot, RawMessage, Shutdown, StartReliable, TopicsChanged,
+};
 use crate::metrics::MetricsSnapshot;
 use crate::shared::{LocalSubscription, Route, Shared, lock};
 use crate::socket::SocketActor;
@@ -82,7 +85,14 @@ impl BusBuilder {
             Some(factory) => factory(&config)?,
             None => Box::new(UdpTransport::bind(&config)?),
         };
-        let shared = Arc::new(Shared::new(config, local_id, transport.local_addr()));
+        // A random first id: a restarted peer's ids land far from its previous life's.
+        let first_message_id = rng.next_u64() >> 2;
+        let shared = Arc::new(Shared::new(
+            config,
+            local_id,
+            transport.local_addr(),
+            first_message_id,
+        ));
         let socket = SocketActor::new(shared.clone(), transport, rng.next_u64()).start();
         // Invariant: the cell was created empty just above and is set only here.
         let _ = shared.socket.set(socket.clone());
@@ -113,6 +123,20 @@ impl Bus {
         Ok(())
     }
 
+    /// Publishes a message with the topic's default reliability: reliably (as
+    /// [`Bus::publish_reliable`], waiting for every acknowledgement) for topics derived with
+    /// `#[topic(reliable)]`, best effort (as [`Bus::publish_best_effort`]) otherwise.
+    ///
+    /// # Errors
+    /// As the method it stands for.
+    pub async fn publish<T: Topic>(&self, message: T) -> Result<(), Error> {
+        if T::RELIABLE {
+            self.publish_reliable(message).await.map(drop)
+        } else {
+            self.publish_best_effort(message).await
+        }
+    }
+
     /// Publishes a message best-effort: at most once to every subscriber, local and remote, with
     /// no acknowledgement. Messages published together share datagrams. With no remote
     /// subscriber nothing is sent.
@@ -122,7 +146,7 @@ impl Bus {
     /// # Errors
     /// [`Error::Core`] if the message cannot be encoded or does not fit in a datagram;
     /// [`Error::ShutDown`] after [`Bus::shutdown`].
-    pub async fn publish<T: Topic>(&self, message: T) -> Result<(), Error> {
+    pub async fn publish_best_effort<T: Topic>(&self, message: T) -> Result<(), Error> {
         self.check_running()?;
         let payload = message.encode()?;
         let frame = Frame::Publish {
@@ -147,6 +171,161 @@ impl Bus {
         }
         self.deliver_locally::<T>(Bytes::from(payload));
         Ok(())
+    }
+
+    /// Publishes a message reliably: it is delivered exactly once to every subscriber known
+    /// now, in any order, retransmitted to each until it acknowledges. Resolves when every one
+    /// has acknowledged (or left), with a report; local subscribers get it at once.
+    ///
+    /// Waits while a subscriber's window of messages in flight is full: a publisher faster than
+    /// its slowest subscriber is slowed to its pace, and nothing accepted is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Undelivered`] naming the subscribers that did not acknowledge before the
+    /// deadline (the topic's, or the bus's: 5 s by default); [`Error::Core`] if the message
+    /// cannot be encoded or does not fit in a datagram; [`Error::ShutDown`] after
+    /// [`Bus::shutdown`].
+    pub async fn publish_reliable<T: Topic>(&self, message: T) -> Result<DeliveryReport, Error> {
+        let deadline = self.deadline_of::<T>();
+        self.send_reliable(message, deadline, true).await
+    }
+
+    /// [`Bus::publish_reliable`] with a deadline of its own for this message.
+    ///
+    /// # Errors
+    /// As [`Bus::publish_reliable`].
+    pub async fn publish_reliable_within<T: Topic>(
+        &self,
+        message: T,
+        deadline: Duration,
+    ) -> Result<DeliveryReport, Error> {
+        self.send_reliable(message, deadline, true).await
+    }
+
+    /// [`Bus::publish_reliable`], except that when a window is full it fails at once with
+    /// [`Error::Busy`] instead of waiting.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] naming the full window; otherwise as [`Bus::publish_reliable`].
+    pub async fn try_publish_reliable<T: Topic>(
+        &self,
+        message: T,
+    ) -> Result<DeliveryReport, Error> {
+        let deadline = self.deadline_of::<T>();
+        self.send_reliable(message, deadline, false).await
+    }
+
+    fn deadline_of<T: Topic>(&self) -> Duration {
+        let config = &self.shared.config;
+        config
+            .topic_deadlines
+            .get(&T::ID)
+            .copied()
+            .unwrap_or(config.reliable_deadline)
+    }
+
+    async fn send_reliable<T: Topic>(
+        &self,
+        message: T,
+        deadline: Duration,
+        wait_for_room: bool,
+    ) -> Result<DeliveryReport, Error> {
+        self.check_running()?;
+        let payload = message.encode()?;
+        let owed: Vec<(PeerId, SocketAddr, Duration)> = {
+            let mut owed: Vec<_> = self
+                .shared
+                .peers
+                .iter()
+                .filter(|p| p.topics.binary_search(&T::ID).is_ok())
+                .map(|p| (p.id, p.addr, p.rto))
+                .collect();
+            owed.sort_by_key(|(id, _, _)| *id);
+            owed
+        };
+        let peers: Vec<PeerId> = owed.iter().map(|(id, _, _)| *id).collect();
+        // Refuse an oversized message before taking any room, with or without subscribers.
+        let probe = Frame::ReliablePublish {
+            topic: T::ID,
+            fingerprint: T::FINGERPRINT,
+            message_id: u64::MAX,
+            window: u64::MAX,
+            payload: &payload,
+        };
+        let max_body = lock(&self.shared.outbox).batcher.max_body();
+        if probe.encoded_len() > max_body {
+            return Err(bus_core::FrameTooLarge {
+                len: probe.encoded_len(),
+                max: max_body,
+            }
+            .into());
+        }
+        let (message_id, floor) = if peers.is_empty() {
+            (None, 0)
+        } else {
+            let id = self
+                .open_window(&peers, payload.len(), wait_for_room)
+                .await?;
+            (Some(id), lock(&self.shared.send_window).floor())
+        };
+        self.deliver_locally::<T>(Bytes::copy_from_slice(&payload));
+        let Some(message_id) = message_id else {
+            return Ok(DeliveryReport {
+                message_id: 0,
+                acked: Vec::new(),
+                left: Vec::new(),
+                missing: Vec::new(),
+                retransmissions: 0,
+            });
+        };
+        let mut frame = Vec::with_capacity(probe.encoded_len());
+        Frame::ReliablePublish {
+            topic: T::ID,
+            fingerprint: T::FINGERPRINT,
+            message_id,
+            window: message_id.saturating_sub(floor),
+            payload: &payload,
+        }
+        .emit(&mut frame);
+        let (reply, report) = tokio::sync::oneshot::channel();
+        self.socket.do_send(StartReliable {
+            message_id,
+            frame: Bytes::from(frame),
+            payload_len: payload.len(),
+            owed,
+            deadline,
+            reply,
+        });
+        let report = report.await.map_err(|_| Error::ShutDown)?;
+        if report.is_complete() {
+            Ok(report)
+        } else {
+            Err(Error::Undelivered {
+                topic: T::NAME,
+                report,
+            })
+        }
+    }
+
+    /// Takes room in the window for a message to `peers`, waiting for it if asked to.
+    async fn open_window(
+        &self,
+        peers: &[PeerId],
+        bytes: usize,
+        wait_for_room: bool,
+    ) -> Result<u64, Error> {
+        loop {
+            let room = self.shared.window_space.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match lock(&self.shared.send_window).open(peers, bytes) {
+                Ok(id) => return Ok(id),
+                Err(busy) if !wait_for_room => return Err(Error::Busy(busy)),
+                Err(_) => {}
+            }
+            room.await;
+            self.check_running()?;
+        }
     }
 
     fn deliver_locally<T: Topic>(&self, payload: Bytes) {

@@ -2,7 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use bus_core::{Duration, PeerId};
+use std::collections::HashMap;
+
+use bus_core::reliability::WindowLimits;
+use bus_core::{Duration, PeerId, Topic, TopicId};
 
 use crate::error::Error;
 use crate::transport::Transport;
@@ -65,6 +68,10 @@ pub(crate) struct Config {
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) security: Option<Security>,
     pub(crate) rng_seed: Option<u64>,
+    pub(crate) reliable_deadline: Duration,
+    pub(crate) topic_deadlines: HashMap<TopicId, Duration>,
+    pub(crate) window: WindowLimits,
+    pub(crate) max_rto: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +93,10 @@ impl Default for Config {
             metadata: Vec::new(),
             security: None,
             rng_seed: None,
+            reliable_deadline: Duration::from_secs(5),
+            topic_deadlines: HashMap::new(),
+            window: WindowLimits::default(),
+            max_rto: Duration::from_millis(500),
         }
     }
 }
@@ -202,6 +213,39 @@ impl BusBuilder {
     /// Seeds the bus's random choices (peer id if not set, beacon jitter), for reproducible tests.
     pub fn rng_seed(mut self, seed: u64) -> Self {
         self.config.rng_seed = Some(seed);
+        self
+    }
+
+    /// How long a reliable message may take to be acknowledged by every subscriber before its
+    /// send fails, naming those that did not (default 5 s).
+    pub fn reliable_deadline(mut self, deadline: Duration) -> Self {
+        self.config.reliable_deadline = deadline;
+        self
+    }
+
+    /// The deadline of reliable messages on topic `T`, instead of the bus's default.
+    pub fn topic_deadline<T: Topic>(mut self, deadline: Duration) -> Self {
+        self.config.topic_deadlines.insert(T::ID, deadline);
+        self
+    }
+
+    /// Reliable messages in flight: per peer (count and bytes) and overall. A publisher that
+    /// reaches a limit waits (`publish_reliable`) or is told it is busy (`try_publish_reliable`).
+    pub fn reliable_window(mut self, limits: WindowLimits) -> Self {
+        self.config.window = limits;
+        self
+    }
+
+    /// Runs over UDP sockets that lose and duplicate outgoing datagrams as `faults` says: for
+    /// testing reliability over real sockets.
+    #[cfg(feature = "sim")]
+    pub fn inject_faults(mut self, faults: crate::transport::Faults) -> Self {
+        self.transport = Some(Box::new(move |config| {
+            let udp = crate::transport::UdpTransport::bind(config)?;
+            Ok(Box::new(crate::transport::FaultyTransport::new(
+                udp, faults,
+            )))
+        }));
         self
     }
 

@@ -28,6 +28,21 @@ pub enum Error {
     /// The bus has been shut down. The caller is at fault: do not use a bus after `shutdown`.
     #[error("the bus is shut down")]
     ShutDown,
+    /// A reliable message was not acknowledged by every subscriber before its deadline. The
+    /// subscribers named are at fault (unreachable, overloaded, or cut off); the others got it
+    /// exactly once. The report says who acknowledged, who left, and who is missing.
+    #[error("reliable message on {topic} not acknowledged in time by {}", missing(&report.missing))]
+    Undelivered {
+        /// The topic.
+        topic: &'static str,
+        /// What happened, peer by peer.
+        report: bus_core::reliability::DeliveryReport,
+    },
+    /// A window of reliable messages in flight is full (`try_publish_reliable` only). Nobody is
+    /// at fault: the subscriber named is slower than the publisher; wait, or use
+    /// `publish_reliable`, which waits.
+    #[error("busy: {0}")]
+    Busy(bus_core::reliability::Busy),
     /// Encoding a message, building a frame or a name check failed; the inner error says by whose
     /// fault.
     #[error(transparent)]
@@ -49,4 +64,12 @@ impl From<bus_core::FrameTooLarge> for Error {
 pub(crate) fn socket_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
     move |source| Error::Socket { what, source }
+}
+
+fn missing(peers: &[bus_core::PeerId]) -> String {
+    peers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

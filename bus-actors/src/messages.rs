@@ -47,6 +47,8 @@ pub struct PeerSnapshot {
     pub clock_offset_us: Option<i64>,
     /// When its last beacon arrived.
     pub last_seen: Instant,
+    /// The retransmission timeout for reliable messages to it (RFC 6298, from measured RTT).
+    pub rto: Duration,
 }
 
 impl PeerSnapshot {
@@ -132,3 +134,30 @@ pub(crate) struct PongReceived {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct PeerMoved(pub(crate) SocketAddr);
+
+/// An acknowledgement from a peer, for a pending message.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct AckFrom(pub(crate) PeerId);
+
+/// A peer left or became unreachable: pending messages stop waiting for it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PeerGone(pub(crate) PeerId);
+
+/// Start a pending-message actor for a reliable message whose window slot is taken.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StartReliable {
+    pub(crate) message_id: u64,
+    pub(crate) frame: Bytes,
+    pub(crate) payload_len: usize,
+    pub(crate) owed: Vec<(PeerId, SocketAddr, Duration)>,
+    pub(crate) deadline: Duration,
+    pub(crate) reply: tokio::sync::oneshot::Sender<bus_core::reliability::DeliveryReport>,
+}
+
+/// A pending-message actor finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PendingFinished(pub(crate) u64);

@@ -31,10 +31,12 @@ pub enum DropReason {
     WrongVersion,
     /// A datagram that could not be sent.
     SendFailed,
+    /// A reliable message beyond the receiver's window.
+    OutOfWindow,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 11] = [
+    const ALL: [DropReason; 12] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -46,6 +48,7 @@ impl DropReason {
         DropReason::SpoofedSender,
         DropReason::WrongVersion,
         DropReason::SendFailed,
+        DropReason::OutOfWindow,
     ];
 
     /// A short, stable name for dashboards.
@@ -62,6 +65,7 @@ impl DropReason {
             DropReason::SpoofedSender => "spoofed_sender",
             DropReason::WrongVersion => "wrong_version",
             DropReason::SendFailed => "send_failed",
+            DropReason::OutOfWindow => "out_of_window",
         }
     }
 
@@ -85,6 +89,26 @@ pub(crate) struct Metrics {
     frames_in: [AtomicU64; FrameType::ALL.len()],
     frames_out: [AtomicU64; FrameType::ALL.len()],
     drops: [AtomicU64; DropReason::ALL.len()],
+    pub(crate) reliable: ReliableCounters,
+}
+
+/// Counters of reliable messages, sent and received.
+#[derive(Debug, Default)]
+pub(crate) struct ReliableCounters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) retransmitted: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) pending: AtomicU64,
+    pub(crate) pending_peak: AtomicU64,
+}
+
+impl ReliableCounters {
+    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+        bump(counter, by);
+    }
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -137,6 +161,16 @@ impl Metrics {
                 .filter(|(_, c)| read(c) > 0)
                 .map(|(r, c)| (r.name(), read(c)))
                 .collect(),
+            reliable: ReliableStats {
+                sent: read(&self.reliable.sent),
+                retransmitted: read(&self.reliable.retransmitted),
+                acked: read(&self.reliable.acked),
+                expired: read(&self.reliable.expired),
+                received: read(&self.reliable.received),
+                duplicates: read(&self.reliable.duplicates),
+                pending: read(&self.reliable.pending),
+                pending_peak: read(&self.reliable.pending_peak),
+            },
         }
     }
 }
@@ -158,6 +192,29 @@ pub struct MetricsSnapshot {
     pub frames_out: BTreeMap<&'static str, u64>,
     /// Datagrams or frames dropped, by reason.
     pub drops: BTreeMap<&'static str, u64>,
+    /// Reliable messages.
+    pub reliable: ReliableStats,
+}
+
+/// Reliable messages, as a sender and as a receiver.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct ReliableStats {
+    /// Messages sent (first copies).
+    pub sent: u64,
+    /// Copies sent again to peers that had not acknowledged.
+    pub retransmitted: u64,
+    /// Acknowledgements from peers owed a message.
+    pub acked: u64,
+    /// Messages whose deadline passed before every owed peer acknowledged.
+    pub expired: u64,
+    /// Messages received for the first time.
+    pub received: u64,
+    /// Copies received again (acknowledged again, not delivered again).
+    pub duplicates: u64,
+    /// Pending-message actors alive now.
+    pub pending: u64,
+    /// The most pending-message actors ever alive at once.
+    pub pending_peak: u64,
 }
 
 impl MetricsSnapshot {

@@ -72,6 +72,7 @@ impl Handler<PongReceived> for PeerActor {
         self.offset.on_sample(&sample);
         if let Some(mut snapshot) = self.shared.peers.get_mut(&self.id) {
             snapshot.rtt = self.rtt.srtt();
+            snapshot.rto = self.rtt.rto();
             snapshot.clock_offset_us = self.offset.offset_us();
         }
     }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use actix::{Addr, Recipient};
-use bus_core::wire::{Frame, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
+use bus_core::reliability::SendWindow;
+use bus_core::wire::{Frame, FrameType, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
 use bus_core::{FrameBatcher, PeerId, TopicId};
 use dashmap::DashMap;
 use tokio::sync::Notify;
@@ -69,10 +70,17 @@ pub(crate) struct Shared {
     pub(crate) packet_counter: AtomicU64,
     pub(crate) socket: OnceLock<Addr<SocketActor>>,
     pub(crate) shut_down: AtomicBool,
+    pub(crate) send_window: Mutex<SendWindow>,
+    pub(crate) window_space: Notify,
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, local_id: PeerId, local_addr: SocketAddr) -> Shared {
+    pub(crate) fn new(
+        config: Config,
+        local_id: PeerId,
+        local_addr: SocketAddr,
+        first_message_id: u64,
+    ) -> Shared {
         // Invariant: a plain packet has a header length; validate() keeps max_datagram >= 64.
         let header = PacketType::Plain.header_len().unwrap_or(32);
         let max_body = config
@@ -96,6 +104,8 @@ impl Shared {
             packet_counter: AtomicU64::new(0),
             socket: OnceLock::new(),
             shut_down: AtomicBool::new(false),
+            send_window: Mutex::new(SendWindow::new(config.window, first_message_id)),
+            window_space: Notify::new(),
             config,
         }
     }
@@ -117,6 +127,20 @@ impl Shared {
         let mut outbox = lock(&self.outbox);
         outbox.batcher.push(&target, frame)?;
         self.metrics.frame_out(frame.frame_type());
+        self.request_flush(outbox);
+        Ok(())
+    }
+
+    /// Queues an encoded frame of type `frame_type` and makes sure a flush is coming.
+    pub(crate) fn enqueue_encoded(
+        &self,
+        target: Target,
+        frame_type: FrameType,
+        frame: &[u8],
+    ) -> Result<(), Error> {
+        let mut outbox = lock(&self.outbox);
+        outbox.batcher.push_encoded(&target, frame)?;
+        self.metrics.frame_out(frame_type);
         self.request_flush(outbox);
         Ok(())
     }

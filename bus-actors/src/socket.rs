@@ -3,21 +3,25 @@
 //! what the outbox holds.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, PoisonError};
 
 use actix::prelude::*;
 use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
-use bus_core::wire::{Beacon, Frame, Frames, Header, PROTOCOL_VERSION, PacketType};
+use bus_core::reliability::{Arrival, SenderWindows};
+use bus_core::wire::{AckRanges, Beacon, Frame, Frames, Header, PROTOCOL_VERSION, PacketType};
 use bus_core::{PeerId, TopicId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::messages::{
-    BusEvent, Flush, PeerMoved, PeerSnapshot, PongReceived, RawMessage, Shutdown, TopicsChanged,
+    AckFrom, BusEvent, Flush, PeerGone, PeerMoved, PeerSnapshot, PendingFinished, PongReceived,
+    RawMessage, Shutdown, StartReliable, TopicsChanged,
 };
-use crate::metrics::DropReason;
+use crate::metrics::{DropReason, ReliableCounters};
 use crate::peer::PeerActor;
+use crate::pending::PendingMessageActor;
 use crate::shared::{Route, Shared};
 use crate::transport::{Datagram, Target, Transport};
 
@@ -30,7 +34,20 @@ pub(crate) struct SocketActor {
     rng: ChaCha8Rng,
     flushing: bool,
     liveness_timer: Option<SpawnHandle>,
+    /// Reliable messages in flight, by id.
+    pending: BTreeMap<u64, Addr<PendingMessageActor>>,
+    /// What each sender's reliable messages we have received.
+    senders: HashMap<PeerId, SenderWindows>,
+    /// Message ids to acknowledge, by the address of their sender.
+    acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
 }
+
+/// Senders whose reliable-message windows are kept at once; beyond that the oldest is forgotten
+/// (in plaintext mode anyone can claim to be a sender, so this must be bounded).
+const MAX_SENDERS: usize = 4096;
+
+/// Message ids per ack frame: a few hundred bytes at worst, well inside a datagram.
+const IDS_PER_ACK: usize = 64;
 
 impl SocketActor {
     pub(crate) fn new(shared: Arc<Shared>, mut transport: Box<dyn Transport>, seed: u64) -> Self {
@@ -44,6 +61,9 @@ impl SocketActor {
             rng: ChaCha8Rng::seed_from_u64(seed),
             flushing: false,
             liveness_timer: None,
+            pending: BTreeMap::new(),
+            senders: HashMap::new(),
+            acks_owed: BTreeMap::new(),
         }
     }
 
@@ -123,7 +143,24 @@ impl SocketActor {
         }
     }
 
+    /// Turns the acknowledgements owed into ack frames, batched per sender.
+    fn queue_acks(&mut self) {
+        for (to, ids) in std::mem::take(&mut self.acks_owed) {
+            for chunk in ids.chunks(IDS_PER_ACK) {
+                let ranges = AckRanges::from_ranges(chunk.iter().map(|id| *id..=*id));
+                if self
+                    .shared
+                    .enqueue(Target::Unicast(to), &Frame::Ack(ranges))
+                    .is_err()
+                {
+                    self.shared.metrics.dropped(DropReason::SendFailed);
+                }
+            }
+        }
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.queue_acks();
         if self.flushing {
             return;
         }
@@ -156,6 +193,9 @@ impl SocketActor {
             rtt: previous.as_ref().and_then(|p| p.rtt),
             clock_offset_us: previous.as_ref().and_then(|p| p.clock_offset_us),
             last_seen: info.last_seen,
+            rto: previous
+                .as_ref()
+                .map_or_else(|| bus_core::RttEstimator::default().rto(), |p| p.rto),
         }
     }
 
@@ -201,6 +241,10 @@ impl SocketActor {
 
     fn forget(&mut self, id: PeerId) {
         self.shared.peers.remove(&id);
+        self.senders.remove(&id);
+        for pending in self.pending.values() {
+            pending.do_send(PeerGone(id));
+        }
         if let Some(actor) = self.peers.remove(&id) {
             // Dropping the last address stops the actor once its mailbox drains.
             drop(actor);
@@ -261,6 +305,7 @@ impl SocketActor {
         }
         let now = self.shared.clock.now();
         let mut membership_changed = false;
+        let mut acks_owed = false;
         let mut sent_at = None;
         for frame in Frames::new(body).flatten() {
             metrics.frame_in(frame.frame_type());
@@ -291,17 +336,53 @@ impl SocketActor {
                     topic,
                     fingerprint,
                     payload,
+                } => self.deliver(sender, topic, fingerprint, datagram, payload, now, sent_at),
+                Frame::ReliablePublish {
+                    topic,
+                    fingerprint,
+                    message_id,
+                    window,
+                    payload,
                 } => {
-                    if let Some(subscriptions) = self.shared.registry.get(&topic) {
-                        let payload = datagram.bytes.slice_ref(payload);
-                        for sub in subscriptions.iter() {
-                            sub.raw.do_send(RawMessage {
-                                from: sender,
+                    if self.senders.len() >= MAX_SENDERS
+                        && !self.senders.contains_key(&sender)
+                        && let Some(evicted) = self.senders.keys().next().copied()
+                    {
+                        self.senders.remove(&evicted);
+                    }
+                    let windows = self.senders.entry(sender).or_default();
+                    match windows.on_arrival(message_id, message_id - window) {
+                        Arrival::New => {
+                            ReliableCounters::bump(&metrics.reliable.received, 1);
+                            self.deliver(
+                                sender,
+                                topic,
                                 fingerprint,
-                                payload: payload.clone(),
-                                received_at: now,
+                                datagram,
+                                payload,
+                                now,
                                 sent_at,
-                            });
+                            );
+                        }
+                        Arrival::Duplicate => {
+                            ReliableCounters::bump(&metrics.reliable.duplicates, 1);
+                        }
+                        Arrival::OutOfWindow => {
+                            metrics.dropped(DropReason::OutOfWindow);
+                            continue;
+                        }
+                    }
+                    // Duplicates too: our first acknowledgement may have been lost.
+                    self.acks_owed
+                        .entry(datagram.from)
+                        .or_default()
+                        .push(message_id);
+                    acks_owed = true;
+                }
+                Frame::Ack(ranges) => {
+                    for range in ranges.ranges() {
+                        for pending in self.pending.range(range.clone()).map(|(_, a)| a) {
+                            pending.do_send(AckFrom(sender));
                         }
                     }
                 }
@@ -348,6 +429,35 @@ impl SocketActor {
         if membership_changed {
             self.process_membership(ctx);
         }
+        if acks_owed {
+            ctx.notify(Flush);
+        }
+    }
+
+    /// Hands a payload to every local subscription of its topic.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        from: PeerId,
+        topic: TopicId,
+        fingerprint: u64,
+        datagram: &Datagram,
+        payload: &[u8],
+        received_at: bus_core::Instant,
+        sent_at: Option<bus_core::Instant>,
+    ) {
+        if let Some(subscriptions) = self.shared.registry.get(&topic) {
+            let payload = datagram.bytes.slice_ref(payload);
+            for sub in subscriptions.iter() {
+                sub.raw.do_send(RawMessage {
+                    from,
+                    fingerprint,
+                    payload: payload.clone(),
+                    received_at,
+                    sent_at,
+                });
+            }
+        }
     }
 }
 
@@ -379,6 +489,22 @@ impl Handler<Flush> for SocketActor {
     type Result = ();
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
         self.flush(ctx);
+    }
+}
+
+impl Handler<StartReliable> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, start: StartReliable, _: &mut Self::Context) {
+        let id = start.message_id;
+        let actor = PendingMessageActor::new(self.shared.clone(), start).start();
+        self.pending.insert(id, actor);
+    }
+}
+
+impl Handler<PendingFinished> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, PendingFinished(id): PendingFinished, _: &mut Self::Context) {
+        self.pending.remove(&id);
     }
 }
 

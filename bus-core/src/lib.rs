@@ -13,6 +13,7 @@
 //! | [`Topic`] | typed topics: names, schema fingerprints, MessagePack payloads |
 //! | [`discovery`] | the membership table fed by beacons: joins, leaves, liveness |
 //! | [`FrameBatcher`] | packing frames into datagram bodies per destination |
+//! | [`reliability`] | reliable messages: windows, acknowledgement sets, retransmission, dedup |
 //! | [`RttEstimator`], [`ClockOffset`] | round-trip time, RTO and clock offset from pings |
 //! | [`sim`] | the deterministic network simulator (tests only) |
 //!
@@ -52,6 +53,7 @@ mod batch;
 pub mod discovery;
 mod error;
 mod id;
+pub mod reliability;
 mod rtt;
 pub mod time;
 mod topic;

@@ -53,6 +53,7 @@ fn valid_packet() -> Vec<u8> {
             topic: TopicId(1),
             fingerprint: 2,
             message_id: 1 << 40,
+            window: 3,
             payload: b"world",
         },
         Frame::Ack(AckRanges::from_ranges([1..=5, 9..=9, 300..=310])),

@@ -14,6 +14,7 @@ struct ReliablePublishRecord<'a> {
     topic: u64,
     fingerprint: u64,
     message_id: u64,
+    window: u64,
     #[serde(with = "serde_bytes")]
     payload: &'a [u8],
 }
@@ -24,12 +25,14 @@ fn codec(c: &mut Criterion) {
         topic: TopicId::from_name("plant/boiler/temperature"),
         fingerprint: 0x1234_5678_9abc_def0,
         message_id: 123_456,
+        window: 12,
         payload: &payload,
     };
     let record = ReliablePublishRecord {
         topic: TopicId::from_name("plant/boiler/temperature").0,
         fingerprint: 0x1234_5678_9abc_def0,
         message_id: 123_456,
+        window: 12,
         payload: &payload,
     };
     let mut buf = Vec::with_capacity(256);

@@ -27,6 +27,14 @@ pub struct Counter {
     pub seq: u64,
 }
 
+/// A topic whose messages are published reliably by default.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize, Topic)]
+#[topic(name = "test/reliable", reliable)]
+pub struct Reliable {
+    /// Its sequence number at the publisher.
+    pub seq: u64,
+}
+
 /// A second topic, for peers that must not see the first.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize, Topic)]
 #[topic(name = "test/other")]

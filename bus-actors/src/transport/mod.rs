@@ -1,6 +1,8 @@
 //! The seam under the socket actor: real UDP sockets, or the simulated network in tests.
 
 #[cfg(feature = "sim")]
+mod fault;
+#[cfg(feature = "sim")]
 mod sim;
 mod udp;
 
@@ -10,6 +12,8 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::LocalBoxStream;
 
+#[cfg(feature = "sim")]
+pub use fault::{Faults, FaultyTransport};
 #[cfg(feature = "sim")]
 pub use sim::{SimHub, SimTransport};
 pub(crate) use udp::UdpTransport;

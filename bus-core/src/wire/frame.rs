@@ -271,8 +271,11 @@ pub enum Frame<'a> {
     /// A message the receiver must acknowledge, delivered once per (sender, message id).
     ///
     /// ```text
-    /// | 0x03 | topic id u64 | fingerprint u64 | message id v | payload bytes |
+    /// | 0x03 | topic id u64 | fingerprint u64 | message id v | window v | payload bytes |
     /// ```
+    ///
+    /// `window`: the sender may still retransmit ids down to `message_id - window` and no lower,
+    /// so the receiver can forget what it received below that.
     ReliablePublish {
         /// The topic.
         topic: TopicId,
@@ -280,6 +283,8 @@ pub enum Frame<'a> {
         fingerprint: u64,
         /// Unique per sender; what the receiver acknowledges and deduplicates by.
         message_id: u64,
+        /// How far below `message_id` the sender's oldest unfinished message is.
+        window: u64,
         /// The MessagePack-encoded message.
         payload: &'a [u8],
     },
@@ -527,11 +532,13 @@ impl<'a> Frame<'a> {
                 topic,
                 fingerprint,
                 message_id,
+                window,
                 payload,
             } => {
                 out.put_slice(&topic.0.to_le_bytes());
                 out.put_slice(&fingerprint.to_le_bytes());
                 out.put_varint(*message_id);
+                out.put_varint(*window);
                 out.put_bytes(payload);
             }
             Frame::Ack(ranges) => ranges.emit(out),
@@ -660,12 +667,18 @@ impl<'a> Frame<'a> {
                 fingerprint: r.u64("fingerprint")?,
                 payload: r.bytes("payload")?,
             },
-            FrameType::ReliablePublish => Frame::ReliablePublish {
-                topic: TopicId(r.u64("topic id")?),
-                fingerprint: r.u64("fingerprint")?,
-                message_id: r.varint("message id")?,
-                payload: r.bytes("payload")?,
-            },
+            FrameType::ReliablePublish => {
+                let topic = TopicId(r.u64("topic id")?);
+                let fingerprint = r.u64("fingerprint")?;
+                let message_id = r.varint("message id")?;
+                Frame::ReliablePublish {
+                    topic,
+                    fingerprint,
+                    message_id,
+                    window: r.varint_at_most(message_id, "reliable window")?,
+                    payload: r.bytes("payload")?,
+                }
+            }
             FrameType::Ack => Frame::Ack(AckRanges::parse(r)?),
             FrameType::Call => Frame::Call {
                 request_id: r.varint("request id")?,

@@ -34,11 +34,12 @@ fn publish_fixture() {
     assert_eq!(parse_one(&PUBLISH_BYTES), Ok(frame));
 }
 
-static RELIABLE_BYTES: [u8; 20] = [
+static RELIABLE_BYTES: [u8; 21] = [
     0x03, //
     0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
     0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
     0xac, 0x02, // message id 300
+    0x05, // window: ids down to 295 may still come
     0x00, // empty payload
 ];
 
@@ -48,10 +49,21 @@ fn reliable_publish_fixture() {
         topic: TopicId(1),
         fingerprint: 2,
         message_id: 300,
+        window: 5,
         payload: &[],
     };
     assert_eq!(emitted(&frame), RELIABLE_BYTES);
     assert_eq!(parse_one(&RELIABLE_BYTES), Ok(frame));
+    // A window reaching below id 0 (301 below 300) is malformed.
+    let mut below_zero = RELIABLE_BYTES[..19].to_vec();
+    below_zero.extend_from_slice(&[0xad, 0x02, 0x00]);
+    assert!(matches!(
+        parse_one(&below_zero),
+        Err(DecodeError::OutOfRange {
+            field: "reliable window",
+            ..
+        })
+    ));
 }
 
 /// Acks for 10..=12, 5 and 0..=2: three ranges.
@@ -315,14 +327,20 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             fingerprint: f,
             payload: p
         }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), payload()).prop_map(|(t, f, id, p)| {
-            Frame::ReliablePublish {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            payload()
+        )
+            .prop_map(|(t, f, id, w, p)| Frame::ReliablePublish {
                 topic: TopicId(t),
                 fingerprint: f,
                 message_id: id,
+                window: w.min(id),
                 payload: p,
-            }
-        }),
+            }),
         ack,
         (any::<u64>(), any::<u64>(), payload()).prop_map(|(r, m, p)| Frame::Call {
             request_id: r,

@@ -1,0 +1,84 @@
+//! A transport that loses and duplicates datagrams on purpose, wrapped around another: for
+//! testing reliability over real sockets.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::LocalBoxStream;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Datagram, SendReport, Target, Transport};
+
+/// What [`FaultyTransport`] does to outgoing datagrams. Probabilities are in `0.0..=1.0`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Faults {
+    /// Probability that a datagram is silently not sent.
+    pub loss: f64,
+    /// Probability that a datagram is sent twice.
+    pub duplicate: f64,
+    /// Seed of the random choices.
+    pub seed: u64,
+}
+
+/// Wraps a transport and drops or duplicates what it sends, as [`Faults`] says. Dropped
+/// datagrams count as sent: the sender cannot tell, as on a real lossy network.
+pub struct FaultyTransport<T> {
+    inner: T,
+    faults: Faults,
+    rng: RefCell<ChaCha8Rng>,
+}
+
+impl<T> std::fmt::Debug for FaultyTransport<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyTransport")
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> FaultyTransport<T> {
+    /// `inner`, made unreliable.
+    pub fn new(inner: T, faults: Faults) -> FaultyTransport<T> {
+        FaultyTransport {
+            inner,
+            rng: RefCell::new(ChaCha8Rng::seed_from_u64(faults.seed)),
+            faults,
+        }
+    }
+}
+
+impl<T: Transport> Transport for FaultyTransport<T> {
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr()
+    }
+
+    fn incoming(&mut self) -> LocalBoxStream<'static, Datagram> {
+        self.inner.incoming()
+    }
+
+    fn send_batch(&self, batch: Vec<(Target, Vec<u8>)>) -> LocalBoxFuture<'static, SendReport> {
+        let mut rng = self.rng.borrow_mut();
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut dropped = SendReport::default();
+        for (target, datagram) in batch {
+            if rng.random_bool(self.faults.loss) {
+                dropped.sent += 1;
+                dropped.bytes += datagram.len();
+                continue;
+            }
+            if rng.random_bool(self.faults.duplicate) {
+                kept.push((target, datagram.clone()));
+            }
+            kept.push((target, datagram));
+        }
+        let sending = self.inner.send_batch(kept);
+        Box::pin(async move {
+            let mut report = sending.await;
+            report.sent += dropped.sent;
+            report.bytes += dropped.bytes;
+            report
+        })
+    }
+}

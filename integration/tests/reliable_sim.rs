@@ -1,0 +1,129 @@
+//! Reliable messages through the actors, over the simulated network in virtual time.
+
+#![allow(clippy::unwrap_used)] // In helpers outside #[test] functions too: a panic fails the test.
+
+use std::time::Duration;
+
+use bus_actors::transport::SimHub;
+use bus_actors::{Error, Topic, WindowLimits};
+use bus_core::sim::{LinkConfig, NodeId};
+use integration::scenarios::{self, publish_reliably};
+use integration::{
+    Reliable, await_subscribers, events, receive, run_in_virtual_time, sim_builders, subscribe,
+};
+
+const SEED: u64 = 0xfeed;
+
+fn lossy(loss: f64) -> LinkConfig {
+    LinkConfig {
+        loss,
+        duplicate: 0.1,
+        latency: Duration::from_micros(300),
+        jitter: Duration::from_micros(300),
+        reorder: 0.05,
+        reorder_delay: Duration::from_millis(2),
+    }
+}
+
+#[test]
+fn exactly_once_at_30_percent_loss_with_duplication_and_reordering() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 4, lossy(0.3));
+        // At 30% loss, three lost beacons in a row are common enough to flap membership; a
+        // longer liveness timeout keeps every subscriber owed every message.
+        let mut builders = sim_builders(&hub, SEED);
+        let mut make = || builders().liveness_factor(10);
+        scenarios::reliable_messages_arrive_exactly_once(&mut make, 10_000).await;
+    });
+}
+
+#[test]
+fn a_cut_off_subscriber_is_named_and_no_pending_actor_is_left() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 4, lossy(0.0));
+        let mut make = sim_builders(&hub, SEED);
+        // The deadline is shorter than the liveness timeout (3 beacon intervals), so the cut-off
+        // peer is still owed the messages when they expire.
+        let deadline = bus_actors::Duration::from_millis(300);
+        let publisher = make()
+            .topic_deadline::<Reliable>(deadline)
+            .start()
+            .await
+            .unwrap();
+        let mut subscribers = Vec::new();
+        let mut rxs = Vec::new();
+        for _ in 0..3 {
+            let bus = make().start().await.unwrap();
+            rxs.push(subscribe::<Reliable>(&bus).await);
+            subscribers.push(bus);
+        }
+        let mut ev = events(&publisher);
+        await_subscribers(&publisher, &mut ev, Reliable::ID, 3, Duration::from_secs(5)).await;
+        hub.with_network(|net| net.partition(&[NodeId(0)], &[NodeId(3)]));
+        let cut = subscribers[2].local_id();
+
+        let results = publish_reliably(&publisher, 200, 200, |_| {}).await;
+        for result in results {
+            match result {
+                Err(Error::Undelivered { topic, report }) => {
+                    assert_eq!(topic, "test/reliable");
+                    assert_eq!(report.missing, [cut]);
+                    assert_eq!(report.acked.len(), 2);
+                }
+                other => panic!("expected a failure naming the cut-off peer, got {other:?}"),
+            }
+        }
+        for rx in &mut rxs[..2] {
+            receive(rx, 200, Duration::from_secs(1)).await;
+        }
+        let stats = publisher.metrics().reliable;
+        assert_eq!(stats.expired, 200);
+        assert_eq!(
+            stats.pending, 0,
+            "every pending actor stopped with its message"
+        );
+        // Nothing is held for the cut-off peer: its window has room again (not busy), and the
+        // new message fails like the others.
+        let again = publisher.try_publish_reliable(Reliable { seq: 0 }).await;
+        assert!(matches!(again, Err(Error::Undelivered { .. })), "{again:?}");
+    });
+}
+
+#[test]
+fn a_publisher_faster_than_the_window_waits_and_try_reports_busy() {
+    run_in_virtual_time(|| async {
+        // A slow subscriber: 20 ms each way, so acknowledgements take 40 ms to come back.
+        let config = LinkConfig {
+            latency: Duration::from_millis(20),
+            ..LinkConfig::default()
+        };
+        let hub = SimHub::new(SEED, 2, config);
+        let mut make = sim_builders(&hub, SEED);
+        let window = WindowLimits {
+            per_peer_messages: 32,
+            ..WindowLimits::default()
+        };
+        let publisher = make().reliable_window(window).start().await.unwrap();
+        let subscriber = make().start().await.unwrap();
+        let mut rx = subscribe::<Reliable>(&subscriber).await;
+        let mut ev = events(&publisher);
+        await_subscribers(&publisher, &mut ev, Reliable::ID, 1, Duration::from_secs(5)).await;
+
+        let results = publish_reliably(&publisher, 500, 500, |_| {}).await;
+        assert!(results.iter().all(Result::is_ok));
+        let stats = publisher.metrics().reliable;
+        assert_eq!(stats.pending_peak, 32, "in flight never exceeds the window");
+        assert_eq!(stats.pending, 0);
+        receive(&mut rx, 500, Duration::from_secs(1)).await;
+
+        // Fill the window, then ask without waiting.
+        let filling = publish_reliably(&publisher, 32, 32, |_| {});
+        let probe = async {
+            tokio::task::yield_now().await;
+            publisher.try_publish_reliable(Reliable { seq: 999 }).await
+        };
+        let (filled, probed) = tokio::join!(filling, probe);
+        assert!(filled.iter().all(Result::is_ok));
+        assert!(matches!(probed, Err(Error::Busy(_))), "{probed:?}");
+    });
+}
