@@ -15,3 +15,7 @@ struct Topics;
 #[cfg(doctest)]
 #[doc = include_str!("src/getting-started.md")]
 struct GettingStarted;
+
+#[cfg(doctest)]
+#[doc = include_str!("src/reliable.md")]
+struct Reliable;

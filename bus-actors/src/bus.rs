@@ -400,8 +400,10 @@ impl Bus {
         self.shared.metrics.snapshot()
     }
 
-    /// Leaves gracefully: announces the departure, sends everything queued, and stops the bus's
-    /// actors. Later calls on any clone return [`Error::ShutDown`].
+    /// Leaves gracefully: lets the reliable messages in flight finish (each within its
+    /// deadline), announces the departure, sends everything queued, and stops the bus's actors.
+    /// New work is refused from the moment it is called: later calls on any clone return
+    /// [`Error::ShutDown`].
     ///
     /// # Errors
     /// [`Error::ShutDown`] if the bus was already shut down.

@@ -63,7 +63,9 @@ impl PendingMessageActor {
 
     fn release(&self, peer: PeerId) {
         lock(&self.shared.send_window).release_peer(peer, self.payload_len);
-        self.shared.window_space.notify_waiters();
+        // One slot freed, one waiter woken (waking them all would make every release cost as
+        // much as there are publishers waiting).
+        self.shared.window_space.notify_one();
     }
 
     /// Finishes if there is an outcome; otherwise re-arms the timer.
@@ -78,7 +80,7 @@ impl PendingMessageActor {
                 self.release(*peer);
             }
             lock(&self.shared.send_window).close(self.send.id());
-            self.shared.window_space.notify_waiters();
+            self.shared.window_space.notify_one();
             if let Some(reply) = self.reply.take() {
                 // The publisher may have stopped waiting; the outcome is counted either way.
                 let _ = reply.send(report);

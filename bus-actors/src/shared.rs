@@ -71,6 +71,7 @@ pub(crate) struct Shared {
     pub(crate) socket: OnceLock<Addr<SocketActor>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) send_window: Mutex<SendWindow>,
+    /// Signalled once per freed slot; a woken publisher that still does not fit waits again.
     pub(crate) window_space: Notify,
 }
 

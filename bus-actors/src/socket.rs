@@ -40,6 +40,8 @@ pub(crate) struct SocketActor {
     senders: HashMap<PeerId, SenderWindows>,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
+    /// A shutdown waiting for the reliable messages in flight to finish.
+    drained: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Senders whose reliable-message windows are kept at once; beyond that the oldest is forgotten
@@ -64,6 +66,7 @@ impl SocketActor {
             pending: BTreeMap::new(),
             senders: HashMap::new(),
             acks_owed: BTreeMap::new(),
+            drained: None,
         }
     }
 
@@ -505,6 +508,11 @@ impl Handler<PendingFinished> for SocketActor {
     type Result = ();
     fn handle(&mut self, PendingFinished(id): PendingFinished, _: &mut Self::Context) {
         self.pending.remove(&id);
+        if self.pending.is_empty()
+            && let Some(drained) = self.drained.take()
+        {
+            let _ = drained.send(());
+        }
     }
 }
 
@@ -526,24 +534,39 @@ impl Handler<TopicsChanged> for SocketActor {
 
 impl Handler<Shutdown> for SocketActor {
     type Result = ResponseActFuture<Self, ()>;
+
+    /// Lets the reliable messages in flight finish (each within its deadline), then says
+    /// goodbye, sends what is queued, and stops.
     fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
-        let targets = self.beacon_targets();
-        self.send_beacon(&targets, true);
-        self.peers.clear();
-        let shared = self.shared.clone();
-        let transport = self.transport.clone();
+        let (drained_tx, drained) = tokio::sync::oneshot::channel();
+        if self.pending.is_empty() {
+            let _ = drained_tx.send(());
+        } else {
+            self.drained = Some(drained_tx);
+        }
         Box::pin(
             async move {
-                loop {
-                    let batch = shared.drain_outbox();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    let report = transport.send_batch(batch).await;
-                    shared.metrics.datagrams_out(report.sent, report.bytes);
-                }
+                let _ = drained.await;
             }
             .into_actor(self)
+            .then(|(), act, _ctx| {
+                let targets = act.beacon_targets();
+                act.send_beacon(&targets, true);
+                act.peers.clear();
+                let shared = act.shared.clone();
+                let transport = act.transport.clone();
+                async move {
+                    loop {
+                        let batch = shared.drain_outbox();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        let report = transport.send_batch(batch).await;
+                        shared.metrics.datagrams_out(report.sent, report.bytes);
+                    }
+                }
+                .into_actor(act)
+            })
             .map(|(), _act, ctx| ctx.stop()),
         )
     }

@@ -25,8 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bus_actors::{Event, Topic};
-use integration::{await_subscribers, builder, events, test_group};
+use bus_actors::transport::{Faults, SimHub};
+use bus_actors::{Event, Topic, WindowLimits};
+use bus_core::sim::{LinkConfig, NodeId};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use integration::{await_subscribers, builder, events, sim_builders, test_group};
 use serde::{Deserialize, Serialize};
 
 /// The benchmark's message: opaque bytes of the requested size.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     };
     let result = Args::parse(rest).and_then(|args| match command.as_str() {
         "thr" => thr(&args),
+        "mem" => System::new().block_on(mem(&args)),
         "_thr-sub" => System::new().block_on(thr_sub(args)),
         other => Err(format!("unknown command {other:?}")),
     });
@@ -95,14 +99,15 @@ fn thr(args: &Args) -> Res<()> {
     let warmup: f64 = args.num("warmup", 1.0)?;
     let runs: usize = args.num("runs", 1)?;
     let reliability = args.str("reliability", "best_effort");
-    if reliability != "best_effort" {
-        return Err(format!(
-            "--reliability {reliability}: only best_effort is implemented"
-        ));
-    }
+    let reliable = match reliability {
+        "best_effort" => false,
+        "reliable" => true,
+        other => return Err(format!("--reliability {other}: best_effort or reliable")),
+    };
+    let loss: f64 = args.num("loss", 0.0)?;
     let mut rates = Vec::new();
     for run in 0..runs.max(1) {
-        let rate = System::new().block_on(thr_once(size, secs, warmup))?;
+        let rate = System::new().block_on(thr_once(size, secs, warmup, reliable, loss))?;
         let line = thr_line(reliability, size, rate);
         if runs > 1 {
             eprintln!("# run {}/{runs}: {line}", run + 1);
@@ -121,8 +126,22 @@ fn thr_line(reliability: &str, size: usize, rate: f64) -> String {
     )
 }
 
+/// A bus on `group`, losing `loss` of what it sends.
+fn bench_builder(group: SocketAddr, loss: f64, seed: u64) -> bus_actors::BusBuilder {
+    let builder = builder(group);
+    if loss > 0.0 {
+        builder.liveness_factor(10).inject_faults(Faults {
+            loss,
+            duplicate: 0.0,
+            seed,
+        })
+    } else {
+        builder
+    }
+}
+
 /// Parent: spawn the counting subscriber, publish until it reports.
-async fn thr_once(size: usize, secs: f64, warmup: f64) -> Res<f64> {
+async fn thr_once(size: usize, secs: f64, warmup: f64, reliable: bool, loss: f64) -> Res<f64> {
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args([
@@ -133,6 +152,8 @@ async fn thr_once(size: usize, secs: f64, warmup: f64) -> Res<f64> {
             &secs.to_string(),
             "--warmup",
             &warmup.to_string(),
+            "--loss",
+            &loss.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -154,23 +175,49 @@ async fn thr_once(size: usize, secs: f64, warmup: f64) -> Res<f64> {
         let _ = tx.send(result);
     });
 
-    let bus = builder(group).start().await.map_err(|e| e.to_string())?;
+    let bus = bench_builder(group, loss, 1)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
     let mut ev = events(&bus);
     await_subscribers(&bus, &mut ev, Blob::ID, 1, Duration::from_secs(30)).await;
     let data = vec![0x5a; size];
     let hard_stop = Instant::now() + Duration::from_secs_f64(secs + warmup + 60.0);
-    let mut sent: u64 = 0;
-    while !done.load(Ordering::Relaxed) {
-        bus.publish(Blob { data: data.clone() })
-            .await
-            .map_err(|e| e.to_string())?;
-        sent += 1;
-        if sent.is_multiple_of(1024) {
-            if Instant::now() > hard_stop {
-                break;
+    if reliable {
+        // Keep the window full: many sends outstanding, each resolving on its acknowledgement.
+        let mut in_flight = FuturesUnordered::new();
+        while !done.load(Ordering::Relaxed) && Instant::now() < hard_stop {
+            while in_flight.len() < 8192 {
+                in_flight.push(bus.publish_reliable(Blob { data: data.clone() }));
             }
-            // Let the socket actor and timers run between bursts.
-            tokio::task::yield_now().await;
+            if let Some(Err(e)) = in_flight.next().await {
+                return Err(format!("reliable send failed: {e}"));
+            }
+        }
+        let stats = bus.metrics().reliable;
+        eprintln!(
+            "# sent={} retransmitted={} acked={} expired={} retransmissions_per_message={:.4} pending_peak={}",
+            stats.sent,
+            stats.retransmitted,
+            stats.acked,
+            stats.expired,
+            stats.retransmitted as f64 / stats.acked.max(1) as f64,
+            stats.pending_peak
+        );
+    } else {
+        let mut sent: u64 = 0;
+        while !done.load(Ordering::Relaxed) {
+            bus.publish(Blob { data: data.clone() })
+                .await
+                .map_err(|e| e.to_string())?;
+            sent += 1;
+            if sent.is_multiple_of(1024) {
+                if Instant::now() > hard_stop {
+                    break;
+                }
+                // Let the socket actor and timers run between bursts.
+                tokio::task::yield_now().await;
+            }
         }
     }
     let result = rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
@@ -203,7 +250,11 @@ async fn thr_sub(args: Args) -> Res<()> {
         .map_err(|e| format!("--group: {e}"))?;
     let secs: f64 = args.num("secs", 5.0)?;
     let warmup: f64 = args.num("warmup", 1.0)?;
-    let bus = builder(group).start().await.map_err(|e| e.to_string())?;
+    let loss: f64 = args.num("loss", 0.0)?;
+    let bus = bench_builder(group, loss, 2)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
     let count = Arc::new(AtomicU64::new(0));
     bus.subscribe::<Blob>(Count(count.clone()).start().recipient())
         .await
@@ -225,5 +276,73 @@ async fn thr_sub(args: Args) -> Res<()> {
     let _ = bus.shutdown().await;
     // Wait for the parent to finish with us (it closes our stdin).
     let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+    Ok(())
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> Res<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| e.to_string())?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or("unreadable /proc/self/statm")?;
+    Ok(pages * 4096)
+}
+
+/// Memory per pending reliable message: a publisher whose one subscriber is cut off holds
+/// `--count` messages of `--size` bytes in flight; the growth of the resident set is divided
+/// among them. Runs on the simulated network, in one process.
+async fn mem(args: &Args) -> Res<()> {
+    let count: u64 = args.num("count", 20_000)?;
+    let size: usize = args.num("size", 64)?;
+    let hub = SimHub::new(1, 2, LinkConfig::default());
+    let mut make = sim_builders(&hub, 1);
+    let room = usize::try_from(count + count / 10 + 1).map_err(|e| e.to_string())?;
+    let limits = WindowLimits {
+        per_peer_messages: room,
+        per_peer_bytes: usize::MAX / 2,
+        total_messages: room,
+    };
+    let publisher = make()
+        .reliable_window(limits)
+        .reliable_deadline(bus_actors::Duration::from_secs(600))
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let subscriber = make().start().await.map_err(|e| e.to_string())?;
+    subscriber
+        .subscribe::<Blob>(Count(Arc::new(AtomicU64::new(0))).start().recipient())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ev = events(&publisher);
+    await_subscribers(&publisher, &mut ev, Blob::ID, 1, Duration::from_secs(10)).await;
+    hub.with_network(|net| net.partition(&[NodeId(0)], &[NodeId(1)]));
+    // Warm up allocators with a first batch, then measure the next.
+    let data = vec![0x5a; size];
+    let mut held = Vec::new();
+    let mut measure = |n: u64| {
+        for _ in 0..n {
+            let bus = publisher.clone();
+            let blob = Blob { data: data.clone() };
+            held.push(actix::spawn(
+                async move { bus.publish_reliable(blob).await },
+            ));
+        }
+    };
+    measure(count / 10);
+    while publisher.metrics().reliable.pending < count / 10 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = rss_bytes()?;
+    measure(count);
+    while publisher.metrics().reliable.pending < count + count / 10 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = rss_bytes()?;
+    let per_message = after.saturating_sub(before) as f64 / count as f64;
+    println!(
+        "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0}"
+    );
     Ok(())
 }
