@@ -14,6 +14,7 @@
 //! | [`discovery`] | the membership table fed by beacons: joins, leaves, liveness |
 //! | [`FrameBatcher`] | packing frames into datagram bodies per destination |
 //! | [`reliability`] | reliable messages: windows, acknowledgement sets, retransmission, dedup |
+//! | [`crypto`] | the Noise handshake, AEAD with counter nonces, the anti-replay window |
 //! | [`RttEstimator`], [`ClockOffset`] | round-trip time, RTO and clock offset from pings |
 //! | [`sim`] | the deterministic network simulator (tests only) |
 //!
@@ -50,6 +51,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+pub mod crypto;
 pub mod discovery;
 mod error;
 mod id;

@@ -1,0 +1,43 @@
+//! Cryptography: the Noise handshake, AEAD with counter nonces, and the anti-replay window.
+//!
+//! Built on orion 0.18's primitives (X25519, ChaCha20-Poly1305, SHA-256, HKDF), following
+//! `shared/design/security.md`: `Noise_KK_25519_ChaChaPoly_SHA256` for the public-key mode and
+//! `Noise_NNpsk0_25519_ChaChaPoly_SHA256` for the PSK mode; per-direction session keys; the
+//! packet header as associated data; an RFC 6479 replay window updated only after a packet
+//! authenticates. Secret material is zeroized on drop and never printed by `Debug`.
+
+pub mod noise;
+mod replay;
+
+pub use replay::{REPLAY_WINDOW, ReplayWindow};
+
+/// Why a cryptographic operation failed.
+///
+/// For input from the network the sender is at fault (or an attacker): the packet is dropped
+/// and counted, and no state changes.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The tag did not verify: forged, corrupted, replayed into the wrong session, or the wrong
+    /// key.
+    #[error("authentication failed")]
+    Auth,
+    /// A message shorter than its fixed parts.
+    #[error("message truncated")]
+    Truncated,
+    /// A public key that yields no shared secret (a low-order point), or an unusable private key.
+    #[error("unusable key")]
+    BadKey,
+    /// The configuration lacks a key the handshake needs. The caller is at fault.
+    #[error("a key the handshake needs is missing")]
+    MissingKey,
+    /// A handshake message written or read out of order. The caller (or the peer) is at fault.
+    #[error("handshake message out of turn")]
+    OutOfTurn,
+    /// Sealing failed: a message too long, or the nonces of a key used up.
+    #[error("cannot seal")]
+    Seal,
+    /// The operating system's random source failed.
+    #[error("random source failed")]
+    Rng,
+}
