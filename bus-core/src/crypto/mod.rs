@@ -6,10 +6,16 @@
 //! packet header as associated data; an RFC 6479 replay window updated only after a packet
 //! authenticates. Secret material is zeroized on drop and never printed by `Debug`.
 
+pub mod handshake;
 pub mod noise;
 mod replay;
+mod session;
 
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
+pub use session::{
+    EpochReceiver, OpenError, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, SUITE_CHACHA,
+    SenderEpoch, Session, epoch_key_psk,
+};
 
 /// Why a cryptographic operation failed.
 ///

@@ -1,0 +1,398 @@
+//! The bus's two handshake messages around Noise `NNpsk0` (PSK mode) and `KK` (public-key
+//! mode), framed as in `shared/design/security.md` §3.3 (WireGuard's shape): fixed sizes, a
+//! clear client id that selects the credentials, session indexes, a timestamp against replayed
+//! initiations, and mac1 so that a responder rejects junk with one keyed hash before any
+//! Diffie-Hellman.
+//!
+//! ```text
+//! HS_INIT, 116 bytes                      HS_RESP, 92 bytes
+//!   0  type 0x01, suite, mode, 0            0  type 0x02, suite, mode, 0
+//!   4  sender index (u32 LE)                4  sender index (responder's)
+//!   8  client id (16)                       8  receiver index (the initiator's)
+//!  24  ephemeral public key (32)           12  ephemeral public key (32)
+//!  56  encrypted timestamp+flags (12+16)   44  tag of the empty payload (16)
+//!  84  mac1 over bytes 0..84 (16)          60  mac1 over bytes 0..60 (16)
+//! 100  mac2 (16, zero: cookies reserved)   76  mac2 (16, zero)
+//! ```
+
+use orion::hazardous::hash::blake2::blake2b::Blake2b as Blake2bHash;
+use orion::hazardous::mac::blake2b::{Blake2b, SecretKey as MacKey};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::CryptoError;
+use super::noise::{HandshakeKeys, HandshakeState, KEY_LEN, KK, Keypair, NN_PSK0, Pattern};
+use super::session::{SUITE_CHACHA, Session};
+use crate::PeerId;
+use crate::time::Instant;
+
+/// The size of a handshake initiation.
+pub const INIT_LEN: usize = 116;
+/// The size of a handshake response.
+pub const RESP_LEN: usize = 92;
+const MAC_LEN: usize = 16;
+
+/// Which kind of credentials a handshake uses; its byte is in every handshake message.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[repr(u8)]
+pub enum Mode {
+    /// A 32-byte pre-shared key (Noise `NNpsk0`).
+    Psk = 1,
+    /// Static X25519 keys known to both sides (Noise `KK`).
+    PublicKey = 2,
+}
+
+/// What one side needs to handshake with one peer.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// The key shared with the peer (or the whole cluster).
+    Psk(PresharedKey),
+    /// Our key pair, and the peer's public key, pinned.
+    PublicKey {
+        /// Our static key pair.
+        local: Keypair,
+        /// The peer's static public key.
+        remote: [u8; KEY_LEN],
+    },
+}
+
+/// A 32-byte pre-shared key; zeroized on drop, never printed.
+#[derive(Clone, ZeroizeOnDrop)]
+pub struct PresharedKey(pub [u8; KEY_LEN]);
+
+impl std::fmt::Debug for PresharedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresharedKey(..)")
+    }
+}
+
+impl Credentials {
+    fn mode(&self) -> Mode {
+        match self {
+            Credentials::Psk(_) => Mode::Psk,
+            Credentials::PublicKey { .. } => Mode::PublicKey,
+        }
+    }
+
+    fn pattern(&self) -> Pattern {
+        match self {
+            Credentials::Psk(_) => NN_PSK0,
+            Credentials::PublicKey { .. } => KK,
+        }
+    }
+
+    fn keys(&self, ephemeral: Option<Keypair>) -> HandshakeKeys {
+        match self {
+            Credentials::Psk(psk) => HandshakeKeys {
+                psks: vec![psk.0],
+                ephemeral,
+                ..HandshakeKeys::default()
+            },
+            Credentials::PublicKey { local, remote } => HandshakeKeys {
+                static_keys: Some(local.clone()),
+                remote_static: Some(*remote),
+                ephemeral,
+                ..HandshakeKeys::default()
+            },
+        }
+    }
+
+    /// The mac1 key: BLAKE2b-256("pvl1 mac1" ‖ client id ‖ psk) in PSK mode;
+    /// BLAKE2b-256("pvl1 mac1" ‖ responder public ‖ initiator public) in public-key mode.
+    fn mac1_key(&self, client: PeerId, initiator: bool) -> [u8; KEY_LEN] {
+        let mut hasher = match Blake2bHash::new(KEY_LEN) {
+            Ok(h) => h,
+            Err(_) => return [0; KEY_LEN],
+        };
+        let _ = hasher.update(b"pvl1 mac1");
+        match self {
+            Credentials::Psk(psk) => {
+                let _ = hasher.update(client.as_bytes());
+                let _ = hasher.update(&psk.0);
+            }
+            Credentials::PublicKey { local, remote } => {
+                let (responder, initiator_key) = if initiator {
+                    (remote, local.public())
+                } else {
+                    (local.public(), remote)
+                };
+                let _ = hasher.update(responder);
+                let _ = hasher.update(initiator_key);
+            }
+        }
+        let mut key = [0; KEY_LEN];
+        if let Ok(digest) = hasher.finalize() {
+            key.copy_from_slice(digest.as_ref());
+        }
+        key
+    }
+}
+
+fn mac1(key: &[u8; KEY_LEN], bytes: &[u8]) -> [u8; MAC_LEN] {
+    let mut out = [0; MAC_LEN];
+    let Ok(key) = MacKey::try_from(&key[..]) else {
+        return out;
+    };
+    if let Ok(mut mac) = Blake2b::new(&key, MAC_LEN)
+        && mac.update(bytes).is_ok()
+        && let Ok(tag) = mac.finalize()
+    {
+        out.copy_from_slice(tag.unprotected_as_ref());
+    }
+    out
+}
+
+fn mac1_matches(key: &[u8; KEY_LEN], bytes: &[u8], mac: &[u8]) -> bool {
+    orion::util::secure_cmp(&mac1(key, bytes), mac).is_ok()
+}
+
+fn prologue(mode: Mode, client: PeerId) -> Vec<u8> {
+    let mut p = b"PVL/1".to_vec();
+    p.push(SUITE_CHACHA);
+    p.push(mode as u8);
+    p.extend_from_slice(client.as_bytes());
+    p
+}
+
+/// Why a handshake message was refused. Each maps to a drop counter.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// Wrong size, type or reserved byte.
+    #[error("malformed handshake message")]
+    Malformed,
+    /// A suite or mode this peer does not accept.
+    #[error("suite or mode not accepted")]
+    BadSuite,
+    /// mac1 does not verify: junk, or credentials that do not match.
+    #[error("bad mac1")]
+    BadMac,
+    /// The Noise message does not authenticate.
+    #[error("authentication failed")]
+    Auth,
+    /// The response is for another initiation.
+    #[error("response to another handshake")]
+    UnknownIndex,
+}
+
+/// The clear fields of a handshake initiation, read before choosing credentials.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct InitHeader {
+    /// The claimed initiator.
+    pub client: PeerId,
+    /// The initiator's session index.
+    pub sender_index: u32,
+    /// The credentials' kind.
+    pub mode: Mode,
+}
+
+/// Reads the clear fields of an initiation.
+///
+/// # Errors
+/// [`HandshakeError::Malformed`] or [`HandshakeError::BadSuite`].
+pub fn peek_init(packet: &[u8]) -> Result<InitHeader, HandshakeError> {
+    if packet.len() != INIT_LEN || packet[0] != 0x01 || packet[3] != 0 {
+        return Err(HandshakeError::Malformed);
+    }
+    if packet[1] != SUITE_CHACHA {
+        return Err(HandshakeError::BadSuite);
+    }
+    let mode = match packet[2] {
+        1 => Mode::Psk,
+        2 => Mode::PublicKey,
+        _ => return Err(HandshakeError::BadSuite),
+    };
+    let mut client = [0; 16];
+    client.copy_from_slice(&packet[8..24]);
+    let mut index = [0; 4];
+    index.copy_from_slice(&packet[4..8]);
+    Ok(InitHeader {
+        client: PeerId(client),
+        sender_index: u32::from_le_bytes(index),
+        mode,
+    })
+}
+
+/// An initiation sent, waiting for its response.
+pub struct Initiation {
+    state: HandshakeState,
+    sender_index: u32,
+    mac1_key: [u8; KEY_LEN],
+}
+
+impl std::fmt::Debug for Initiation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Initiation")
+            .field("sender_index", &self.sender_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Initiation {
+    fn drop(&mut self) {
+        self.mac1_key.zeroize();
+    }
+}
+
+impl Initiation {
+    /// Starts a handshake as `client` with session index `sender_index`; `timestamp` (for
+    /// example nanoseconds since the Unix epoch) must grow with every initiation to the same
+    /// responder. `ephemeral` is for test vectors; normally `None` (a fresh key).
+    ///
+    /// # Errors
+    /// [`CryptoError`] if a key is missing or the random source fails.
+    pub fn start(
+        client: PeerId,
+        credentials: &Credentials,
+        sender_index: u32,
+        timestamp: u64,
+        ephemeral: Option<Keypair>,
+    ) -> Result<(Initiation, [u8; INIT_LEN]), CryptoError> {
+        let mode = credentials.mode();
+        let mut state = HandshakeState::new(
+            credentials.pattern(),
+            true,
+            &prologue(mode, client),
+            credentials.keys(ephemeral),
+        )?;
+        let mut payload = [0u8; 12];
+        payload[..8].copy_from_slice(&timestamp.to_be_bytes());
+        let message = state.write_message(&payload)?;
+        let mut packet = [0u8; INIT_LEN];
+        packet[..4].copy_from_slice(&[0x01, SUITE_CHACHA, mode as u8, 0]);
+        packet[4..8].copy_from_slice(&sender_index.to_le_bytes());
+        packet[8..24].copy_from_slice(client.as_bytes());
+        if message.len() != 60 {
+            return Err(CryptoError::Seal);
+        }
+        packet[24..84].copy_from_slice(&message);
+        let mac1_key = credentials.mac1_key(client, true);
+        let mac = mac1(&mac1_key, &packet[..84]);
+        packet[84..100].copy_from_slice(&mac);
+        Ok((
+            Initiation {
+                state,
+                sender_index,
+                mac1_key,
+            },
+            packet,
+        ))
+    }
+
+    /// Our session index for this handshake.
+    pub fn sender_index(&self) -> u32 {
+        self.sender_index
+    }
+
+    /// Reads the response and returns the session.
+    ///
+    /// # Errors
+    /// [`HandshakeError`] says why; the initiation stays usable for a genuine response only
+    /// if the failure happened before the Noise read (wrong size, index or mac1).
+    pub fn finish(mut self, response: &[u8], now: Instant) -> Result<Session, HandshakeError> {
+        if response.len() != RESP_LEN || response[0] != 0x02 || response[3] != 0 {
+            return Err(HandshakeError::Malformed);
+        }
+        if response[1] != SUITE_CHACHA {
+            return Err(HandshakeError::BadSuite);
+        }
+        let mut index = [0; 4];
+        index.copy_from_slice(&response[8..12]);
+        if u32::from_le_bytes(index) != self.sender_index {
+            return Err(HandshakeError::UnknownIndex);
+        }
+        if !mac1_matches(&self.mac1_key, &response[..60], &response[60..76]) {
+            return Err(HandshakeError::BadMac);
+        }
+        self.state
+            .read_message(&response[12..60])
+            .map_err(|_| HandshakeError::Auth)?;
+        index.copy_from_slice(&response[4..8]);
+        let remote_index = u32::from_le_bytes(index);
+        let state = std::mem::replace(&mut self.state, placeholder());
+        let transport = state.into_transport().map_err(|_| HandshakeError::Auth)?;
+        Session::new(&transport, self.sender_index, remote_index, now)
+            .map_err(|_| HandshakeError::Auth)
+    }
+}
+
+/// An empty handshake state to move the real one out of a value that implements `Drop`.
+fn placeholder() -> HandshakeState {
+    // Invariant: NN needs no keys, so this cannot fail; NN's state holds no secret yet.
+    HandshakeState::new(super::noise::NN, false, &[], HandshakeKeys::default())
+        .unwrap_or_else(|_| unreachable!("NN needs no keys"))
+}
+
+/// What a responder learns from a valid initiation.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The new session (the responder should wait for the first data packet on it before
+    /// retiring an older one: key confirmation).
+    pub session: Session,
+    /// The response to send back.
+    pub response: [u8; RESP_LEN],
+    /// The initiator.
+    pub client: PeerId,
+    /// The initiation's timestamp: refuse it unless greater than the last one accepted from
+    /// this client.
+    pub timestamp: u64,
+}
+
+/// Answers an initiation with `credentials` (the ones for its client id) and session index
+/// `local_index`. Checks mac1 before any Diffie-Hellman.
+///
+/// # Errors
+/// [`HandshakeError`] says why; nothing is answered.
+pub fn respond(
+    initiation: &[u8],
+    credentials: &Credentials,
+    local_index: u32,
+    now: Instant,
+    ephemeral: Option<Keypair>,
+) -> Result<Accepted, HandshakeError> {
+    let header = peek_init(initiation)?;
+    if header.mode != credentials.mode() {
+        return Err(HandshakeError::BadSuite);
+    }
+    let mut mac1_key = credentials.mac1_key(header.client, false);
+    let valid = mac1_matches(&mac1_key, &initiation[..84], &initiation[84..100]);
+    if !valid {
+        mac1_key.zeroize();
+        return Err(HandshakeError::BadMac);
+    }
+    let mut state = HandshakeState::new(
+        credentials.pattern(),
+        false,
+        &prologue(header.mode, header.client),
+        credentials.keys(ephemeral),
+    )
+    .map_err(|_| HandshakeError::Auth)?;
+    let payload = state
+        .read_message(&initiation[24..84])
+        .map_err(|_| HandshakeError::Auth)?;
+    let mut timestamp = [0; 8];
+    timestamp.copy_from_slice(payload.get(..8).ok_or(HandshakeError::Malformed)?);
+    let message = state.write_message(&[]).map_err(|_| HandshakeError::Auth)?;
+    let mut response = [0u8; RESP_LEN];
+    response[..4].copy_from_slice(&[0x02, SUITE_CHACHA, header.mode as u8, 0]);
+    response[4..8].copy_from_slice(&local_index.to_le_bytes());
+    response[8..12].copy_from_slice(&header.sender_index.to_le_bytes());
+    if message.len() != 48 {
+        return Err(HandshakeError::Auth);
+    }
+    response[12..60].copy_from_slice(&message);
+    let mac = mac1(&mac1_key, &response[..60]);
+    mac1_key.zeroize();
+    response[60..76].copy_from_slice(&mac);
+    let transport = state.into_transport().map_err(|_| HandshakeError::Auth)?;
+    let session = Session::new(&transport, local_index, header.sender_index, now)
+        .map_err(|_| HandshakeError::Auth)?;
+    Ok(Accepted {
+        session,
+        response,
+        client: header.client,
+        timestamp: u64::from_be_bytes(timestamp),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! Protected packets: unicast [`Session`]s set up by a handshake, and multicast
+//! [`SenderEpoch`]s any holder of the sender's key can open.
+//!
+//! Both seal a body of frames under ChaCha20-Poly1305 with the packet's counter as the nonce
+//! and the whole header as associated data, so no header byte can be rewritten. Opening checks
+//! the replay window first (cheap, changes nothing), then the tag, and only then records the
+//! counter: a forged or corrupted packet changes no state at all.
+
+use std::collections::VecDeque;
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::noise::{self, KEY_LEN, TAG_LEN};
+use super::{CryptoError, ReplayWindow};
+use crate::PeerId;
+use crate::time::{Duration, Instant};
+use crate::wire::{Header, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
+
+/// The suite byte of the one encrypted suite: X25519, ChaCha20-Poly1305, SHA-256.
+pub const SUITE_CHACHA: u8 = 0x01;
+/// A sender refuses to send past this counter; the session must be replaced first.
+pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
+/// A session is replaced after this many packets.
+pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
+
+/// Why a protected packet was refused. Each maps to a drop counter.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Not a well-formed packet of the expected type.
+    #[error("malformed")]
+    Malformed,
+    /// A suite outside the receiver's policy (or rewritten in transit).
+    #[error("suite {0:#04x} not accepted")]
+    BadSuite(u8),
+    /// A counter already accepted, or too old for the window.
+    #[error("replayed")]
+    Replay,
+    /// The tag did not verify.
+    #[error("authentication failed")]
+    Auth,
+    /// The key's lifetime is over.
+    #[error("session expired")]
+    Expired,
+    /// No key for this sender or session.
+    #[error("unknown sender")]
+    UnknownSender,
+}
+
+/// The key and counter for one direction.
+#[derive(Clone, ZeroizeOnDrop)]
+struct DirectionKey {
+    key: [u8; KEY_LEN],
+}
+
+/// A unicast session with one peer, from a finished handshake.
+pub struct Session {
+    /// Our index: peers address packets for this session to it.
+    pub local_index: u32,
+    /// The peer's index, put in the packets we send.
+    pub remote_index: u32,
+    send: DirectionKey,
+    recv: DirectionKey,
+    send_counter: u64,
+    replay: ReplayWindow,
+    established_at: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("local_index", &self.local_index)
+            .field("remote_index", &self.remote_index)
+            .field("send_counter", &self.send_counter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seals `body` into a packet described by `header` (its counter is the nonce), appending to
+/// `out`.
+fn seal_packet(
+    key: &[u8; KEY_LEN],
+    header: &HeaderRepr,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let start = out.len();
+    header.emit(out);
+    let header_end = out.len();
+    out.extend_from_slice(body);
+    let (aad, plaintext) = out[start..].split_at_mut(header_end - start);
+    let tag = noise::seal(key, header.counter, aad, plaintext)?;
+    out.extend_from_slice(&tag);
+    Ok(())
+}
+
+/// Opens a checked packet in place, if `replay` allows its counter; records it on success.
+/// Returns the body's range within the packet.
+fn open_packet(
+    key: &[u8; KEY_LEN],
+    replay: &mut ReplayWindow,
+    packet: &mut [u8],
+) -> Result<std::ops::Range<usize>, OpenError> {
+    let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
+    let counter = header.counter();
+    let header_len = header.header_len();
+    if !replay.check(counter) {
+        return Err(OpenError::Replay);
+    }
+    let tag_at = packet
+        .len()
+        .checked_sub(TAG_LEN)
+        .filter(|&at| at >= header_len)
+        .ok_or(OpenError::Malformed)?;
+    let mut tag = [0; TAG_LEN];
+    tag.copy_from_slice(&packet[tag_at..]);
+    let (aad, rest) = packet[..tag_at].split_at_mut(header_len);
+    noise::open(key, counter, aad, &tag, rest).map_err(|_| OpenError::Auth)?;
+    replay.accept(counter);
+    Ok(header_len..tag_at)
+}
+
+impl Session {
+    /// The session a finished handshake yields.
+    pub fn new(
+        transport: &noise::Transport,
+        local_index: u32,
+        remote_index: u32,
+        now: Instant,
+    ) -> Result<Session, CryptoError> {
+        let (Some(send), Some(recv)) = (transport.send.key(), transport.recv.key()) else {
+            return Err(CryptoError::MissingKey);
+        };
+        Ok(Session {
+            local_index,
+            remote_index,
+            send: DirectionKey { key: *send },
+            recv: DirectionKey { key: *recv },
+            send_counter: 0,
+            replay: ReplayWindow::default(),
+            established_at: now,
+        })
+    }
+
+    /// The two direction keys, for tests that prove they never travel.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> [[u8; KEY_LEN]; 2] {
+        [self.send.key, self.recv.key]
+    }
+
+    /// When the handshake finished.
+    pub fn established_at(&self) -> Instant {
+        self.established_at
+    }
+
+    /// Packets sent so far.
+    pub fn sent(&self) -> u64 {
+        self.send_counter
+    }
+
+    /// Whether it is time to replace the session (by age or by use).
+    pub fn needs_rekey(&self, now: Instant, rekey_after: Duration) -> bool {
+        now - self.established_at >= rekey_after || self.send_counter >= REKEY_AFTER_MESSAGES
+    }
+
+    /// Seals `body` (frames) into a data packet addressed to the peer's session, appending it
+    /// to `out`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Seal`] once the counter reaches [`REJECT_AFTER_MESSAGES`].
+    pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if self.send_counter >= REJECT_AFTER_MESSAGES {
+            return Err(CryptoError::Seal);
+        }
+        let header = HeaderRepr {
+            suite: SUITE_CHACHA,
+            flags: HeaderFlags::empty(),
+            session_index: self.remote_index,
+            counter: self.send_counter,
+            extension: HeaderExtension::Data,
+        };
+        seal_packet(&self.send.key, &header, body, out)?;
+        self.send_counter += 1;
+        Ok(())
+    }
+
+    /// Opens a data packet for this session in place and returns its body. A packet that
+    /// fails (replayed, forged, corrupted, wrong suite) changes nothing.
+    ///
+    /// # Errors
+    /// [`OpenError`] says why; the packet must be dropped and counted.
+    pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<&'a [u8], OpenError> {
+        let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
+        if header.packet_type() != PacketType::Data || header.session_index() != self.local_index {
+            return Err(OpenError::UnknownSender);
+        }
+        if header.suite() != SUITE_CHACHA {
+            return Err(OpenError::BadSuite(header.suite()));
+        }
+        let body = open_packet(&self.recv.key, &mut self.replay, packet)?;
+        Ok(&packet[body])
+    }
+}
+
+/// A sender's current multicast key: derived from fresh random material and the key it shares
+/// with its receivers, announced in every packet, so any receiver holding the shared key can
+/// open the packet with no handshake and no state beforehand.
+pub struct SenderEpoch {
+    sender: PeerId,
+    material: [u8; 32],
+    timestamp_ms: u64,
+    key: DirectionKey,
+    counter: u64,
+}
+
+impl std::fmt::Debug for SenderEpoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderEpoch")
+            .field("sender", &self.sender)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The multicast key of `sender`'s epoch `material` at `timestamp_ms`, in PSK mode:
+/// HKDF-SHA256(salt = material, ikm = psk, info = "pvl1 mcast" ‖ suite ‖ sender ‖ timestamp).
+pub fn epoch_key_psk(
+    psk: &[u8; KEY_LEN],
+    sender: PeerId,
+    material: &[u8; 32],
+    timestamp_ms: u64,
+) -> [u8; KEY_LEN] {
+    let mut info = Vec::with_capacity(10 + 1 + 16 + 8);
+    info.extend_from_slice(b"pvl1 mcast");
+    info.push(SUITE_CHACHA);
+    info.extend_from_slice(sender.as_bytes());
+    info.extend_from_slice(&timestamp_ms.to_be_bytes());
+    let mut key = [0; KEY_LEN];
+    // Invariant: 32 bytes is within HKDF-SHA256's output limit.
+    let _ = orion::hazardous::kdf::hkdf::Hkdf::<orion::hazardous::kdf::hkdf::SHA256>::derive_key(
+        material,
+        psk,
+        Some(&info),
+        &mut key,
+    );
+    key
+}
+
+impl SenderEpoch {
+    /// A new epoch for `sender` in PSK mode. `material` must be fresh random bytes (from the
+    /// operating system) and `timestamp_ms` the wall-clock time in milliseconds.
+    pub fn new_psk(
+        sender: PeerId,
+        psk: &[u8; KEY_LEN],
+        material: [u8; 32],
+        timestamp_ms: u64,
+    ) -> SenderEpoch {
+        SenderEpoch {
+            key: DirectionKey {
+                key: epoch_key_psk(psk, sender, &material, timestamp_ms),
+            },
+            sender,
+            material,
+            timestamp_ms,
+            counter: 0,
+        }
+    }
+
+    /// Packets sealed in this epoch.
+    pub fn sent(&self) -> u64 {
+        self.counter
+    }
+
+    /// Seals `body` into a multicast data packet, appending it to `out`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Seal`] once the epoch's counter is used up (start a new epoch long
+    /// before: every 2^32 packets).
+    pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if self.counter >= REJECT_AFTER_MESSAGES {
+            return Err(CryptoError::Seal);
+        }
+        let header = HeaderRepr {
+            suite: SUITE_CHACHA,
+            flags: HeaderFlags::empty(),
+            session_index: 0,
+            counter: self.counter,
+            extension: HeaderExtension::MulticastData {
+                sender: self.sender,
+                epoch_material: self.material,
+                epoch_timestamp_ms: self.timestamp_ms,
+            },
+        };
+        seal_packet(&self.key.key, &header, body, out)?;
+        self.counter += 1;
+        Ok(())
+    }
+}
+
+struct EpochState {
+    sender: PeerId,
+    material: [u8; 32],
+    key: DirectionKey,
+    replay: ReplayWindow,
+}
+
+/// The receiving side of multicast epochs: a bounded cache of (sender, epoch) → key and replay
+/// window, so a new epoch costs one key derivation and every later packet of it none.
+pub struct EpochReceiver {
+    epochs: VecDeque<EpochState>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for EpochReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochReceiver")
+            .field("epochs", &self.epochs.len())
+            .finish()
+    }
+}
+
+impl EpochReceiver {
+    /// A cache of at most `capacity` epochs (the oldest is forgotten first).
+    pub fn new(capacity: usize) -> EpochReceiver {
+        EpochReceiver {
+            epochs: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Opens a multicast data packet in place and returns its sender and body. `psk_of` gives
+    /// the pre-shared key of a sender, if it is known. A packet that fails changes nothing:
+    /// not even the cache, unless it authenticated.
+    ///
+    /// # Errors
+    /// [`OpenError`] says why; the packet must be dropped and counted.
+    pub fn open<'a>(
+        &mut self,
+        packet: &'a mut [u8],
+        psk_of: impl FnOnce(PeerId) -> Option<[u8; KEY_LEN]>,
+    ) -> Result<(PeerId, &'a [u8]), OpenError> {
+        let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
+        if header.packet_type() != PacketType::MulticastData {
+            return Err(OpenError::Malformed);
+        }
+        if header.suite() != SUITE_CHACHA {
+            return Err(OpenError::BadSuite(header.suite()));
+        }
+        let HeaderExtension::MulticastData {
+            sender,
+            epoch_material,
+            epoch_timestamp_ms,
+        } = HeaderRepr::parse(&header).extension
+        else {
+            return Err(OpenError::Malformed);
+        };
+        let known = self
+            .epochs
+            .iter()
+            .position(|e| e.sender == sender && e.material == epoch_material);
+        let body = match known {
+            Some(i) => {
+                let epoch = &mut self.epochs[i];
+                open_packet(&epoch.key.key, &mut epoch.replay, packet)?
+            }
+            None => {
+                let mut psk = psk_of(sender).ok_or(OpenError::UnknownSender)?;
+                let mut epoch = EpochState {
+                    sender,
+                    material: epoch_material,
+                    key: DirectionKey {
+                        key: epoch_key_psk(&psk, sender, &epoch_material, epoch_timestamp_ms),
+                    },
+                    replay: ReplayWindow::default(),
+                };
+                psk.zeroize();
+                let body = open_packet(&epoch.key.key, &mut epoch.replay, packet)?;
+                if self.epochs.len() == self.capacity {
+                    self.epochs.pop_front();
+                }
+                self.epochs.push_back(epoch);
+                body
+            }
+        };
+        Ok((sender, &packet[body]))
+    }
+
+    /// Epochs cached.
+    pub fn len(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// Whether none is cached.
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+}
