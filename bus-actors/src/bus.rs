@@ -71,7 +71,7 @@ impl BusBuilder {
             return Err(Error::NoSystem);
         }
         let BusBuilder { config, transport } = self;
-        if config.security == Some(Security::Insecure) {
+        if config.security.as_ref().is_some_and(Security::is_insecure) {
             tracing::warn!(
                 "bus running in INSECURE mode: traffic is neither encrypted nor authenticated"
             );
@@ -81,6 +81,14 @@ impl BusBuilder {
             None => ChaCha8Rng::from_os_rng(),
         };
         let local_id = config.peer_id.unwrap_or_else(|| PeerId::random(&mut rng));
+        if let Some(security) = &config.security
+            && !security.is_insecure()
+            && security.psk_of(local_id).is_none()
+        {
+            return Err(Error::Config(format!(
+                "no pre-shared key for this peer ({local_id}): set a cluster key or a peer key for it"
+            )));
+        }
         let transport = match transport {
             Some(factory) => factory(&config)?,
             None => Box::new(UdpTransport::bind(&config)?),

@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use std::collections::HashMap;
 
+use bus_core::crypto::handshake::PresharedKey;
 use bus_core::reliability::WindowLimits;
 use bus_core::{Duration, PeerId, Topic, TopicId};
 
@@ -16,12 +17,34 @@ pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 28, 12);
 pub const DEFAULT_PORT: u16 = 1783;
 
 /// How the bus protects its traffic.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Security {
     /// No encryption and no authentication: anyone on the network can read and forge traffic.
     /// For development only; it must be chosen by name and logs a warning when the bus starts.
     Insecure,
+    /// Every packet encrypted and authenticated with keys derived from pre-shared keys: one
+    /// for the whole cluster, and/or one per peer id.
+    Psk {
+        /// The key every peer shares, if any.
+        cluster: Option<PresharedKey>,
+        /// Keys for particular peers, which take precedence.
+        per_peer: HashMap<PeerId, PresharedKey>,
+    },
+}
+
+impl Security {
+    /// The key of `peer`, if it is allowed to talk to us.
+    pub(crate) fn psk_of(&self, peer: PeerId) -> Option<&PresharedKey> {
+        match self {
+            Security::Insecure => None,
+            Security::Psk { cluster, per_peer } => per_peer.get(&peer).or(cluster.as_ref()),
+        }
+    }
+
+    pub(crate) fn is_insecure(&self) -> bool {
+        matches!(self, Security::Insecure)
+    }
 }
 
 /// The interface the bus joins its group on and sends from.
@@ -72,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) topic_deadlines: HashMap<TopicId, Duration>,
     pub(crate) window: WindowLimits,
     pub(crate) max_rto: Duration,
+    pub(crate) rekey_after: Duration,
+    pub(crate) max_clock_skew: Duration,
 }
 
 impl Default for Config {
@@ -97,6 +122,8 @@ impl Default for Config {
             topic_deadlines: HashMap::new(),
             window: WindowLimits::default(),
             max_rto: Duration::from_millis(500),
+            rekey_after: Duration::from_secs(120),
+            max_clock_skew: Duration::from_secs(60),
         }
     }
 }
@@ -210,6 +237,44 @@ impl BusBuilder {
         self
     }
 
+    /// Encrypts and authenticates everything with `key`, shared by every peer of the cluster.
+    /// Peers without it can neither read nor forge traffic; their packets are dropped.
+    pub fn cluster_psk(mut self, key: [u8; 32]) -> Self {
+        match &mut self.config.security {
+            Some(Security::Psk { cluster, .. }) => *cluster = Some(PresharedKey(key)),
+            _ => {
+                self.config.security = Some(Security::Psk {
+                    cluster: Some(PresharedKey(key)),
+                    per_peer: HashMap::new(),
+                });
+            }
+        }
+        self
+    }
+
+    /// Uses `key` for traffic from and to `peer` (and for what this peer sends, if `peer` is
+    /// this bus's own id), instead of the cluster key.
+    pub fn peer_psk(mut self, peer: PeerId, key: [u8; 32]) -> Self {
+        match &mut self.config.security {
+            Some(Security::Psk { per_peer, .. }) => {
+                per_peer.insert(peer, PresharedKey(key));
+            }
+            _ => {
+                self.config.security = Some(Security::Psk {
+                    cluster: None,
+                    per_peer: HashMap::from([(peer, PresharedKey(key))]),
+                });
+            }
+        }
+        self
+    }
+
+    /// How long a multicast epoch key is used before a new one replaces it (default 120 s).
+    pub fn rekey_after(mut self, after: Duration) -> Self {
+        self.config.rekey_after = after;
+        self
+    }
+
     /// Seeds the bus's random choices (peer id if not set, beacon jitter), for reproducible tests.
     pub fn rng_seed(mut self, seed: u64) -> Self {
         self.config.rng_seed = Some(seed);
@@ -257,11 +322,23 @@ impl BusBuilder {
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let c = &self.config;
-        if c.security.is_none() {
-            return Err(Error::Config(
-                "no security mode chosen: call .insecure() for an unencrypted development bus"
-                    .into(),
-            ));
+        match &c.security {
+            None => {
+                return Err(Error::Config(
+                    "no security mode chosen: call .cluster_psk(key) (or .peer_psk), or \
+                     .insecure() for an unencrypted development bus"
+                        .into(),
+                ));
+            }
+            Some(Security::Psk {
+                cluster: None,
+                per_peer,
+            }) if per_peer.is_empty() => {
+                return Err(Error::Config(
+                    "PSK mode needs a cluster key or peer keys".into(),
+                ));
+            }
+            _ => {}
         }
         if !(64..=65_507).contains(&c.max_datagram) {
             return Err(Error::Config(format!(

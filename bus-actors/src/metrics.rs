@@ -33,10 +33,18 @@ pub enum DropReason {
     SendFailed,
     /// A reliable message beyond the receiver's window.
     OutOfWindow,
+    /// A packet whose tag did not verify: forged, corrupted, or the wrong key.
+    AuthFailure,
+    /// A counter already seen, or too old for the replay window.
+    Replay,
+    /// A sender this peer has no key for.
+    UnknownPeer,
+    /// A multicast epoch too old, or from too far in the future.
+    StaleTimestamp,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 12] = [
+    const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -49,6 +57,10 @@ impl DropReason {
         DropReason::WrongVersion,
         DropReason::SendFailed,
         DropReason::OutOfWindow,
+        DropReason::AuthFailure,
+        DropReason::Replay,
+        DropReason::UnknownPeer,
+        DropReason::StaleTimestamp,
     ];
 
     /// A short, stable name for dashboards.
@@ -66,6 +78,21 @@ impl DropReason {
             DropReason::WrongVersion => "wrong_version",
             DropReason::SendFailed => "send_failed",
             DropReason::OutOfWindow => "out_of_window",
+            DropReason::AuthFailure => "auth_failure",
+            DropReason::Replay => "replay",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::StaleTimestamp => "stale_timestamp",
+        }
+    }
+
+    pub(crate) fn of_open_error(e: bus_core::crypto::OpenError) -> DropReason {
+        use bus_core::crypto::OpenError;
+        match e {
+            OpenError::Auth => DropReason::AuthFailure,
+            OpenError::Replay => DropReason::Replay,
+            OpenError::UnknownSender => DropReason::UnknownPeer,
+            OpenError::BadSuite(_) => DropReason::BadSuite,
+            _ => DropReason::Malformed,
         }
     }
 

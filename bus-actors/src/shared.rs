@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use actix::{Addr, Recipient};
+use bus_core::crypto::SenderEpoch;
 use bus_core::reliability::SendWindow;
 use bus_core::wire::{Frame, FrameType, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
 use bus_core::{FrameBatcher, PeerId, TopicId};
@@ -13,7 +14,7 @@ use dashmap::DashMap;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Security};
 use crate::error::Error;
 use crate::messages::{BusEvent, Flush, PeerSnapshot, RawMessage};
 use crate::metrics::Metrics;
@@ -39,6 +40,16 @@ pub(crate) struct LocalSubscription {
 pub(crate) struct Outbox {
     pub(crate) batcher: FrameBatcher<Target>,
     flush_requested: bool,
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, duration_ms)
+}
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A timestamp frame: every packet carries one, so bodies leave room for it.
@@ -70,6 +81,8 @@ pub(crate) struct Shared {
     pub(crate) packet_counter: AtomicU64,
     pub(crate) socket: OnceLock<Addr<SocketActor>>,
     pub(crate) shut_down: AtomicBool,
+    /// Our multicast epoch (secure modes), and when it started on our clock.
+    pub(crate) epoch: Mutex<Option<(SenderEpoch, bus_core::Instant)>>,
     pub(crate) send_window: Mutex<SendWindow>,
     /// Signalled once per freed slot; a woken publisher that still does not fit waits again.
     pub(crate) window_space: Notify,
@@ -82,11 +95,16 @@ impl Shared {
         local_addr: SocketAddr,
         first_message_id: u64,
     ) -> Shared {
-        // Invariant: a plain packet has a header length; validate() keeps max_datagram >= 64.
-        let header = PacketType::Plain.header_len().unwrap_or(32);
+        // The largest header a packet of this mode carries, and its tag.
+        let packet_type = if config.security.as_ref().is_some_and(Security::is_insecure) {
+            PacketType::Plain
+        } else {
+            PacketType::MulticastData
+        };
+        let overhead = packet_type.header_len().unwrap_or(72) + packet_type.trailer_len();
         let max_body = config
             .max_datagram
-            .saturating_sub(header + TIMESTAMP_FRAME.encoded_len());
+            .saturating_sub(overhead + TIMESTAMP_FRAME.encoded_len());
         Shared {
             local_id,
             local_addr,
@@ -105,6 +123,7 @@ impl Shared {
             packet_counter: AtomicU64::new(0),
             socket: OnceLock::new(),
             shut_down: AtomicBool::new(false),
+            epoch: Mutex::new(None),
             send_window: Mutex::new(SendWindow::new(config.window, first_message_id)),
             window_space: Notify::new(),
             config,
@@ -196,9 +215,57 @@ impl Shared {
         batch
     }
 
-    /// Wraps a body of frames into a packet: a header (insecure mode only, for now: plain), then
-    /// a timestamp frame dating the frames, then the body.
+    /// The security mode (validated at start: always set).
+    pub(crate) fn security(&self) -> &Security {
+        self.config.security.as_ref().unwrap_or(&Security::Insecure)
+    }
+
+    /// Whether a multicast epoch that started at `timestamp_ms` (the sender's wall clock) may
+    /// still be in use: not older than the rekey interval plus the allowed clock skew, and not
+    /// from further in the future than the skew. Bounds replays of recorded traffic to a
+    /// restarted receiver without any state kept across restarts.
+    pub(crate) fn epoch_is_fresh(&self, timestamp_ms: u64) -> bool {
+        let now = wall_clock_ms();
+        let skew = duration_ms(self.config.max_clock_skew);
+        let oldest = now.saturating_sub(duration_ms(self.config.rekey_after) + skew);
+        (oldest..=now.saturating_add(skew)).contains(&timestamp_ms)
+    }
+
+    /// Wraps a body of frames into a packet: in insecure mode a plain header, a timestamp frame
+    /// dating the frames, then the body; in PSK mode the same timestamp and body sealed under
+    /// our current multicast epoch, started afresh every `rekey_after`.
     fn seal(&self, body: &[u8]) -> Vec<u8> {
+        let timestamp = Frame::Timestamp {
+            sent_at_us: self.clock.now().as_micros(),
+        };
+        let own_key = match self.security() {
+            Security::Insecure => None,
+            security => security.psk_of(self.local_id),
+        };
+        if let Some(psk) = own_key {
+            let mut plaintext = Vec::with_capacity(timestamp.encoded_len() + body.len());
+            timestamp.emit(&mut plaintext);
+            plaintext.extend_from_slice(body);
+            let now = self.clock.now();
+            let mut epoch = lock(&self.epoch);
+            let stale = epoch.as_ref().is_none_or(|(e, started)| {
+                now - *started >= self.config.rekey_after || e.sent() >= 1 << 32
+            });
+            if stale {
+                match SenderEpoch::generate_psk(self.local_id, &psk.0, wall_clock_ms()) {
+                    Ok(fresh) => *epoch = Some((fresh, now)),
+                    Err(e) => tracing::error!("no new multicast epoch: {e}"),
+                }
+            }
+            let mut packet = Vec::with_capacity(plaintext.len() + 88);
+            if let Some((epoch, _)) = epoch.as_mut()
+                && epoch.seal(&plaintext, &mut packet).is_ok()
+            {
+                return packet;
+            }
+            tracing::error!("a packet could not be sealed and was not sent");
+            return Vec::new();
+        }
         let header = HeaderRepr {
             suite: 0,
             flags: HeaderFlags::empty(),
@@ -207,9 +274,6 @@ impl Shared {
             extension: HeaderExtension::Plain {
                 sender: self.local_id,
             },
-        };
-        let timestamp = Frame::Timestamp {
-            sent_at_us: self.clock.now().as_micros(),
         };
         let mut packet =
             Vec::with_capacity(header.buffer_len() + timestamp.encoded_len() + body.len());

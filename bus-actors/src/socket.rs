@@ -8,10 +8,15 @@ use std::rc::Rc;
 use std::sync::{Arc, PoisonError};
 
 use actix::prelude::*;
+use bus_core::crypto::EpochReceiver;
 use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
 use bus_core::reliability::{Arrival, SenderWindows};
-use bus_core::wire::{AckRanges, Beacon, Frame, Frames, Header, PROTOCOL_VERSION, PacketType};
+use bus_core::wire::{
+    AckRanges, Beacon, Frame, Frames, Header, HeaderExtension, HeaderRepr, PROTOCOL_VERSION,
+    PacketType,
+};
 use bus_core::{PeerId, TopicId};
+use bytes::{Bytes, BytesMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -40,6 +45,8 @@ pub(crate) struct SocketActor {
     senders: HashMap<PeerId, SenderWindows>,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
+    /// Multicast epoch keys of the senders heard from.
+    epochs: EpochReceiver,
     /// A shutdown waiting for the reliable messages in flight to finish.
     drained: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -47,6 +54,9 @@ pub(crate) struct SocketActor {
 /// Senders whose reliable-message windows are kept at once; beyond that the oldest is forgotten
 /// (in plaintext mode anyone can claim to be a sender, so this must be bounded).
 const MAX_SENDERS: usize = 4096;
+
+/// Multicast epochs cached: two per sender for a large cluster.
+const MAX_EPOCHS: usize = 2048;
 
 /// Message ids per ack frame: a few hundred bytes at worst, well inside a datagram.
 const IDS_PER_ACK: usize = 64;
@@ -66,6 +76,7 @@ impl SocketActor {
             pending: BTreeMap::new(),
             senders: HashMap::new(),
             acks_owed: BTreeMap::new(),
+            epochs: EpochReceiver::new(MAX_EPOCHS),
             drained: None,
         }
     }
@@ -278,39 +289,99 @@ impl SocketActor {
             .unwrap_or_else(PoisonError::into_inner) = routes;
     }
 
-    fn handle_datagram(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
+    /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
+    /// body of frames, or `None` (dropped and counted). Nothing unauthenticated gets further.
+    fn unwrap(&mut self, datagram: &Datagram) -> Option<(PeerId, Bytes)> {
         let metrics = &self.shared.metrics;
-        metrics.datagram_in(datagram.bytes.len());
-        match PacketType::of_datagram(&datagram.bytes) {
-            Ok(PacketType::Plain) => {}
-            // Handshakes and encrypted packets: this bus runs in insecure mode.
-            Ok(_) => return metrics.dropped(DropReason::UnsupportedPacket),
-            Err(e) => return metrics.dropped(DropReason::of_decode_error(&e)),
+        let packet_type = match PacketType::of_datagram(&datagram.bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                metrics.dropped(DropReason::of_decode_error(&e));
+                return None;
+            }
+        };
+        let insecure = self.shared.security().is_insecure();
+        match (packet_type, insecure) {
+            (PacketType::Plain, true) => {
+                let header = match Header::new_checked(&datagram.bytes[..]) {
+                    Ok(header) => header,
+                    Err(e) => {
+                        metrics.dropped(DropReason::of_decode_error(&e));
+                        return None;
+                    }
+                };
+                if header.suite() != 0 {
+                    metrics.dropped(DropReason::BadSuite);
+                    return None;
+                }
+                let sender = header.sender()?;
+                let body = datagram.bytes.slice(header.header_len()..);
+                Some((sender, body))
+            }
+            (PacketType::MulticastData, false) => self.open_epoch(datagram),
+            // Plaintext on a secure bus, or encrypted packets on an insecure one.
+            _ => {
+                metrics.dropped(DropReason::UnsupportedPacket);
+                None
+            }
         }
+    }
+
+    fn open_epoch(&mut self, datagram: &Datagram) -> Option<(PeerId, Bytes)> {
+        let metrics = &self.shared.metrics;
         let header = match Header::new_checked(&datagram.bytes[..]) {
             Ok(header) => header,
-            Err(e) => return metrics.dropped(DropReason::of_decode_error(&e)),
+            Err(e) => {
+                metrics.dropped(DropReason::of_decode_error(&e));
+                return None;
+            }
         };
-        if header.suite() != 0 {
-            return metrics.dropped(DropReason::BadSuite);
+        if let HeaderExtension::MulticastData {
+            epoch_timestamp_ms, ..
+        } = HeaderRepr::parse(&header).extension
+            && !self.shared.epoch_is_fresh(epoch_timestamp_ms)
+        {
+            metrics.dropped(DropReason::StaleTimestamp);
+            return None;
         }
-        let Some(sender) = header.sender() else {
-            return metrics.dropped(DropReason::Malformed);
+        let mut packet = BytesMut::from(&datagram.bytes[..]);
+        let base = packet.as_ptr() as usize;
+        let security = self.shared.security();
+        let opened = self
+            .epochs
+            .open(&mut packet, |sender| security.psk_of(sender).map(|k| k.0));
+        let (sender, range) = match opened {
+            Ok((sender, body)) => {
+                let start = body.as_ptr() as usize - base;
+                (sender, start..start + body.len())
+            }
+            Err(e) => {
+                metrics.dropped(DropReason::of_open_error(e));
+                return None;
+            }
         };
+        Some((sender, packet.freeze().slice(range)))
+    }
+
+    fn handle_datagram(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
+        self.shared.metrics.datagram_in(datagram.bytes.len());
+        let Some((sender, body)) = self.unwrap(datagram) else {
+            return;
+        };
+        let metrics = &self.shared.metrics;
         if sender == self.shared.local_id {
             // Our own multicast, looped back.
             return;
         }
         // Validate every frame before acting on any: a datagram is taken whole or not at all.
-        let body = header.payload();
-        if let Some(Err(e)) = Frames::new(body).find(Result::is_err) {
+        if let Some(Err(e)) = Frames::new(&body).find(Result::is_err) {
             return metrics.dropped(DropReason::of_decode_error(&e));
         }
         let now = self.shared.clock.now();
         let mut membership_changed = false;
         let mut acks_owed = false;
         let mut sent_at = None;
-        for frame in Frames::new(body).flatten() {
+        for frame in Frames::new(&body).flatten() {
             metrics.frame_in(frame.frame_type());
             match frame {
                 Frame::Padding { .. } => {}
@@ -339,7 +410,7 @@ impl SocketActor {
                     topic,
                     fingerprint,
                     payload,
-                } => self.deliver(sender, topic, fingerprint, datagram, payload, now, sent_at),
+                } => self.deliver(sender, topic, fingerprint, &body, payload, now, sent_at),
                 Frame::ReliablePublish {
                     topic,
                     fingerprint,
@@ -357,15 +428,7 @@ impl SocketActor {
                     match windows.on_arrival(message_id, message_id - window) {
                         Arrival::New => {
                             ReliableCounters::bump(&metrics.reliable.received, 1);
-                            self.deliver(
-                                sender,
-                                topic,
-                                fingerprint,
-                                datagram,
-                                payload,
-                                now,
-                                sent_at,
-                            );
+                            self.deliver(sender, topic, fingerprint, &body, payload, now, sent_at);
                         }
                         Arrival::Duplicate => {
                             ReliableCounters::bump(&metrics.reliable.duplicates, 1);
@@ -444,13 +507,13 @@ impl SocketActor {
         from: PeerId,
         topic: TopicId,
         fingerprint: u64,
-        datagram: &Datagram,
+        body: &Bytes,
         payload: &[u8],
         received_at: bus_core::Instant,
         sent_at: Option<bus_core::Instant>,
     ) {
         if let Some(subscriptions) = self.shared.registry.get(&topic) {
-            let payload = datagram.bytes.slice_ref(payload);
+            let payload = body.slice_ref(payload);
             for sub in subscriptions.iter() {
                 sub.raw.do_send(RawMessage {
                     from,

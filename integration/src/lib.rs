@@ -64,6 +64,14 @@ pub fn builder(group: SocketAddr) -> BusBuilder {
         .beacon_interval(BEACON_INTERVAL)
 }
 
+/// A bus builder for tests like [`builder`], but encrypted with the cluster key `key`.
+pub fn secure_builder(group: SocketAddr, key: [u8; 32]) -> BusBuilder {
+    Bus::builder()
+        .cluster_psk(key)
+        .group(group)
+        .beacon_interval(BEACON_INTERVAL)
+}
+
 /// The beacon interval of [`builder`].
 pub const BEACON_INTERVAL: bus_actors::Duration = bus_actors::Duration::from_millis(200);
 

@@ -267,6 +267,26 @@ impl SenderEpoch {
         }
     }
 
+    /// A new epoch for `sender` in PSK mode, its material drawn from the operating system's
+    /// random source.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the random source fails.
+    pub fn generate_psk(
+        sender: PeerId,
+        psk: &[u8; KEY_LEN],
+        timestamp_ms: u64,
+    ) -> Result<SenderEpoch, CryptoError> {
+        let mut material = [0; 32];
+        orion::util::secure_rand_bytes(&mut material).map_err(|_| CryptoError::Rng)?;
+        Ok(SenderEpoch::new_psk(sender, psk, material, timestamp_ms))
+    }
+
+    /// When the epoch started, in milliseconds since the Unix epoch.
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
     /// Packets sealed in this epoch.
     pub fn sent(&self) -> u64 {
         self.counter
