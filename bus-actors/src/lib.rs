@@ -21,6 +21,7 @@ mod bus;
 mod clock;
 mod config;
 mod error;
+pub mod keys;
 mod messages;
 mod metrics;
 mod peer;

@@ -17,6 +17,16 @@ pub use session::{
     SenderEpoch, Session, epoch_key_psk,
 };
 
+/// 32 fresh random bytes from the operating system: a new pre-shared key, or epoch material.
+///
+/// # Errors
+/// [`CryptoError::Rng`] if the random source fails.
+pub fn random_key() -> Result<[u8; 32], CryptoError> {
+    let mut key = [0; 32];
+    orion::util::secure_rand_bytes(&mut key).map_err(|_| CryptoError::Rng)?;
+    Ok(key)
+}
+
 /// Why a cryptographic operation failed.
 ///
 /// For input from the network the sender is at fault (or an attacker): the packet is dropped

@@ -29,7 +29,7 @@ use bus_actors::transport::{Faults, SimHub};
 use bus_actors::{Event, Topic, WindowLimits};
 use bus_core::sim::{LinkConfig, NodeId};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use integration::{await_subscribers, builder, events, sim_builders, test_group};
+use integration::{await_subscribers, builder, events, secure_builder, sim_builders, test_group};
 use serde::{Deserialize, Serialize};
 
 /// The benchmark's message: opaque bytes of the requested size.
@@ -47,13 +47,17 @@ struct Args(HashMap<String, String>);
 impl Args {
     fn parse(raw: &[String]) -> Res<Args> {
         let mut map = HashMap::new();
-        let mut it = raw.iter();
+        let mut it = raw.iter().peekable();
         while let Some(flag) = it.next() {
             let name = flag
                 .strip_prefix("--")
                 .ok_or(format!("unexpected argument {flag:?}"))?;
-            let value = it.next().ok_or(format!("--{name} needs a value"))?;
-            map.insert(name.to_owned(), value.clone());
+            // A flag with no value (`--encrypted`) means true.
+            let value = match it.peek() {
+                Some(next) if !next.starts_with("--") => it.next().cloned().unwrap_or_default(),
+                _ => "true".to_owned(),
+            };
+            map.insert(name.to_owned(), value);
         }
         Ok(Args(map))
     }
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
     let result = Args::parse(rest).and_then(|args| match command.as_str() {
         "thr" => thr(&args),
         "mem" => System::new().block_on(mem(&args)),
+        "handshake" => handshakes(&args),
         "_thr-sub" => System::new().block_on(thr_sub(args)),
         other => Err(format!("unknown command {other:?}")),
     });
@@ -105,9 +110,11 @@ fn thr(args: &Args) -> Res<()> {
         other => return Err(format!("--reliability {other}: best_effort or reliable")),
     };
     let loss: f64 = args.num("loss", 0.0)?;
+    let encrypted = args.str("encrypted", "false") == "true";
     let mut rates = Vec::new();
     for run in 0..runs.max(1) {
-        let rate = System::new().block_on(thr_once(size, secs, warmup, reliable, loss))?;
+        let rate =
+            System::new().block_on(thr_once(size, secs, warmup, reliable, loss, encrypted))?;
         let line = thr_line(reliability, size, rate);
         if runs > 1 {
             eprintln!("# run {}/{runs}: {line}", run + 1);
@@ -126,9 +133,21 @@ fn thr_line(reliability: &str, size: usize, rate: f64) -> String {
     )
 }
 
-/// A bus on `group`, losing `loss` of what it sends.
-fn bench_builder(group: SocketAddr, loss: f64, seed: u64) -> bus_actors::BusBuilder {
-    let builder = builder(group);
+/// The benchmark cluster's key, for `--encrypted` runs.
+const BENCH_KEY: [u8; 32] = [0xbe; 32];
+
+/// A bus on `group`, losing `loss` of what it sends, encrypted if asked.
+fn bench_builder(
+    group: SocketAddr,
+    loss: f64,
+    seed: u64,
+    encrypted: bool,
+) -> bus_actors::BusBuilder {
+    let builder = if encrypted {
+        secure_builder(group, BENCH_KEY)
+    } else {
+        builder(group)
+    };
     if loss > 0.0 {
         builder.liveness_factor(10).inject_faults(Faults {
             loss,
@@ -141,7 +160,14 @@ fn bench_builder(group: SocketAddr, loss: f64, seed: u64) -> bus_actors::BusBuil
 }
 
 /// Parent: spawn the counting subscriber, publish until it reports.
-async fn thr_once(size: usize, secs: f64, warmup: f64, reliable: bool, loss: f64) -> Res<f64> {
+async fn thr_once(
+    size: usize,
+    secs: f64,
+    warmup: f64,
+    reliable: bool,
+    loss: f64,
+    encrypted: bool,
+) -> Res<f64> {
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args([
@@ -154,6 +180,8 @@ async fn thr_once(size: usize, secs: f64, warmup: f64, reliable: bool, loss: f64
             &warmup.to_string(),
             "--loss",
             &loss.to_string(),
+            "--encrypted",
+            &encrypted.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -175,7 +203,7 @@ async fn thr_once(size: usize, secs: f64, warmup: f64, reliable: bool, loss: f64
         let _ = tx.send(result);
     });
 
-    let bus = bench_builder(group, loss, 1)
+    let bus = bench_builder(group, loss, 1, encrypted)
         .start()
         .await
         .map_err(|e| e.to_string())?;
@@ -251,7 +279,8 @@ async fn thr_sub(args: Args) -> Res<()> {
     let secs: f64 = args.num("secs", 5.0)?;
     let warmup: f64 = args.num("warmup", 1.0)?;
     let loss: f64 = args.num("loss", 0.0)?;
-    let bus = bench_builder(group, loss, 2)
+    let encrypted = args.str("encrypted", "false") == "true";
+    let bus = bench_builder(group, loss, 2, encrypted)
         .start()
         .await
         .map_err(|e| e.to_string())?;
@@ -344,5 +373,50 @@ async fn mem(args: &Args) -> Res<()> {
     println!(
         "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0}"
     );
+    Ok(())
+}
+
+/// Complete handshakes per second (both sides' work, on one core), PSK and public-key mode.
+fn handshakes(args: &Args) -> Res<()> {
+    use bus_core::crypto::handshake::{Credentials, Initiation, PresharedKey, respond};
+    use bus_core::crypto::noise::Keypair;
+    let secs: f64 = args.num("secs", 2.0)?;
+    let client = Keypair::generate().map_err(|e| e.to_string())?;
+    let server = Keypair::generate().map_err(|e| e.to_string())?;
+    let modes = [
+        (
+            "psk",
+            Credentials::Psk(PresharedKey(BENCH_KEY)),
+            Credentials::Psk(PresharedKey(BENCH_KEY)),
+        ),
+        (
+            "public_key",
+            Credentials::PublicKey {
+                local: client.clone(),
+                remote: *server.public(),
+            },
+            Credentials::PublicKey {
+                local: server.clone(),
+                remote: *client.public(),
+            },
+        ),
+    ];
+    let id = bus_actors::PeerId([1; 16]);
+    for (name, initiator, responder) in modes {
+        let started = Instant::now();
+        let mut done = 0u64;
+        while started.elapsed().as_secs_f64() < secs {
+            let (initiation, init) =
+                Initiation::start(id, &initiator, 1, done, None).map_err(|e| e.to_string())?;
+            let accepted = respond(&init, &responder, 2, bus_actors::Instant::ZERO, None)
+                .map_err(|e| e.to_string())?;
+            initiation
+                .finish(&accepted.response, bus_actors::Instant::ZERO)
+                .map_err(|e| e.to_string())?;
+            done += 1;
+        }
+        let rate = done as f64 / started.elapsed().as_secs_f64();
+        println!("peer=bus mode=handshake kind={name} handshakes_per_s={rate:.0}");
+    }
     Ok(())
 }
