@@ -405,7 +405,9 @@ impl Bus {
 
     /// The bus's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        let mut snapshot = self.shared.metrics.snapshot();
+        snapshot.handshakes = lock(&self.shared.sessions).established;
+        snapshot
     }
 
     /// Leaves gracefully: lets the reliable messages in flight finish (each within its

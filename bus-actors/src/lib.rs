@@ -26,6 +26,7 @@ mod messages;
 mod metrics;
 mod peer;
 mod pending;
+mod sessions;
 mod shared;
 mod socket;
 mod subscription;

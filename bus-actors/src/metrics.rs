@@ -39,12 +39,17 @@ pub enum DropReason {
     Replay,
     /// A sender this peer has no key for.
     UnknownPeer,
-    /// A multicast epoch too old, or from too far in the future.
+    /// A multicast epoch too old, or from too far in the future; or a handshake initiation
+    /// no newer than the last one accepted from its sender.
     StaleTimestamp,
+    /// A handshake message whose mac1 does not verify.
+    BadMac,
+    /// A handshake refused because too many are being computed already.
+    RateLimited,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 16] = [
+    const ALL: [DropReason; 18] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -61,6 +66,8 @@ impl DropReason {
         DropReason::Replay,
         DropReason::UnknownPeer,
         DropReason::StaleTimestamp,
+        DropReason::BadMac,
+        DropReason::RateLimited,
     ];
 
     /// A short, stable name for dashboards.
@@ -82,6 +89,8 @@ impl DropReason {
             DropReason::Replay => "replay",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::StaleTimestamp => "stale_timestamp",
+            DropReason::BadMac => "bad_mac",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 
@@ -117,6 +126,7 @@ pub(crate) struct Metrics {
     frames_out: [AtomicU64; FrameType::ALL.len()],
     drops: [AtomicU64; DropReason::ALL.len()],
     pub(crate) reliable: ReliableCounters,
+    pub(crate) session_datagrams_in: AtomicU64,
 }
 
 /// Counters of reliable messages, sent and received.
@@ -151,6 +161,10 @@ impl Metrics {
     pub(crate) fn datagrams_out(&self, count: usize, bytes: usize) {
         bump(&self.datagrams_out, count as u64);
         bump(&self.bytes_out, bytes as u64);
+    }
+
+    pub(crate) fn session_datagram_in(&self) {
+        bump(&self.session_datagrams_in, 1);
     }
 
     pub(crate) fn frame_in(&self, frame_type: FrameType) {
@@ -198,6 +212,8 @@ impl Metrics {
                 pending: read(&self.reliable.pending),
                 pending_peak: read(&self.reliable.pending_peak),
             },
+            handshakes: 0,
+            session_datagrams_in: read(&self.session_datagrams_in),
         }
     }
 }
@@ -221,6 +237,11 @@ pub struct MetricsSnapshot {
     pub drops: BTreeMap<&'static str, u64>,
     /// Reliable messages.
     pub reliable: ReliableStats,
+    /// Unicast sessions established by handshakes (as initiator or responder).
+    pub handshakes: u64,
+    /// Datagrams received and authenticated in a unicast session (the rest of the secure
+    /// traffic travels under multicast epochs).
+    pub session_datagrams_in: u64,
 }
 
 /// Reliable messages, as a sender and as a receiver.

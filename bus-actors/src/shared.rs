@@ -18,6 +18,7 @@ use crate::config::{Config, Security};
 use crate::error::Error;
 use crate::messages::{BusEvent, Flush, PeerSnapshot, RawMessage};
 use crate::metrics::Metrics;
+use crate::sessions::Sessions;
 use crate::socket::SocketActor;
 use crate::transport::Target;
 
@@ -81,6 +82,10 @@ pub(crate) struct Shared {
     pub(crate) packet_counter: AtomicU64,
     pub(crate) socket: OnceLock<Addr<SocketActor>>,
     pub(crate) shut_down: AtomicBool,
+    /// Unicast sessions from handshakes (secure modes).
+    pub(crate) sessions: Mutex<Sessions>,
+    /// Handshake messages to send as they are, ahead of the next batch.
+    pub(crate) raw_out: Mutex<Vec<(Target, Vec<u8>)>>,
     /// Our multicast epoch (secure modes), and when it started on our clock.
     pub(crate) epoch: Mutex<Option<(SenderEpoch, bus_core::Instant)>>,
     pub(crate) send_window: Mutex<SendWindow>,
@@ -124,6 +129,8 @@ impl Shared {
             socket: OnceLock::new(),
             shut_down: AtomicBool::new(false),
             epoch: Mutex::new(None),
+            sessions: Mutex::new(Sessions::default()),
+            raw_out: Mutex::new(Vec::new()),
             send_window: Mutex::new(SendWindow::new(config.window, first_message_id)),
             window_space: Notify::new(),
             config,
@@ -202,10 +209,13 @@ impl Shared {
 
     /// Takes every queued body, wrapped into packets, or marks the outbox idle if there is none.
     pub(crate) fn drain_outbox(&self) -> Vec<(Target, Vec<u8>)> {
+        let mut batch = std::mem::take(&mut *lock(&self.raw_out));
         let mut outbox = lock(&self.outbox);
-        let mut batch = Vec::new();
         while let Some((target, body)) = outbox.batcher.poll_body() {
-            batch.push((target, self.seal(&body)));
+            let packet = self.seal(target, &body);
+            if !packet.is_empty() {
+                batch.push((target, packet));
+            }
         }
         if batch.is_empty() {
             outbox.flush_requested = false;
@@ -231,10 +241,19 @@ impl Shared {
         (oldest..=now.saturating_add(skew)).contains(&timestamp_ms)
     }
 
+    /// Queues a handshake message, sent as it is with the next flush.
+    pub(crate) fn send_raw(&self, target: Target, packet: Vec<u8>) {
+        lock(&self.raw_out).push((target, packet));
+        if let Some(socket) = self.socket.get() {
+            socket.do_send(Flush);
+        }
+    }
+
     /// Wraps a body of frames into a packet: in insecure mode a plain header, a timestamp frame
     /// dating the frames, then the body; in PSK mode the same timestamp and body sealed under
-    /// our current multicast epoch, started afresh every `rekey_after`.
-    fn seal(&self, body: &[u8]) -> Vec<u8> {
+    /// the session with the target if there is one, else under our current multicast epoch,
+    /// started afresh every `rekey_after`.
+    fn seal(&self, target: Target, body: &[u8]) -> Vec<u8> {
         let timestamp = Frame::Timestamp {
             sent_at_us: self.clock.now().as_micros(),
         };
@@ -246,6 +265,12 @@ impl Shared {
             let mut plaintext = Vec::with_capacity(timestamp.encoded_len() + body.len());
             timestamp.emit(&mut plaintext);
             plaintext.extend_from_slice(body);
+            if let Target::Unicast(addr) = target {
+                let mut packet = Vec::with_capacity(plaintext.len() + 32);
+                if lock(&self.sessions).seal(addr, &plaintext, &mut packet) {
+                    return packet;
+                }
+            }
             let now = self.clock.now();
             let mut epoch = lock(&self.epoch);
             let stale = epoch.as_ref().is_none_or(|(e, started)| {

@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError};
 
 use actix::prelude::*;
 use bus_core::crypto::EpochReceiver;
+use bus_core::crypto::handshake::{self, Credentials, HandshakeError, Initiation};
 use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
 use bus_core::reliability::{Arrival, SenderWindows};
 use bus_core::wire::{
@@ -17,7 +18,7 @@ use bus_core::wire::{
 };
 use bus_core::{PeerId, TopicId};
 use bytes::{Bytes, BytesMut};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::messages::{
@@ -27,6 +28,7 @@ use crate::messages::{
 use crate::metrics::{DropReason, ReliableCounters};
 use crate::peer::PeerActor;
 use crate::pending::PendingMessageActor;
+use crate::sessions::Outstanding;
 use crate::shared::{Route, Shared};
 use crate::transport::{Datagram, Target, Transport};
 
@@ -47,6 +49,12 @@ pub(crate) struct SocketActor {
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Multicast epoch keys of the senders heard from.
     epochs: EpochReceiver,
+    /// Handshake computations under way, off this actor's thread.
+    handshakes_in_flight: usize,
+    /// The timestamp of our last initiation: each must be greater than the one before.
+    last_initiation: u64,
+    /// Peers whose initiation is being computed, so that beacons meanwhile start no other.
+    initiations_starting: std::collections::BTreeSet<SocketAddr>,
     /// A shutdown waiting for the reliable messages in flight to finish.
     drained: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -54,6 +62,12 @@ pub(crate) struct SocketActor {
 /// Senders whose reliable-message windows are kept at once; beyond that the oldest is forgotten
 /// (in plaintext mode anyone can claim to be a sender, so this must be bounded).
 const MAX_SENDERS: usize = 4096;
+
+/// Handshakes computed at once; more are dropped and counted (a flood cannot queue work).
+const MAX_HANDSHAKES_IN_FLIGHT: usize = 16;
+
+/// How long an initiation may wait for its response before another is sent.
+const HANDSHAKE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Multicast epochs cached: two per sender for a large cluster.
 const MAX_EPOCHS: usize = 2048;
@@ -77,6 +91,9 @@ impl SocketActor {
             senders: HashMap::new(),
             acks_owed: BTreeMap::new(),
             epochs: EpochReceiver::new(MAX_EPOCHS),
+            handshakes_in_flight: 0,
+            last_initiation: 0,
+            initiations_starting: std::collections::BTreeSet::new(),
             drained: None,
         }
     }
@@ -254,6 +271,9 @@ impl SocketActor {
     }
 
     fn forget(&mut self, id: PeerId) {
+        if let Some(peer) = self.shared.peers.get(&id) {
+            crate::shared::lock(&self.shared.sessions).forget(peer.addr);
+        }
         self.shared.peers.remove(&id);
         self.senders.remove(&id);
         for pending in self.pending.values() {
@@ -291,7 +311,7 @@ impl SocketActor {
 
     /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
     /// body of frames, or `None` (dropped and counted). Nothing unauthenticated gets further.
-    fn unwrap(&mut self, datagram: &Datagram) -> Option<(PeerId, Bytes)> {
+    fn unwrap(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) -> Option<(PeerId, Bytes)> {
         let metrics = &self.shared.metrics;
         let packet_type = match PacketType::of_datagram(&datagram.bytes) {
             Ok(t) => t,
@@ -319,6 +339,15 @@ impl SocketActor {
                 Some((sender, body))
             }
             (PacketType::MulticastData, false) => self.open_epoch(datagram),
+            (PacketType::Data, false) => self.open_session(datagram),
+            (PacketType::HandshakeInit, false) => {
+                self.handle_initiation(datagram, ctx);
+                None
+            }
+            (PacketType::HandshakeResponse, false) => {
+                self.handle_response(datagram);
+                None
+            }
             // Plaintext on a secure bus, or encrypted packets on an insecure one.
             _ => {
                 metrics.dropped(DropReason::UnsupportedPacket);
@@ -363,9 +392,159 @@ impl SocketActor {
         Some((sender, packet.freeze().slice(range)))
     }
 
+    fn open_session(&mut self, datagram: &Datagram) -> Option<(PeerId, Bytes)> {
+        let metrics = &self.shared.metrics;
+        let index = match Header::new_checked(&datagram.bytes[..]) {
+            Ok(header) => header.session_index(),
+            Err(e) => {
+                metrics.dropped(DropReason::of_decode_error(&e));
+                return None;
+            }
+        };
+        let mut packet = BytesMut::from(&datagram.bytes[..]);
+        let opened = crate::shared::lock(&self.shared.sessions).open(index, &mut packet);
+        match opened {
+            Ok((peer, range)) => {
+                metrics.session_datagram_in();
+                Some((peer, packet.freeze().slice(range)))
+            }
+            Err(e) => {
+                metrics.dropped(DropReason::of_open_error(e));
+                None
+            }
+        }
+    }
+
+    /// Answers a handshake initiation, computing it off this thread; at most
+    /// `MAX_HANDSHAKES_IN_FLIGHT` at once.
+    fn handle_initiation(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
+        let metrics = &self.shared.metrics;
+        let header = match handshake::peek_init(&datagram.bytes) {
+            Ok(header) => header,
+            Err(_) => return metrics.dropped(DropReason::Malformed),
+        };
+        let Some(psk) = self.shared.security().psk_of(header.client).cloned() else {
+            return metrics.dropped(DropReason::UnknownPeer);
+        };
+        let credentials = Credentials::Psk(psk);
+        // mac1 costs one keyed hash: junk stops here, before it can take a handshake slot.
+        if let Err(e) = handshake::check_initiation(&datagram.bytes, &credentials) {
+            return metrics.dropped(match e {
+                HandshakeError::BadMac => DropReason::BadMac,
+                HandshakeError::BadSuite => DropReason::BadSuite,
+                _ => DropReason::Malformed,
+            });
+        }
+        if self.handshakes_in_flight >= MAX_HANDSHAKES_IN_FLIGHT {
+            return metrics.dropped(DropReason::RateLimited);
+        }
+        self.handshakes_in_flight += 1;
+        let initiation = datagram.bytes.clone();
+        let from = datagram.from;
+        let local_index = self.rng.next_u32();
+        let now = self.shared.clock.now();
+        let work = tokio::task::spawn_blocking(move || {
+            handshake::respond(&initiation, &credentials, local_index, now, None)
+        });
+        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+            act.handshakes_in_flight -= 1;
+            let metrics = &act.shared.metrics;
+            let accepted = match result {
+                Ok(Ok(accepted)) => accepted,
+                Ok(Err(HandshakeError::BadMac)) => return metrics.dropped(DropReason::BadMac),
+                Ok(Err(_)) | Err(_) => return metrics.dropped(DropReason::AuthFailure),
+            };
+            let mut sessions = crate::shared::lock(&act.shared.sessions);
+            let last = sessions.last_timestamp.get(&accepted.client).copied();
+            if last.is_some_and(|last| accepted.timestamp <= last) {
+                // A replayed (or reordered, older) initiation.
+                return metrics.dropped(DropReason::StaleTimestamp);
+            }
+            sessions
+                .last_timestamp
+                .insert(accepted.client, accepted.timestamp);
+            sessions.install(from, accepted.client, accepted.session, false);
+            drop(sessions);
+            act.shared
+                .send_raw(Target::Unicast(from), accepted.response.to_vec());
+        }));
+    }
+
+    fn handle_response(&mut self, datagram: &Datagram) {
+        let metrics = &self.shared.metrics;
+        let Some(index) = datagram.bytes.get(8..12) else {
+            return metrics.dropped(DropReason::Malformed);
+        };
+        let index = u32::from_le_bytes([index[0], index[1], index[2], index[3]]);
+        let mut sessions = crate::shared::lock(&self.shared.sessions);
+        let Some(outstanding) = sessions.outstanding.remove(&index) else {
+            return metrics.dropped(DropReason::UnknownPeer);
+        };
+        let now = self.shared.clock.now();
+        match outstanding.initiation.finish(&datagram.bytes, now) {
+            Ok(session) => sessions.install(outstanding.addr, outstanding.peer, session, true),
+            Err(HandshakeError::BadMac) => metrics.dropped(DropReason::BadMac),
+            Err(_) => metrics.dropped(DropReason::AuthFailure),
+        }
+    }
+
+    /// Starts a handshake with `peer` if we are the side that initiates (the lower id), the
+    /// bus is in PSK mode, and there is no session younger than the rekey interval nor an
+    /// initiation waiting.
+    fn maybe_initiate(&mut self, peer: PeerId, addr: SocketAddr, ctx: &mut Context<Self>) {
+        if self.shared.local_id >= peer {
+            return;
+        }
+        let Some(psk) = self.shared.security().psk_of(self.shared.local_id).cloned() else {
+            return;
+        };
+        let now = self.shared.clock.now();
+        {
+            let sessions = crate::shared::lock(&self.shared.sessions);
+            let fresh = sessions
+                .current_since(addr)
+                .is_some_and(|since| now - since < self.shared.config.rekey_after);
+            if fresh
+                || sessions.initiating(addr, now, HANDSHAKE_PATIENCE)
+                || !self.initiations_starting.insert(addr)
+            {
+                return;
+            }
+        }
+        let wall_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.last_initiation = wall_ns.max(self.last_initiation + 1);
+        let timestamp = self.last_initiation;
+        let index = self.rng.next_u32();
+        let local_id = self.shared.local_id;
+        let work = tokio::task::spawn_blocking(move || {
+            Initiation::start(local_id, &Credentials::Psk(psk), index, timestamp, None)
+        });
+        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+            act.initiations_starting.remove(&addr);
+            let Ok(Ok((initiation, packet))) = result else {
+                tracing::error!("could not start a handshake with {peer}");
+                return;
+            };
+            crate::shared::lock(&act.shared.sessions)
+                .outstanding
+                .insert(
+                    index,
+                    Outstanding {
+                        initiation,
+                        peer,
+                        addr,
+                        sent_at: act.shared.clock.now(),
+                    },
+                );
+            act.shared.send_raw(Target::Unicast(addr), packet.to_vec());
+        }));
+    }
+
     fn handle_datagram(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
         self.shared.metrics.datagram_in(datagram.bytes.len());
-        let Some((sender, body)) = self.unwrap(datagram) else {
+        let Some((sender, body)) = self.unwrap(datagram, ctx) else {
             return;
         };
         let metrics = &self.shared.metrics;
@@ -379,6 +558,7 @@ impl SocketActor {
         }
         let now = self.shared.clock.now();
         let mut membership_changed = false;
+        let mut initiate_with = None;
         let mut acks_owed = false;
         let mut sent_at = None;
         for frame in Frames::new(&body).flatten() {
@@ -399,7 +579,12 @@ impl SocketActor {
                         continue;
                     }
                     match self.table.handle_beacon(now, datagram.from, &beacon) {
-                        Ok(()) => membership_changed = true,
+                        Ok(()) => {
+                            membership_changed = true;
+                            if let Some(addr) = self.table.get(&sender).map(|p| p.addr) {
+                                initiate_with = Some(addr);
+                            }
+                        }
                         Err(BeaconIgnored::OwnBeacon) => {}
                         Err(BeaconIgnored::WrongVersion(_)) => {
                             metrics.dropped(DropReason::WrongVersion);
@@ -494,6 +679,11 @@ impl SocketActor {
         }
         if membership_changed {
             self.process_membership(ctx);
+        }
+        if let Some(addr) = initiate_with
+            && !self.shared.security().is_insecure()
+        {
+            self.maybe_initiate(sender, addr, ctx);
         }
         if acks_owed {
             ctx.notify(Flush);

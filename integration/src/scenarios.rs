@@ -351,7 +351,13 @@ pub async fn reliable_messages_arrive_exactly_once(make: &mut impl FnMut() -> Bu
     let results = publish_reliably(&publisher, n, 2048, |_| {}).await;
     assert_eq!(results.len() as u64, n);
     for result in &results {
-        let report = result.as_ref().expect("every send resolves Ok");
+        let Ok(report) = result else {
+            let all: Vec<_> = std::iter::once(&publisher)
+                .chain(&subscribers)
+                .map(|b| (b.local_id(), b.metrics()))
+                .collect();
+            panic!("a send failed: {result:?}\nmetrics: {all:#?}");
+        };
         assert_eq!(report.acked.len(), 3);
     }
     for (bus, rx) in subscribers.iter().zip(&mut rxs) {

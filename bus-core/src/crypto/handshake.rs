@@ -212,6 +212,29 @@ pub fn peek_init(packet: &[u8]) -> Result<InitHeader, HandshakeError> {
     })
 }
 
+/// The cheap checks of an initiation, for a responder to run on its receive path before any
+/// Diffie-Hellman: size, type, suite, mode, and mac1 under `credentials`.
+///
+/// # Errors
+/// [`HandshakeError::Malformed`], [`HandshakeError::BadSuite`] or [`HandshakeError::BadMac`].
+pub fn check_initiation(
+    initiation: &[u8],
+    credentials: &Credentials,
+) -> Result<InitHeader, HandshakeError> {
+    let header = peek_init(initiation)?;
+    if header.mode != credentials.mode() {
+        return Err(HandshakeError::BadSuite);
+    }
+    let mut mac1_key = credentials.mac1_key(header.client, false);
+    let valid = mac1_matches(&mac1_key, &initiation[..84], &initiation[84..100]);
+    mac1_key.zeroize();
+    if valid {
+        Ok(header)
+    } else {
+        Err(HandshakeError::BadMac)
+    }
+}
+
 /// An initiation sent, waiting for its response.
 pub struct Initiation {
     state: HandshakeState,
@@ -349,16 +372,8 @@ pub fn respond(
     now: Instant,
     ephemeral: Option<Keypair>,
 ) -> Result<Accepted, HandshakeError> {
-    let header = peek_init(initiation)?;
-    if header.mode != credentials.mode() {
-        return Err(HandshakeError::BadSuite);
-    }
+    let header = check_initiation(initiation, credentials)?;
     let mut mac1_key = credentials.mac1_key(header.client, false);
-    let valid = mac1_matches(&mac1_key, &initiation[..84], &initiation[84..100]);
-    if !valid {
-        mac1_key.zeroize();
-        return Err(HandshakeError::BadMac);
-    }
     let mut state = HandshakeState::new(
         credentials.pattern(),
         false,

@@ -1,0 +1,190 @@
+//! Unicast sessions with peers, set up by Noise handshakes (PSK mode: `NNpsk0`).
+//!
+//! Each peer has up to three key slots, as in WireGuard: `current` (used to send), `previous`
+//! (still accepted while packets sealed under it drain) and `pending` (a responder's new session,
+//! accepted but not used to send until the initiator proves it has it by sending on it: key
+//! confirmation, so a lost response cannot strand traffic). Until a session exists, unicast
+//! traffic is sealed under the sender's multicast epoch.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bus_core::crypto::handshake::Initiation;
+use bus_core::crypto::{OpenError, Session};
+use bus_core::{Instant, PeerId};
+
+#[derive(Debug, Default)]
+struct Slots {
+    peer: Option<PeerId>,
+    current: Option<Session>,
+    /// Whether the peer has sent on `current`: until it has, it may still be sending on
+    /// `previous`, which must then outlive a newer `current`.
+    current_heard: bool,
+    previous: Option<Session>,
+    /// A responder's new sessions, newest last: the initiator may be using any of the last two
+    /// (a later response of its may have been lost).
+    pending: Vec<Session>,
+}
+
+/// How many unconfirmed sessions a responder keeps per peer.
+const MAX_PENDING: usize = 2;
+
+/// An initiation waiting for its response.
+#[derive(Debug)]
+pub(crate) struct Outstanding {
+    pub(crate) initiation: Initiation,
+    pub(crate) peer: PeerId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) sent_at: Instant,
+}
+
+/// Every peer's sessions, by address and by our session index.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    by_addr: HashMap<SocketAddr, Slots>,
+    addr_of_index: HashMap<u32, SocketAddr>,
+    /// Initiations sent, by our session index.
+    pub(crate) outstanding: HashMap<u32, Outstanding>,
+    /// The newest handshake timestamp accepted from each initiator.
+    pub(crate) last_timestamp: HashMap<PeerId, u64>,
+    /// Complete handshakes.
+    pub(crate) established: u64,
+}
+
+impl Sessions {
+    fn retire(&mut self, session: Option<Session>) {
+        if let Some(old) = session {
+            self.addr_of_index.remove(&old.local_index);
+        }
+    }
+
+    /// Installs a session: as current if we initiated it (the response proved the peer has
+    /// it), as pending if we responded.
+    pub(crate) fn install(
+        &mut self,
+        addr: SocketAddr,
+        peer: PeerId,
+        session: Session,
+        confirmed: bool,
+    ) {
+        self.addr_of_index.insert(session.local_index, addr);
+        self.established += 1;
+        let slots = self.by_addr.entry(addr).or_default();
+        slots.peer = Some(peer);
+        let retired = if confirmed {
+            let replaced = slots.current.replace(session);
+            if slots.current_heard {
+                // The peer uses the old current: keep it for receiving, retire the one before.
+                slots.current_heard = false;
+                std::mem::replace(&mut slots.previous, replaced)
+            } else {
+                // The peer never used the old current (it may still be on `previous`): drop it.
+                replaced
+            }
+        } else {
+            slots.pending.push(session);
+            (slots.pending.len() > MAX_PENDING).then(|| slots.pending.remove(0))
+        };
+        self.retire(retired);
+    }
+
+    /// Seals `body` for `addr` if a session with it is current.
+    pub(crate) fn seal(&mut self, addr: SocketAddr, body: &[u8], out: &mut Vec<u8>) -> bool {
+        match self.by_addr.get_mut(&addr).and_then(|s| s.current.as_mut()) {
+            Some(session) => session.seal(body, out).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Opens a data packet addressed to one of our sessions; returns its peer and the body's
+    /// range. A pending session that opens a packet becomes current.
+    pub(crate) fn open(
+        &mut self,
+        session_index: u32,
+        packet: &mut [u8],
+    ) -> Result<(PeerId, std::ops::Range<usize>), OpenError> {
+        let addr = *self
+            .addr_of_index
+            .get(&session_index)
+            .ok_or(OpenError::UnknownSender)?;
+        let slots = self
+            .by_addr
+            .get_mut(&addr)
+            .ok_or(OpenError::UnknownSender)?;
+        let peer = slots.peer.ok_or(OpenError::UnknownSender)?;
+        let base = packet.as_ptr() as usize;
+        let promote: Option<usize>;
+        let on_current = slots
+            .current
+            .as_ref()
+            .is_some_and(|s| s.local_index == session_index);
+        let body = if on_current {
+            promote = None;
+            slots.current.as_mut().map(|s| s.open(packet))
+        } else if let Some(i) = slots
+            .pending
+            .iter()
+            .position(|s| s.local_index == session_index)
+        {
+            promote = Some(i);
+            slots.pending.get_mut(i).map(|s| s.open(packet))
+        } else {
+            promote = None;
+            slots.previous.as_mut().map(|s| s.open(packet))
+        }
+        .ok_or(OpenError::UnknownSender)??;
+        let start = body.as_ptr() as usize - base;
+        let range = start..start + body.len();
+        if on_current {
+            slots.current_heard = true;
+        }
+        if let Some(i) = promote {
+            // The peer just sent on pending session `i`: it is current now, and any pending
+            // session older than it will never be used.
+            let mut pending = std::mem::take(&mut slots.pending);
+            let newer = pending.split_off(i + 1);
+            let promoted = pending.pop();
+            let previous = slots.previous.take();
+            slots.previous = slots.current.take();
+            slots.current = promoted;
+            slots.current_heard = true;
+            slots.pending = newer;
+            for old in pending.into_iter().chain(previous) {
+                self.addr_of_index.remove(&old.local_index);
+            }
+        }
+        Ok((peer, range))
+    }
+
+    /// When our current session with `addr` was established, if there is one.
+    pub(crate) fn current_since(&self, addr: SocketAddr) -> Option<Instant> {
+        self.by_addr
+            .get(&addr)
+            .and_then(|s| s.current.as_ref())
+            .map(Session::established_at)
+    }
+
+    /// Whether an initiation to `addr` is waiting for its response (and is younger than
+    /// `patience`).
+    pub(crate) fn initiating(
+        &self,
+        addr: SocketAddr,
+        now: Instant,
+        patience: std::time::Duration,
+    ) -> bool {
+        self.outstanding
+            .values()
+            .any(|o| o.addr == addr && now - o.sent_at < patience)
+    }
+
+    /// Forgets everything about `addr` (the peer left).
+    pub(crate) fn forget(&mut self, addr: SocketAddr) {
+        if let Some(slots) = self.by_addr.remove(&addr) {
+            let sessions = [slots.current, slots.previous].into_iter().flatten();
+            for session in sessions.chain(slots.pending) {
+                self.addr_of_index.remove(&session.local_index);
+            }
+        }
+        self.outstanding.retain(|_, o| o.addr != addr);
+    }
+}
