@@ -196,21 +196,7 @@ impl SocketActor {
             return;
         }
         self.flushing = true;
-        let shared = self.shared.clone();
-        let transport = self.transport.clone();
-        let work = async move {
-            loop {
-                let batch = shared.drain_outbox();
-                if batch.is_empty() {
-                    break;
-                }
-                let report = transport.send_batch(batch).await;
-                for _ in 0..report.failed {
-                    shared.metrics.dropped(DropReason::SendFailed);
-                }
-                shared.metrics.datagrams_out(report.sent, report.bytes);
-            }
-        };
+        let work = send_outbox(self.shared.clone(), self.transport.clone());
         ctx.spawn(work.into_actor(self).map(|(), act, _| act.flushing = false));
     }
 
@@ -717,6 +703,21 @@ impl SocketActor {
     }
 }
 
+/// Sends everything the outbox holds, batch after batch, until it is empty.
+async fn send_outbox(shared: Arc<Shared>, transport: Rc<dyn Transport>) {
+    loop {
+        let batch = shared.drain_outbox();
+        if batch.is_empty() {
+            break;
+        }
+        let report = transport.send_batch(batch).await;
+        for _ in 0..report.failed {
+            shared.metrics.dropped(DropReason::SendFailed);
+        }
+        shared.metrics.datagrams_out(report.sent, report.bytes);
+    }
+}
+
 impl Actor for SocketActor {
     type Context = Context<Self>;
 
@@ -806,19 +807,7 @@ impl Handler<Shutdown> for SocketActor {
                 let targets = act.beacon_targets();
                 act.send_beacon(&targets, true);
                 act.peers.clear();
-                let shared = act.shared.clone();
-                let transport = act.transport.clone();
-                async move {
-                    loop {
-                        let batch = shared.drain_outbox();
-                        if batch.is_empty() {
-                            break;
-                        }
-                        let report = transport.send_batch(batch).await;
-                        shared.metrics.datagrams_out(report.sent, report.bytes);
-                    }
-                }
-                .into_actor(act)
+                send_outbox(act.shared.clone(), act.transport.clone()).into_actor(act)
             })
             .map(|(), _act, ctx| ctx.stop()),
         )

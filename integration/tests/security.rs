@@ -1,16 +1,15 @@
 //! The bus encrypted with a cluster key, over real loopback sockets: what gets through, what
 //! does not, and what an eavesdropper sees.
 
-#![allow(clippy::expect_used)] // In helpers outside #[test] functions too: a panic fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // In helpers too: a panic fails the test.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use bus_actors::transport::Faults;
 use bus_actors::{DropReason, Topic};
 use integration::{
-    Counter, await_subscribers, builder, events, receive, scenarios, secure_builder, subscribe,
-    test_group,
+    Counter, await_subscribers, builder, events, lossy, receive, scenarios, secure_builder,
+    subscribe, test_group,
 };
 
 const KEY: [u8; 32] = [0x2a; 32];
@@ -36,26 +35,47 @@ fn sniffer(group: SocketAddr) -> UdpSocket {
     socket
 }
 
+/// Three encrypted peers, `b` and `c` subscribed to [`Counter`] and known to `a` as such, and a
+/// sniffer on their group.
+struct Trio {
+    spy: UdpSocket,
+    a: bus_actors::Bus,
+    b: bus_actors::Bus,
+    _c: bus_actors::Bus,
+    rx_b: tokio::sync::mpsc::UnboundedReceiver<bus_actors::Event<Counter>>,
+    _rx_c: tokio::sync::mpsc::UnboundedReceiver<bus_actors::Event<Counter>>,
+}
+
+async fn spied_trio() -> Trio {
+    let group = test_group();
+    let spy = sniffer(group);
+    let a = secure_builder(group, KEY).start().await.unwrap();
+    let b = secure_builder(group, KEY).start().await.unwrap();
+    let c = secure_builder(group, KEY).start().await.unwrap();
+    let rx_b = subscribe::<Counter>(&b).await;
+    let rx_c = subscribe::<Counter>(&c).await;
+    let mut ev = events(&a);
+    await_subscribers(&a, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+    Trio {
+        spy,
+        a,
+        b,
+        _c: c,
+        rx_b,
+        _rx_c: rx_c,
+    }
+}
+
 #[actix::test]
 async fn reliable_messages_arrive_exactly_once_encrypted_at_20_percent_loss_across_rekeys() {
     let group = test_group();
     let mut seed = 100;
     let mut make = || {
         seed += 1;
-        secure_builder(group, KEY)
-            .liveness_factor(10)
-            // At 20% loss each way an attempt fails 36% of the time; with RTOs inflated by
-            // the burst's queueing, 5 s allows about a dozen attempts, and one of 30 000
-            // (message, subscriber) pairs failing them all is likely. 30 s makes it
-            // vanishingly rare: the deadline is the knob for lossy networks.
-            .reliable_deadline(bus_actors::Duration::from_secs(30))
-            // A new epoch key every 100 ms: many rekeys during the run.
-            .rekey_after(bus_actors::Duration::from_millis(100))
-            .inject_faults(Faults {
-                loss: 0.2,
-                duplicate: 0.05,
-                seed,
-            })
+        // A new epoch key and session every 100 ms: many rekeys during the run.
+        let builder =
+            secure_builder(group, KEY).rekey_after(bus_actors::Duration::from_millis(100));
+        lossy(builder, seed)
     };
     scenarios::reliable_messages_arrive_exactly_once(&mut make, 10_000).await;
 }
@@ -96,15 +116,13 @@ async fn a_peer_with_another_key_can_neither_join_nor_be_heard() {
 
 #[actix::test]
 async fn an_eavesdropper_sees_no_plaintext_and_replays_are_dropped() {
-    let group = test_group();
-    let spy = sniffer(group);
-    let a = secure_builder(group, KEY).start().await.unwrap();
-    let b = secure_builder(group, KEY).start().await.unwrap();
-    let c = secure_builder(group, KEY).start().await.unwrap();
-    let mut rx_b = subscribe::<Counter>(&b).await;
-    let _rx_c = subscribe::<Counter>(&c).await;
-    let mut ev = events(&a);
-    await_subscribers(&a, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+    let Trio {
+        spy,
+        a,
+        b,
+        mut rx_b,
+        ..
+    } = spied_trio().await;
     // A recognisable payload: the publisher field spells a marker in MessagePack.
     for seq in 0..20 {
         a.publish(Counter {
@@ -163,15 +181,13 @@ async fn an_eavesdropper_sees_no_plaintext_and_replays_are_dropped() {
 /// arrived shortly before. Here a forged copy follows every genuine datagram at once.
 #[actix::test]
 async fn a_forged_packet_right_after_a_valid_one_is_never_processed() {
-    let group = test_group();
-    let spy = sniffer(group);
-    let a = secure_builder(group, KEY).start().await.unwrap();
-    let b = secure_builder(group, KEY).start().await.unwrap();
-    let c = secure_builder(group, KEY).start().await.unwrap();
-    let mut rx_b = subscribe::<Counter>(&b).await;
-    let _rx_c = subscribe::<Counter>(&c).await;
-    let mut ev = events(&a);
-    await_subscribers(&a, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+    let Trio {
+        spy,
+        a,
+        b,
+        mut rx_b,
+        ..
+    } = spied_trio().await;
     a.publish(Counter {
         publisher: 1,
         seq: 1,
