@@ -86,6 +86,8 @@ fn main() -> ExitCode {
         "thr" => thr(&args),
         "mem" => System::new().block_on(mem(&args)),
         "handshake" => handshakes(&args),
+        "lat" => System::new().block_on(lat(&args)),
+        "_lat-pong" => System::new().block_on(lat_pong(args)),
         "_thr-sub" => System::new().block_on(thr_sub(args)),
         other => Err(format!("unknown command {other:?}")),
     });
@@ -254,6 +256,133 @@ async fn thr_once(
     let _ = child.wait();
     let _ = reader.join();
     result.ok_or_else(|| "thr: the subscriber reported no result".into())
+}
+
+/// A ping of the latency benchmark, echoed back as a [`Pong`].
+#[derive(Clone, Debug, Deserialize, Serialize, Topic)]
+#[topic(name = "bench/ping")]
+struct Ping {
+    seq: u64,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// The echo of a [`Ping`].
+#[derive(Clone, Debug, Deserialize, Serialize, Topic)]
+#[topic(name = "bench/pong")]
+struct Pong {
+    seq: u64,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// Ping-pong, one in flight: round-trip percentiles through both buses and their actors.
+async fn lat(args: &Args) -> Res<()> {
+    let size: usize = args.num("size", 64)?;
+    let count: usize = args.num("count", 10_000)?;
+    let warmup: usize = args.num("warmup-count", 500)?;
+    let reliability = args.str("reliability", "best_effort").to_owned();
+    if reliability != "best_effort" {
+        return Err("lat: only best_effort is measured".into());
+    }
+    let encrypted = args.str("encrypted", "false") == "true";
+    let group = test_group();
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args([
+            "_lat-pong",
+            "--group",
+            &group.to_string(),
+            "--encrypted",
+            &encrypted.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn pong: {e}"))?;
+    let bus = bench_builder(group, 0.0, 3, encrypted)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pongs = integration::subscribe::<Pong>(&bus).await;
+    let mut ev = events(&bus);
+    await_subscribers(&bus, &mut ev, Ping::ID, 1, Duration::from_secs(30)).await;
+    let data = vec![0x5a; size.saturating_sub(8)];
+    let mut rtts = Vec::with_capacity(count);
+    let started = Instant::now();
+    for seq in 0..(warmup + count) as u64 {
+        let sent = Instant::now();
+        bus.publish(Ping {
+            seq,
+            data: data.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        loop {
+            let pong = tokio::time::timeout(Duration::from_secs(5), pongs.recv())
+                .await
+                .map_err(|_| format!("lat: no pong for {seq} within 5 s"))?
+                .ok_or("lat: pong channel closed")?;
+            if pong.message.seq == seq {
+                break;
+            }
+        }
+        if seq as usize >= warmup {
+            rtts.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    rtts.sort_by(f64::total_cmp);
+    let pct = |q: f64| rtts[((rtts.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "peer=bus mode=lat transport=udp reliability=best_effort size={size} msgs_per_s={:.0} p50_us={:.1} p90_us={:.1} p99_us={:.1}",
+        (warmup + count) as f64 / elapsed,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    );
+    let _ = bus.shutdown().await;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Echoes every ping it receives as a pong.
+struct Echo(bus_actors::Bus);
+
+impl Actor for Echo {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<Ping>> for Echo {
+    type Result = ();
+    fn handle(&mut self, ping: Event<Ping>, ctx: &mut Context<Self>) {
+        let bus = self.0.clone();
+        let Ping { seq, data } = ping.into_message();
+        ctx.spawn(
+            async move {
+                let _ = bus.publish(Pong { seq, data }).await;
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+async fn lat_pong(args: Args) -> Res<()> {
+    let group: SocketAddr = args
+        .str("group", "")
+        .parse()
+        .map_err(|e| format!("--group: {e}"))?;
+    let encrypted = args.str("encrypted", "false") == "true";
+    let bus = bench_builder(group, 0.0, 4, encrypted)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    bus.subscribe::<Ping>(Echo(bus.clone()).start().recipient())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+    let _ = bus.shutdown().await;
+    Ok(())
 }
 
 /// Counts deliveries.
