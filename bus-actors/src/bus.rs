@@ -80,9 +80,13 @@ impl BusBuilder {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
             None => ChaCha8Rng::from_os_rng(),
         };
-        let local_id = config.peer_id.unwrap_or_else(|| PeerId::random(&mut rng));
-        if let Some(security) = &config.security
-            && !security.is_insecure()
+        let local_id = config.peer_id.unwrap_or_else(|| match &config.security {
+            Some(Security::PublicKey { identity, .. }) => {
+                bus_core::crypto::peer_id_of(identity.public())
+            }
+            _ => PeerId::random(&mut rng),
+        });
+        if let Some(security @ Security::Psk { .. }) = &config.security
             && security.psk_of(local_id).is_none()
         {
             return Err(Error::Config(format!(

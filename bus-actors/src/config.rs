@@ -4,7 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use std::collections::HashMap;
 
-use bus_core::crypto::handshake::PresharedKey;
+use bus_core::crypto::handshake::{Credentials, PresharedKey};
+use bus_core::crypto::noise::Keypair;
+use bus_core::crypto::{SenderEpoch, epoch_key_psk, epoch_key_receiver, peer_id_of};
 use bus_core::reliability::WindowLimits;
 use bus_core::{Duration, PeerId, Topic, TopicId};
 
@@ -31,14 +33,81 @@ pub enum Security {
         /// Keys for particular peers, which take precedence.
         per_peer: HashMap<PeerId, PresharedKey>,
     },
+    /// Every peer has an X25519 key pair and knows the public keys of the peers it trusts;
+    /// unicast sessions come from Noise `KK` handshakes. Multicast is sealed for a group key
+    /// pair every member holds (Noise K: only the sender and the group can derive it).
+    PublicKey {
+        /// This peer's key pair.
+        identity: Keypair,
+        /// The group's key pair, shared by every member.
+        group: Keypair,
+        /// The peers trusted, with their public keys.
+        trusted: HashMap<PeerId, [u8; 32]>,
+    },
 }
 
 impl Security {
-    /// The key of `peer`, if it is allowed to talk to us.
+    /// The key of `peer`, if it is allowed to talk to us (PSK mode).
     pub(crate) fn psk_of(&self, peer: PeerId) -> Option<&PresharedKey> {
         match self {
-            Security::Insecure => None,
             Security::Psk { cluster, per_peer } => per_peer.get(&peer).or(cluster.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The credentials of a handshake between `client` (the initiator) and `other`, seen from
+    /// this peer (`local`), or `None` if either is not trusted.
+    pub(crate) fn credentials(
+        &self,
+        local: PeerId,
+        client: PeerId,
+        other: PeerId,
+    ) -> Option<Credentials> {
+        match self {
+            Security::Insecure => None,
+            Security::Psk { .. } => self.psk_of(client).cloned().map(Credentials::Psk),
+            Security::PublicKey {
+                identity, trusted, ..
+            } => {
+                let remote = if client == local { other } else { client };
+                trusted.get(&remote).map(|key| Credentials::PublicKey {
+                    local: identity.clone(),
+                    remote: *key,
+                })
+            }
+        }
+    }
+
+    /// The key of `sender`'s multicast epoch, if the sender is trusted.
+    pub(crate) fn epoch_key(
+        &self,
+        sender: PeerId,
+        material: &[u8; 32],
+        timestamp_ms: u64,
+    ) -> Option<[u8; 32]> {
+        match self {
+            Security::Insecure => None,
+            Security::Psk { .. } => self
+                .psk_of(sender)
+                .map(|psk| epoch_key_psk(&psk.0, sender, material, timestamp_ms)),
+            Security::PublicKey { group, trusted, .. } => {
+                let sender_static = trusted.get(&sender)?;
+                epoch_key_receiver(group, sender, sender_static, material, timestamp_ms).ok()
+            }
+        }
+    }
+
+    /// A new multicast epoch for this peer.
+    pub(crate) fn new_epoch(&self, local: PeerId, timestamp_ms: u64) -> Option<SenderEpoch> {
+        match self {
+            Security::Insecure => None,
+            Security::Psk { .. } => {
+                let psk = self.psk_of(local)?;
+                SenderEpoch::generate_psk(local, &psk.0, timestamp_ms).ok()
+            }
+            Security::PublicKey {
+                identity, group, ..
+            } => SenderEpoch::generate_pk(local, identity, group.public(), timestamp_ms).ok(),
         }
     }
 
@@ -265,6 +334,31 @@ impl BusBuilder {
                     per_peer: HashMap::from([(peer, PresharedKey(key))]),
                 });
             }
+        }
+        self
+    }
+
+    /// Public-key mode: this peer's key pair (its peer id becomes the hash of its public key,
+    /// unless set) and the group key pair every member shares for multicast. Trust peers with
+    /// [`BusBuilder::trust`].
+    pub fn public_key_mode(mut self, identity: Keypair, group: Keypair) -> Self {
+        let trusted = match self.config.security.take() {
+            Some(Security::PublicKey { trusted, .. }) => trusted,
+            _ => HashMap::new(),
+        };
+        self.config.security = Some(Security::PublicKey {
+            identity,
+            group,
+            trusted,
+        });
+        self
+    }
+
+    /// Public-key mode: trusts the peer with `public_key` (its id is the hash of the key).
+    /// Call after [`BusBuilder::public_key_mode`].
+    pub fn trust(mut self, public_key: [u8; 32]) -> Self {
+        if let Some(Security::PublicKey { trusted, .. }) = &mut self.config.security {
+            trusted.insert(peer_id_of(&public_key), public_key);
         }
         self
     }

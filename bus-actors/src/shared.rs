@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use actix::{Addr, Recipient};
-use bus_core::crypto::SenderEpoch;
 use bus_core::reliability::SendWindow;
 use bus_core::wire::{Frame, FrameType, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
 use bus_core::{FrameBatcher, PeerId, TopicId};
@@ -87,7 +86,7 @@ pub(crate) struct Shared {
     /// Handshake messages to send as they are, ahead of the next batch.
     pub(crate) raw_out: Mutex<Vec<(Target, Vec<u8>)>>,
     /// Our multicast epoch (secure modes), and when it started on our clock.
-    pub(crate) epoch: Mutex<Option<(SenderEpoch, bus_core::Instant)>>,
+    pub(crate) epoch: Mutex<Option<(bus_core::crypto::SenderEpoch, bus_core::Instant)>>,
     pub(crate) send_window: Mutex<SendWindow>,
     /// Signalled once per freed slot; a woken publisher that still does not fit waits again.
     pub(crate) window_space: Notify,
@@ -257,11 +256,7 @@ impl Shared {
         let timestamp = Frame::Timestamp {
             sent_at_us: self.clock.now().as_micros(),
         };
-        let own_key = match self.security() {
-            Security::Insecure => None,
-            security => security.psk_of(self.local_id),
-        };
-        if let Some(psk) = own_key {
+        if !self.security().is_insecure() {
             let mut plaintext = Vec::with_capacity(timestamp.encoded_len() + body.len());
             timestamp.emit(&mut plaintext);
             plaintext.extend_from_slice(body);
@@ -277,9 +272,9 @@ impl Shared {
                 now - *started >= self.config.rekey_after || e.sent() >= 1 << 32
             });
             if stale {
-                match SenderEpoch::generate_psk(self.local_id, &psk.0, wall_clock_ms()) {
-                    Ok(fresh) => *epoch = Some((fresh, now)),
-                    Err(e) => tracing::error!("no new multicast epoch: {e}"),
+                match self.security().new_epoch(self.local_id, wall_clock_ms()) {
+                    Some(fresh) => *epoch = Some((fresh, now)),
+                    None => tracing::error!("no new multicast epoch could be made"),
                 }
             }
             let mut packet = Vec::with_capacity(plaintext.len() + 88);

@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError};
 
 use actix::prelude::*;
 use bus_core::crypto::EpochReceiver;
-use bus_core::crypto::handshake::{self, Credentials, HandshakeError, Initiation};
+use bus_core::crypto::handshake::{self, HandshakeError, Initiation};
 use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
 use bus_core::reliability::{Arrival, SenderWindows};
 use bus_core::wire::{
@@ -364,7 +364,9 @@ impl SocketActor {
         let security = self.shared.security();
         let opened = self
             .epochs
-            .open(&mut packet, |sender| security.psk_of(sender).map(|k| k.0));
+            .open(&mut packet, |sender, material, timestamp_ms| {
+                security.epoch_key(sender, material, timestamp_ms)
+            });
         let (sender, range) = match opened {
             Ok((sender, body)) => {
                 let start = body.as_ptr() as usize - base;
@@ -409,10 +411,14 @@ impl SocketActor {
             Ok(header) => header,
             Err(_) => return metrics.dropped(DropReason::Malformed),
         };
-        let Some(psk) = self.shared.security().psk_of(header.client).cloned() else {
+        let local = self.shared.local_id;
+        let Some(credentials) = self
+            .shared
+            .security()
+            .credentials(local, header.client, local)
+        else {
             return metrics.dropped(DropReason::UnknownPeer);
         };
-        let credentials = Credentials::Psk(psk);
         // mac1 costs one keyed hash: junk stops here, before it can take a handshake slot.
         if let Err(e) = handshake::check_initiation(&datagram.bytes, &credentials) {
             return metrics.dropped(match e {
@@ -481,7 +487,8 @@ impl SocketActor {
         if self.shared.local_id >= peer {
             return;
         }
-        let Some(psk) = self.shared.security().psk_of(self.shared.local_id).cloned() else {
+        let local = self.shared.local_id;
+        let Some(credentials) = self.shared.security().credentials(local, local, peer) else {
             return;
         };
         let now = self.shared.clock.now();
@@ -505,7 +512,7 @@ impl SocketActor {
         let index = self.rng.next_u32();
         let local_id = self.shared.local_id;
         let work = tokio::task::spawn_blocking(move || {
-            Initiation::start(local_id, &Credentials::Psk(psk), index, timestamp, None)
+            Initiation::start(local_id, &credentials, index, timestamp, None)
         });
         ctx.spawn(work.into_actor(self).map(move |result, act, _| {
             act.initiations_starting.remove(&addr);

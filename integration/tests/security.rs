@@ -302,3 +302,52 @@ async fn discovered_peers_handshake_and_talk_over_sessions() {
     assert_eq!(a.metrics().total_drops(), 0, "{:?}", a.metrics());
     assert_eq!(b.metrics().total_drops(), 0, "{:?}", b.metrics());
 }
+
+/// Public-key mode: every peer has its own key pair and trusts the others' public keys; the
+/// group shares a key pair for multicast. Reliable messages arrive exactly once, over KK
+/// sessions and group epochs; a peer nobody trusts is not heard.
+#[actix::test]
+async fn public_key_mode_works_and_refuses_untrusted_peers() {
+    use bus_core::crypto::noise::Keypair;
+    let group_addr = test_group();
+    let group_key = Keypair::generate().unwrap();
+    let identities: Vec<Keypair> = (0..4).map(|_| Keypair::generate().unwrap()).collect();
+    let publics: Vec<[u8; 32]> = identities.iter().map(|k| *k.public()).collect();
+    let pk_builder = |identity: &Keypair| {
+        let mut builder = bus_actors::Bus::builder()
+            .group(group_addr)
+            .beacon_interval(integration::BEACON_INTERVAL)
+            .public_key_mode(identity.clone(), group_key.clone());
+        for public in &publics {
+            builder = builder.trust(*public);
+        }
+        builder
+    };
+    let mut next = 0;
+    let mut make = || {
+        let builder = pk_builder(&identities[next]);
+        next += 1;
+        builder
+    };
+    scenarios::reliable_messages_arrive_exactly_once(&mut make, 2000).await;
+
+    // A stranger with the group key but an identity nobody trusts: its beacons carry an epoch
+    // no member can derive.
+    let stranger = pk_builder(&Keypair::generate().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let mut stranger_events = events(&stranger);
+    let heard = tokio::time::timeout(Duration::from_millis(600), async {
+        loop {
+            match stranger_events.recv().await {
+                // It hears members (it trusts them), but none of them answers it.
+                Some(bus_actors::BusEvent::PeerJoined(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_err(), "{heard:?}");
+    assert!(stranger.metrics().handshakes == 0);
+}

@@ -14,7 +14,7 @@ mod session;
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use session::{
     EpochReceiver, OpenError, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, SUITE_CHACHA,
-    SenderEpoch, Session, epoch_key_psk,
+    SenderEpoch, Session, epoch_key_psk, epoch_key_receiver,
 };
 
 /// 32 fresh random bytes from the operating system: a new pre-shared key, or epoch material.
@@ -25,6 +25,19 @@ pub fn random_key() -> Result<[u8; 32], CryptoError> {
     let mut key = [0; 32];
     orion::util::secure_rand_bytes(&mut key).map_err(|_| CryptoError::Rng)?;
     Ok(key)
+}
+
+/// The peer id public-key mode gives a peer by default: BLAKE2b-128 of its static public key,
+/// so the id commits to the key.
+pub fn peer_id_of(public_key: &[u8; 32]) -> crate::PeerId {
+    let mut id = [0u8; 16];
+    if let Ok(mut hasher) = orion::hazardous::hash::blake2::blake2b::Blake2b::new(16)
+        && hasher.update(public_key).is_ok()
+        && let Ok(digest) = hasher.finalize()
+    {
+        id.copy_from_slice(digest.as_ref());
+    }
+    crate::PeerId(id)
 }
 
 /// Why a cryptographic operation failed.

@@ -162,7 +162,8 @@ impl Keypair {
         &self.private
     }
 
-    fn dh(&self, public: &[u8; KEY_LEN]) -> Result<[u8; KEY_LEN], CryptoError> {
+    /// X25519 with `public`; an error for a low-order (worthless) public key.
+    pub(crate) fn dh(&self, public: &[u8; KEY_LEN]) -> Result<[u8; KEY_LEN], CryptoError> {
         let shared =
             x25519::key_agreement(&PrivateKey::from(self.private), &PublicKey::from(*public))
                 // A low-order point: the peer's key is worthless.

@@ -247,7 +247,87 @@ pub fn epoch_key_psk(
     key
 }
 
+fn epoch_key_pk(
+    dh_ephemeral_group: &[u8; KEY_LEN],
+    dh_static_group: &[u8; KEY_LEN],
+    sender: PeerId,
+    material: &[u8; 32],
+    group_public: &[u8; KEY_LEN],
+    timestamp_ms: u64,
+) -> [u8; KEY_LEN] {
+    let mut ikm = [0u8; 2 * KEY_LEN];
+    ikm[..KEY_LEN].copy_from_slice(dh_ephemeral_group);
+    ikm[KEY_LEN..].copy_from_slice(dh_static_group);
+    let mut info = Vec::with_capacity(1 + 16 + 32 + 32 + 8);
+    info.push(SUITE_CHACHA);
+    info.extend_from_slice(sender.as_bytes());
+    info.extend_from_slice(material);
+    info.extend_from_slice(group_public);
+    info.extend_from_slice(&timestamp_ms.to_be_bytes());
+    let mut key = [0; KEY_LEN];
+    // Invariant: 32 bytes is within HKDF-SHA256's output limit.
+    let _ = orion::hazardous::kdf::hkdf::Hkdf::<orion::hazardous::kdf::hkdf::SHA256>::derive_key(
+        b"pvl1 mcast",
+        &ikm,
+        Some(&info),
+        &mut key,
+    );
+    ikm.zeroize();
+    key
+}
+
+/// The multicast key of an epoch in public-key mode, on the receiver's side (the Noise K
+/// pattern, one way): HKDF(salt = "pvl1 mcast", ikm = DH(group, E) ‖ DH(group, sender's static),
+/// info = suite ‖ sender ‖ E ‖ group public ‖ timestamp), where E, the epoch's ephemeral public
+/// key, is the epoch material. Only the sender (its static key) and holders of the group key
+/// can compute it.
+///
+/// # Errors
+/// [`CryptoError::BadKey`] for a worthless public key.
+pub fn epoch_key_receiver(
+    group: &noise::Keypair,
+    sender: PeerId,
+    sender_static: &[u8; KEY_LEN],
+    material: &[u8; 32],
+    timestamp_ms: u64,
+) -> Result<[u8; KEY_LEN], CryptoError> {
+    let mut a = group.dh(material)?;
+    let mut b = group.dh(sender_static)?;
+    let key = epoch_key_pk(&a, &b, sender, material, group.public(), timestamp_ms);
+    a.zeroize();
+    b.zeroize();
+    Ok(key)
+}
+
 impl SenderEpoch {
+    /// A new epoch for `sender` in public-key mode: a fresh ephemeral key pair whose public
+    /// half is the epoch material, and the key [`epoch_key_receiver`] derives on the other
+    /// side.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the random source fails or a key is worthless.
+    pub fn generate_pk(
+        sender: PeerId,
+        sender_static: &noise::Keypair,
+        group_public: &[u8; KEY_LEN],
+        timestamp_ms: u64,
+    ) -> Result<SenderEpoch, CryptoError> {
+        let ephemeral = noise::Keypair::generate()?;
+        let material = *ephemeral.public();
+        let mut a = ephemeral.dh(group_public)?;
+        let mut b = sender_static.dh(group_public)?;
+        let key = epoch_key_pk(&a, &b, sender, &material, group_public, timestamp_ms);
+        a.zeroize();
+        b.zeroize();
+        Ok(SenderEpoch {
+            sender,
+            material,
+            timestamp_ms,
+            key: DirectionKey { key },
+            counter: 0,
+        })
+    }
+
     /// A new epoch for `sender` in PSK mode. `material` must be fresh random bytes (from the
     /// operating system) and `timestamp_ms` the wall-clock time in milliseconds.
     pub fn new_psk(
@@ -349,16 +429,17 @@ impl EpochReceiver {
         }
     }
 
-    /// Opens a multicast data packet in place and returns its sender and body. `psk_of` gives
-    /// the pre-shared key of a sender, if it is known. A packet that fails changes nothing:
-    /// not even the cache, unless it authenticated.
+    /// Opens a multicast data packet in place and returns its sender and body. For an epoch
+    /// not seen before, `key_of(sender, material, timestamp_ms)` derives its key (see
+    /// [`epoch_key_psk`] and [`epoch_key_receiver`]), or says the sender is unknown. A packet
+    /// that fails changes nothing: not even the cache.
     ///
     /// # Errors
     /// [`OpenError`] says why; the packet must be dropped and counted.
     pub fn open<'a>(
         &mut self,
         packet: &'a mut [u8],
-        psk_of: impl FnOnce(PeerId) -> Option<[u8; KEY_LEN]>,
+        key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
     ) -> Result<(PeerId, &'a [u8]), OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::MulticastData {
@@ -385,16 +466,14 @@ impl EpochReceiver {
                 open_packet(&epoch.key.key, &mut epoch.replay, packet)?
             }
             None => {
-                let mut psk = psk_of(sender).ok_or(OpenError::UnknownSender)?;
+                let key = key_of(sender, &epoch_material, epoch_timestamp_ms)
+                    .ok_or(OpenError::UnknownSender)?;
                 let mut epoch = EpochState {
                     sender,
                     material: epoch_material,
-                    key: DirectionKey {
-                        key: epoch_key_psk(&psk, sender, &epoch_material, epoch_timestamp_ms),
-                    },
+                    key: DirectionKey { key },
                     replay: ReplayWindow::default(),
                 };
-                psk.zeroize();
                 let body = open_packet(&epoch.key.key, &mut epoch.replay, packet)?;
                 if self.epochs.len() == self.capacity {
                     self.epochs.pop_front();

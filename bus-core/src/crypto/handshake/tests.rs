@@ -4,6 +4,11 @@ use crate::crypto::{EpochReceiver, OpenError, SenderEpoch};
 const CLIENT: PeerId = PeerId([0xc1; 16]);
 const PSK: [u8; 32] = [0x5c; 32];
 
+/// The epoch key derivation of PSK mode, for `EpochReceiver::open`.
+fn psk_key(psk: [u8; 32]) -> impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; 32]> {
+    move |sender, material, ts| Some(crate::crypto::epoch_key_psk(&psk, sender, material, ts))
+}
+
 fn psk() -> Credentials {
     Credentials::Psk(PresharedKey(PSK))
 }
@@ -177,24 +182,24 @@ fn multicast_epochs_open_for_key_holders_only() {
     let mut packet = Vec::new();
     epoch.seal(b"to all", &mut packet).unwrap();
     let mut copy = packet.clone();
-    let (sender, body) = receiver.open(&mut copy, |_| Some(PSK)).unwrap();
+    let (sender, body) = receiver.open(&mut copy, psk_key(PSK)).unwrap();
     assert_eq!((sender, body), (CLIENT, &b"to all"[..]));
     // Replayed.
     let mut copy = packet.clone();
     assert_eq!(
-        receiver.open(&mut copy, |_| Some(PSK)).unwrap_err(),
+        receiver.open(&mut copy, psk_key(PSK)).unwrap_err(),
         OpenError::Replay
     );
     // The wrong key, or an unknown sender: refused, and nothing cached.
     let mut other = EpochReceiver::new(4);
     let mut copy = packet.clone();
     assert_eq!(
-        other.open(&mut copy, |_| Some([0; 32])).unwrap_err(),
+        other.open(&mut copy, psk_key([0; 32])).unwrap_err(),
         OpenError::Auth
     );
     let mut copy = packet.clone();
     assert_eq!(
-        other.open(&mut copy, |_| None).unwrap_err(),
+        other.open(&mut copy, |_, _, _| None).unwrap_err(),
         OpenError::UnknownSender
     );
     assert!(other.is_empty());
@@ -204,12 +209,9 @@ fn multicast_epochs_open_for_key_holders_only() {
     for i in 0..next.len() {
         let mut bad = next.clone();
         bad[i] ^= 0x04;
-        assert!(receiver.open(&mut bad, |_| Some(PSK)).is_err(), "byte {i}");
+        assert!(receiver.open(&mut bad, psk_key(PSK)).is_err(), "byte {i}");
     }
-    assert_eq!(
-        receiver.open(&mut next, |_| Some(PSK)).unwrap().1,
-        b"second"
-    );
+    assert_eq!(receiver.open(&mut next, psk_key(PSK)).unwrap().1, b"second");
 }
 
 /// Pavillion's bug 1: a secret key in a handshake packet. Every byte sent during a handshake
@@ -279,4 +281,33 @@ fn no_secret_ever_travels() {
             }
         }
     }
+}
+
+#[test]
+fn public_key_epochs_open_for_the_group_and_name_the_sender() {
+    let sender_static = Keypair::generate().unwrap();
+    let group = Keypair::generate().unwrap();
+    let mut epoch = SenderEpoch::generate_pk(CLIENT, &sender_static, group.public(), 5).unwrap();
+    let mut packet = Vec::new();
+    epoch.seal(b"to the group", &mut packet).unwrap();
+    let mut receiver = EpochReceiver::new(4);
+    let key_of = |static_key: [u8; 32]| {
+        let group = group.clone();
+        move |sender, material: &[u8; 32], ts| {
+            crate::crypto::epoch_key_receiver(&group, sender, &static_key, material, ts).ok()
+        }
+    };
+    // With another static key claimed for the sender, nothing opens.
+    let impostor = Keypair::generate().unwrap();
+    let mut copy = packet.clone();
+    assert_eq!(
+        receiver
+            .open(&mut copy, key_of(*impostor.public()))
+            .unwrap_err(),
+        OpenError::Auth
+    );
+    let (sender, body) = receiver
+        .open(&mut packet, key_of(*sender_static.public()))
+        .unwrap();
+    assert_eq!((sender, body), (CLIENT, &b"to the group"[..]));
 }
