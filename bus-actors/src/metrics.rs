@@ -101,6 +101,7 @@ impl DropReason {
             OpenError::Replay => DropReason::Replay,
             OpenError::UnknownSender => DropReason::UnknownPeer,
             OpenError::BadSuite(_) => DropReason::BadSuite,
+            OpenError::Expired => DropReason::StaleTimestamp,
             _ => DropReason::Malformed,
         }
     }

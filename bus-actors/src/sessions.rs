@@ -39,8 +39,11 @@ pub(crate) struct Outstanding {
 }
 
 /// Every peer's sessions, by address and by our session index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Sessions {
+    /// Sessions older than this neither send nor receive (1.5 × the rekey interval, as
+    /// WireGuard's 180 s to its 120 s).
+    reject_after: std::time::Duration,
     by_addr: HashMap<SocketAddr, Slots>,
     addr_of_index: HashMap<u32, SocketAddr>,
     /// Initiations sent, by our session index.
@@ -52,6 +55,17 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
+    pub(crate) fn new(rekey_after: std::time::Duration) -> Sessions {
+        Sessions {
+            reject_after: rekey_after * 3 / 2,
+            by_addr: HashMap::new(),
+            addr_of_index: HashMap::new(),
+            outstanding: HashMap::new(),
+            last_timestamp: HashMap::new(),
+            established: 0,
+        }
+    }
+
     fn retire(&mut self, session: Option<Session>) {
         if let Some(old) = session {
             self.addr_of_index.remove(&old.local_index);
@@ -88,11 +102,20 @@ impl Sessions {
         self.retire(retired);
     }
 
-    /// Seals `body` for `addr` if a session with it is current.
-    pub(crate) fn seal(&mut self, addr: SocketAddr, body: &[u8], out: &mut Vec<u8>) -> bool {
+    /// Seals `body` for `addr` if a session with it is current and not expired.
+    pub(crate) fn seal(
+        &mut self,
+        addr: SocketAddr,
+        body: &[u8],
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> bool {
+        let reject_after = self.reject_after;
         match self.by_addr.get_mut(&addr).and_then(|s| s.current.as_mut()) {
-            Some(session) => session.seal(body, out).is_ok(),
-            None => false,
+            Some(session) if now - session.established_at() < reject_after => {
+                session.seal(body, out).is_ok()
+            }
+            _ => false,
         }
     }
 
@@ -102,7 +125,9 @@ impl Sessions {
         &mut self,
         session_index: u32,
         packet: &mut [u8],
+        now: Instant,
     ) -> Result<(PeerId, std::ops::Range<usize>), OpenError> {
+        let reject_after = self.reject_after;
         let addr = *self
             .addr_of_index
             .get(&session_index)
@@ -118,9 +143,15 @@ impl Sessions {
             .current
             .as_ref()
             .is_some_and(|s| s.local_index == session_index);
+        let expired = |s: &Session| now - s.established_at() >= reject_after;
         let body = if on_current {
             promote = None;
-            slots.current.as_mut().map(|s| s.open(packet))
+            slots.current.as_mut().map(|s| {
+                if expired(s) {
+                    return Err(OpenError::Expired);
+                }
+                s.open(packet)
+            })
         } else if let Some(i) = slots
             .pending
             .iter()
@@ -130,7 +161,12 @@ impl Sessions {
             slots.pending.get_mut(i).map(|s| s.open(packet))
         } else {
             promote = None;
-            slots.previous.as_mut().map(|s| s.open(packet))
+            slots.previous.as_mut().map(|s| {
+                if expired(s) {
+                    return Err(OpenError::Expired);
+                }
+                s.open(packet)
+            })
         }
         .ok_or(OpenError::UnknownSender)??;
         let start = body.as_ptr() as usize - base;

@@ -128,7 +128,7 @@ impl Shared {
             socket: OnceLock::new(),
             shut_down: AtomicBool::new(false),
             epoch: Mutex::new(None),
-            sessions: Mutex::new(Sessions::default()),
+            sessions: Mutex::new(Sessions::new(config.rekey_after)),
             raw_out: Mutex::new(Vec::new()),
             send_window: Mutex::new(SendWindow::new(config.window, first_message_id)),
             window_space: Notify::new(),
@@ -262,7 +262,8 @@ impl Shared {
             plaintext.extend_from_slice(body);
             if let Target::Unicast(addr) = target {
                 let mut packet = Vec::with_capacity(plaintext.len() + 32);
-                if lock(&self.sessions).seal(addr, &plaintext, &mut packet) {
+                let now = self.clock.now();
+                if lock(&self.sessions).seal(addr, &plaintext, &mut packet, now) {
                     return packet;
                 }
             }

@@ -390,7 +390,8 @@ impl SocketActor {
             }
         };
         let mut packet = BytesMut::from(&datagram.bytes[..]);
-        let opened = crate::shared::lock(&self.shared.sessions).open(index, &mut packet);
+        let now = self.shared.clock.now();
+        let opened = crate::shared::lock(&self.shared.sessions).open(index, &mut packet, now);
         match opened {
             Ok((peer, range)) => {
                 metrics.session_datagram_in();

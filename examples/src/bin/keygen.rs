@@ -1,5 +1,6 @@
-//! Generates a key file: a pre-shared key for `.cluster_psk` / `.peer_psk`, written as 64 hex
-//! digits to a file only its owner can read.
+//! Generates a key file: 32 random bytes, written as 64 hex digits to a file only its owner can
+//! read. Use it as a pre-shared key (`.cluster_psk` / `.peer_psk`) or as an X25519 private key
+//! (`.public_key_mode`): the public key printed is what other peers `.trust`.
 //!
 //! ```sh
 //! cargo run -p examples --bin keygen -- cluster.key
@@ -32,6 +33,12 @@ fn main() -> ExitCode {
     match written {
         Ok(()) => {
             println!("wrote a new key to {path}; load it with bus_actors::keys::load_key");
+            if let Ok(pair) = bus_core::crypto::noise::Keypair::from_private(key) {
+                println!(
+                    "as an X25519 private key, its public key is {}",
+                    bus_actors::keys::format_key(pair.public())
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
