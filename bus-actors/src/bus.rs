@@ -181,7 +181,7 @@ impl Bus {
             }
             .into());
         }
-        self.deliver_locally::<T>(Bytes::from(payload));
+        self.deliver_locally::<T>(&payload);
         Ok(())
     }
 
@@ -280,7 +280,7 @@ impl Bus {
                 .await?;
             (Some(id), lock(&self.shared.send_window).floor())
         };
-        self.deliver_locally::<T>(Bytes::copy_from_slice(&payload));
+        self.deliver_locally::<T>(&payload);
         let Some(message_id) = message_id else {
             return Ok(DeliveryReport {
                 message_id: 0,
@@ -340,8 +340,10 @@ impl Bus {
         }
     }
 
-    fn deliver_locally<T: Topic>(&self, payload: Bytes) {
+    /// Hands a payload to this bus's own subscribers of `T`, copying it only if there are any.
+    fn deliver_locally<T: Topic>(&self, payload: &[u8]) {
         if let Some(subscriptions) = self.shared.registry.get(&T::ID) {
+            let payload = Bytes::copy_from_slice(payload);
             let now = self.shared.clock.now();
             for sub in subscriptions.iter() {
                 sub.raw.do_send(RawMessage {
