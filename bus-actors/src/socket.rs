@@ -465,10 +465,9 @@ impl SocketActor {
 
     fn handle_response(&mut self, datagram: &Datagram) {
         let metrics = &self.shared.metrics;
-        let Some(index) = datagram.bytes.get(8..12) else {
+        let Some(index) = handshake::response_index(&datagram.bytes) else {
             return metrics.dropped(DropReason::Malformed);
         };
-        let index = u32::from_le_bytes([index[0], index[1], index[2], index[3]]);
         let mut sessions = crate::shared::lock(&self.shared.sessions);
         let Some(outstanding) = sessions.outstanding.remove(&index) else {
             return metrics.dropped(DropReason::UnknownPeer);

@@ -235,6 +235,13 @@ pub fn check_initiation(
     }
 }
 
+/// The initiator's session index a response (or cookie reply) is addressed to, so the
+/// initiator can find the initiation it answers.
+pub fn response_index(response: &[u8]) -> Option<u32> {
+    let bytes = response.get(8..12)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
 /// An initiation sent, waiting for its response.
 pub struct Initiation {
     state: HandshakeState,
@@ -318,9 +325,7 @@ impl Initiation {
         if response[1] != SUITE_CHACHA {
             return Err(HandshakeError::BadSuite);
         }
-        let mut index = [0; 4];
-        index.copy_from_slice(&response[8..12]);
-        if u32::from_le_bytes(index) != self.sender_index {
+        if response_index(response) != Some(self.sender_index) {
             return Err(HandshakeError::UnknownIndex);
         }
         if !mac1_matches(&self.mac1_key, &response[..60], &response[60..76]) {
@@ -329,6 +334,7 @@ impl Initiation {
         self.state
             .read_message(&response[12..60])
             .map_err(|_| HandshakeError::Auth)?;
+        let mut index = [0; 4];
         index.copy_from_slice(&response[4..8]);
         let remote_index = u32::from_le_bytes(index);
         let state = std::mem::replace(&mut self.state, placeholder());
