@@ -166,6 +166,7 @@ pub(crate) struct Config {
     pub(crate) max_rto: Duration,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
+    pub(crate) handshake_load_threshold: usize,
 }
 
 impl Default for Config {
@@ -193,6 +194,7 @@ impl Default for Config {
             max_rto: Duration::from_millis(500),
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
+            handshake_load_threshold: 8,
         }
     }
 }
@@ -360,6 +362,15 @@ impl BusBuilder {
         if let Some(Security::PublicKey { trusted, .. }) = &mut self.config.security {
             trusted.insert(peer_id_of(&public_key), public_key);
         }
+        self
+    }
+
+    /// How many handshakes may be under way before the bus counts as under load and asks
+    /// initiators for a cookie round trip first (default 8 of the 16 it computes at once).
+    /// 0 asks always: for tests of the cookie path.
+    #[doc(hidden)]
+    pub fn handshake_load_threshold(mut self, threshold: usize) -> Self {
+        self.config.handshake_load_threshold = threshold;
         self
     }
 

@@ -46,10 +46,12 @@ pub enum DropReason {
     BadMac,
     /// A handshake refused because too many are being computed already.
     RateLimited,
+    /// An initiation answered with a cookie instead of a handshake (the bus is under load).
+    CookieSent,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 18] = [
+    const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -68,6 +70,7 @@ impl DropReason {
         DropReason::StaleTimestamp,
         DropReason::BadMac,
         DropReason::RateLimited,
+        DropReason::CookieSent,
     ];
 
     /// A short, stable name for dashboards.
@@ -91,6 +94,7 @@ impl DropReason {
             DropReason::StaleTimestamp => "stale_timestamp",
             DropReason::BadMac => "bad_mac",
             DropReason::RateLimited => "rate_limited",
+            DropReason::CookieSent => "cookie_sent",
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError};
 
 use actix::prelude::*;
 use bus_core::crypto::EpochReceiver;
-use bus_core::crypto::handshake::{self, HandshakeError, Initiation};
+use bus_core::crypto::handshake::{self, CookieSecret, HandshakeError, Initiation};
 use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
 use bus_core::reliability::{Arrival, SenderWindows};
 use bus_core::wire::{
@@ -53,6 +53,8 @@ pub(crate) struct SocketActor {
     handshakes_in_flight: usize,
     /// The timestamp of our last initiation: each must be greater than the one before.
     last_initiation: u64,
+    /// The secret of our cookies, made when first under load.
+    cookies: Option<CookieSecret>,
     /// Peers whose initiation is being computed, so that beacons meanwhile start no other.
     initiations_starting: std::collections::BTreeSet<SocketAddr>,
     /// A shutdown waiting for the reliable messages in flight to finish.
@@ -94,6 +96,7 @@ impl SocketActor {
             handshakes_in_flight: 0,
             last_initiation: 0,
             initiations_starting: std::collections::BTreeSet::new(),
+            cookies: None,
             drained: None,
         }
     }
@@ -334,6 +337,10 @@ impl SocketActor {
                 self.handle_response(datagram);
                 None
             }
+            (PacketType::CookieReply, false) => {
+                self.handle_cookie(datagram);
+                None
+            }
             // Plaintext on a secure bus, or encrypted packets on an insecure one.
             _ => {
                 metrics.dropped(DropReason::UnsupportedPacket);
@@ -407,7 +414,8 @@ impl SocketActor {
     /// Answers a handshake initiation, computing it off this thread; at most
     /// `MAX_HANDSHAKES_IN_FLIGHT` at once.
     fn handle_initiation(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
-        let metrics = &self.shared.metrics;
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
         let header = match handshake::peek_init(&datagram.bytes) {
             Ok(header) => header,
             Err(_) => return metrics.dropped(DropReason::Malformed),
@@ -427,6 +435,20 @@ impl SocketActor {
                 HandshakeError::BadSuite => DropReason::BadSuite,
                 _ => DropReason::Malformed,
             });
+        }
+        if self.handshakes_in_flight >= self.shared.config.handshake_load_threshold
+            && !self.has_cookie(datagram)
+        {
+            // Under load: no work for an initiator that has not proved its address.
+            let reply = self
+                .cookies
+                .as_ref()
+                .and_then(|c| c.reply(&datagram.bytes, datagram.from, &credentials).ok());
+            if let Some(reply) = reply {
+                self.shared
+                    .send_raw(Target::Unicast(datagram.from), reply.to_vec());
+            }
+            return self.shared.metrics.dropped(DropReason::CookieSent);
         }
         if self.handshakes_in_flight >= MAX_HANDSHAKES_IN_FLIGHT {
             return metrics.dropped(DropReason::RateLimited);
@@ -461,6 +483,43 @@ impl SocketActor {
             act.shared
                 .send_raw(Target::Unicast(from), accepted.response.to_vec());
         }));
+    }
+
+    /// Whether an initiation carries a valid mac2 for its source address (making the cookie
+    /// secret, and rotating it, as needed).
+    fn has_cookie(&mut self, datagram: &Datagram) -> bool {
+        let now = self.shared.clock.now();
+        if self.cookies.is_none() {
+            self.cookies = CookieSecret::new(now).ok();
+        }
+        match &mut self.cookies {
+            Some(secret) => {
+                secret.rotate_if_due(now);
+                secret.check_mac2(&datagram.bytes, datagram.from)
+            }
+            None => false,
+        }
+    }
+
+    /// A responder under load sent a cookie: send the initiation again with it.
+    fn handle_cookie(&mut self, datagram: &Datagram) {
+        let metrics = &self.shared.metrics;
+        let Some(index) = handshake::response_index(&datagram.bytes) else {
+            return metrics.dropped(DropReason::Malformed);
+        };
+        let mut sessions = crate::shared::lock(&self.shared.sessions);
+        let Some(outstanding) = sessions.outstanding.get_mut(&index) else {
+            return metrics.dropped(DropReason::UnknownPeer);
+        };
+        match outstanding.initiation.accept_cookie(&datagram.bytes) {
+            Ok(packet) => {
+                outstanding.sent_at = self.shared.clock.now();
+                let addr = outstanding.addr;
+                drop(sessions);
+                self.shared.send_raw(Target::Unicast(addr), packet.to_vec());
+            }
+            Err(_) => metrics.dropped(DropReason::AuthFailure),
+        }
     }
 
     fn handle_response(&mut self, datagram: &Datagram) {

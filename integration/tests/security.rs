@@ -351,3 +351,39 @@ async fn public_key_mode_works_and_refuses_untrusted_peers() {
     assert!(heard.is_err(), "{heard:?}");
     assert!(stranger.metrics().handshakes == 0);
 }
+
+/// A bus under load answers initiations with a cookie bound to the initiator's address; the
+/// initiator sends again with mac2, and the handshake completes. (Load is simulated: the
+/// threshold is 0, so every initiation takes the cookie path.)
+#[actix::test]
+async fn under_load_handshakes_complete_through_cookies() {
+    let group = test_group();
+    let make = || secure_builder(group, KEY).handshake_load_threshold(0);
+    let a = make().start().await.unwrap();
+    let b = make().start().await.unwrap();
+    let mut rx = subscribe::<integration::Reliable>(&b).await;
+    let mut ev = events(&a);
+    await_subscribers(
+        &a,
+        &mut ev,
+        <integration::Reliable as Topic>::ID,
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    let results = scenarios::publish_reliably(&a, 200, 64, |_| {}).await;
+    assert!(results.iter().all(Result::is_ok));
+    receive(&mut rx, 200, Duration::from_secs(5)).await;
+    // The handshake went through a cookie on the responder's side.
+    let cookies =
+        a.metrics().drops(DropReason::CookieSent) + b.metrics().drops(DropReason::CookieSent);
+    assert!(cookies >= 1, "{:?} {:?}", a.metrics(), b.metrics());
+    let wait = async {
+        while a.metrics().handshakes == 0 || b.metrics().handshakes == 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("no handshake completed through the cookie");
+}

@@ -15,6 +15,9 @@
 //! 100  mac2 (16, zero: cookies reserved)   76  mac2 (16, zero)
 //! ```
 
+use orion::hazardous::aead::xchacha20poly1305::{
+    Nonce as XNonce, SecretKey as XKey, Tag as XTag, XChaCha20Poly1305,
+};
 use orion::hazardous::hash::blake2::blake2b::Blake2b as Blake2bHash;
 use orion::hazardous::mac::blake2b::{Blake2b, SecretKey as MacKey};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -174,6 +177,123 @@ pub enum HandshakeError {
     UnknownIndex,
 }
 
+/// The size of a cookie reply.
+pub const COOKIE_REPLY_LEN: usize = 64;
+
+/// `K_cookie = BLAKE2b-256("pvl1 cookie" ‖ K_mac1)`: the key a cookie travels under.
+fn cookie_key(mac1_key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    let mut key = [0; KEY_LEN];
+    if let Ok(mut hasher) = Blake2bHash::new(KEY_LEN)
+        && hasher.update(b"pvl1 cookie").is_ok()
+        && hasher.update(mac1_key).is_ok()
+        && let Ok(digest) = hasher.finalize()
+    {
+        key.copy_from_slice(digest.as_ref());
+    }
+    key
+}
+
+/// A 16-byte cookie as a mac key (keyed BLAKE2b takes 1 to 64 bytes; we key with 32).
+fn pad_key(cookie: &[u8; MAC_LEN]) -> [u8; KEY_LEN] {
+    let mut key = [0; KEY_LEN];
+    key[..MAC_LEN].copy_from_slice(cookie);
+    key
+}
+
+/// A responder's rotating secret for cookies (WireGuard's scheme): under load it answers an
+/// initiation without a valid mac2 with a cookie bound to the initiator's address, instead of
+/// computing the handshake, so a spoofed flood cannot make it work.
+#[derive(ZeroizeOnDrop)]
+pub struct CookieSecret {
+    secret: [u8; KEY_LEN],
+    #[zeroize(skip)]
+    created: Instant,
+}
+
+impl std::fmt::Debug for CookieSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieSecret").finish_non_exhaustive()
+    }
+}
+
+impl CookieSecret {
+    /// How often the secret changes: a cookie is good for at most this long.
+    pub const ROTATE_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// A fresh secret.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the random source fails.
+    pub fn new(now: Instant) -> Result<CookieSecret, CryptoError> {
+        Ok(CookieSecret {
+            secret: super::random_key()?,
+            created: now,
+        })
+    }
+
+    /// Replaces the secret once it is [`CookieSecret::ROTATE_EVERY`] old.
+    pub fn rotate_if_due(&mut self, now: Instant) {
+        if now - self.created >= Self::ROTATE_EVERY
+            && let Ok(fresh) = CookieSecret::new(now)
+        {
+            *self = fresh;
+        }
+    }
+
+    fn cookie(&self, source: std::net::SocketAddr) -> [u8; MAC_LEN] {
+        let mut input = Vec::with_capacity(18);
+        match source.ip() {
+            std::net::IpAddr::V4(ip) => input.extend_from_slice(&ip.octets()),
+            std::net::IpAddr::V6(ip) => input.extend_from_slice(&ip.octets()),
+        }
+        input.extend_from_slice(&source.port().to_be_bytes());
+        mac1(&self.secret, &input)
+    }
+
+    /// Whether the initiation's mac2 proves that its sender received our cookie at `source`.
+    pub fn check_mac2(&self, initiation: &[u8], source: std::net::SocketAddr) -> bool {
+        initiation.len() == INIT_LEN
+            && mac1_matches(
+                &pad_key(&self.cookie(source)),
+                &initiation[..100],
+                &initiation[100..116],
+            )
+    }
+
+    /// The cookie reply for an initiation from `source` (whose mac1 the caller has checked):
+    /// 64 bytes, less than the 116 it answers, so no amplification.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the initiation is malformed or the random source fails.
+    pub fn reply(
+        &self,
+        initiation: &[u8],
+        source: std::net::SocketAddr,
+        credentials: &Credentials,
+    ) -> Result<[u8; COOKIE_REPLY_LEN], CryptoError> {
+        let header = peek_init(initiation).map_err(|_| CryptoError::Truncated)?;
+        let mut mac1_key = credentials.mac1_key(header.client, false);
+        let key = cookie_key(&mac1_key);
+        mac1_key.zeroize();
+        let nonce = XNonce::generate().map_err(|_| CryptoError::Rng)?;
+        let mut cookie = self.cookie(source);
+        let tag = XChaCha20Poly1305::seal_inplace(
+            &XKey::from(key),
+            &nonce,
+            Some(&initiation[84..100]),
+            &mut cookie,
+        )
+        .map_err(|_| CryptoError::Seal)?;
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
+        reply[..4].copy_from_slice(&[0x03, SUITE_CHACHA, header.mode as u8, 0]);
+        reply[4..8].copy_from_slice(&header.sender_index.to_le_bytes());
+        reply[8..32].copy_from_slice(nonce.as_ref());
+        reply[32..48].copy_from_slice(&cookie);
+        reply[48..64].copy_from_slice(tag.unprotected_as_ref());
+        Ok(reply)
+    }
+}
+
 /// The clear fields of a handshake initiation, read before choosing credentials.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct InitHeader {
@@ -235,10 +355,15 @@ pub fn check_initiation(
     }
 }
 
-/// The initiator's session index a response (or cookie reply) is addressed to, so the
+/// The initiator's session index a response or cookie reply is addressed to, so the
 /// initiator can find the initiation it answers.
-pub fn response_index(response: &[u8]) -> Option<u32> {
-    let bytes = response.get(8..12)?;
+pub fn response_index(reply: &[u8]) -> Option<u32> {
+    let at = if reply.first() == Some(&0x03) {
+        4..8
+    } else {
+        8..12
+    };
+    let bytes = reply.get(at)?;
     Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
@@ -247,6 +372,7 @@ pub struct Initiation {
     state: HandshakeState,
     sender_index: u32,
     mac1_key: [u8; KEY_LEN],
+    packet: [u8; INIT_LEN],
 }
 
 impl std::fmt::Debug for Initiation {
@@ -303,6 +429,7 @@ impl Initiation {
                 state,
                 sender_index,
                 mac1_key,
+                packet,
             },
             packet,
         ))
@@ -311,6 +438,38 @@ impl Initiation {
     /// Our session index for this handshake.
     pub fn sender_index(&self) -> u32 {
         self.sender_index
+    }
+
+    /// Takes the cookie a responder under load sent back, and returns the initiation to send
+    /// again, now with mac2 keyed by the cookie (proof that we receive at our address).
+    ///
+    /// # Errors
+    /// [`HandshakeError`] if the reply is malformed, for another initiation, or does not
+    /// authenticate.
+    pub fn accept_cookie(&mut self, reply: &[u8]) -> Result<[u8; INIT_LEN], HandshakeError> {
+        if reply.len() != COOKIE_REPLY_LEN || reply[0] != 0x03 || reply[3] != 0 {
+            return Err(HandshakeError::Malformed);
+        }
+        if response_index(reply) != Some(self.sender_index) {
+            return Err(HandshakeError::UnknownIndex);
+        }
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&reply[8..32]);
+        let mut cookie = [0u8; MAC_LEN];
+        cookie.copy_from_slice(&reply[32..48]);
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&reply[48..64]);
+        XChaCha20Poly1305::open_inplace(
+            &XKey::from(cookie_key(&self.mac1_key)),
+            &XNonce::from(nonce),
+            &XTag::from(tag),
+            Some(&self.packet[84..100]),
+            &mut cookie,
+        )
+        .map_err(|_| HandshakeError::Auth)?;
+        let mac2 = mac1(&pad_key(&cookie), &self.packet[..100]);
+        self.packet[100..116].copy_from_slice(&mac2);
+        Ok(self.packet)
     }
 
     /// Reads the response and returns the session.

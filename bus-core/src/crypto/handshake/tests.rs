@@ -311,3 +311,33 @@ fn public_key_epochs_open_for_the_group_and_name_the_sender() {
         .unwrap();
     assert_eq!((sender, body), (CLIENT, &b"to the group"[..]));
 }
+
+#[test]
+fn a_cookie_round_trip_proves_the_initiators_address() {
+    let here: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let elsewhere: std::net::SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    let secret = CookieSecret::new(Instant::ZERO).unwrap();
+    let (mut initiation, init) = Initiation::start(CLIENT, &psk(), 5, 1, None).unwrap();
+    // No mac2 yet: a responder under load answers with a cookie instead of working.
+    assert!(!secret.check_mac2(&init, here));
+    let reply = secret.reply(&init, here, &psk()).unwrap();
+    assert_eq!(reply.len(), COOKIE_REPLY_LEN);
+    assert!(reply.len() < init.len(), "no amplification");
+    // A tampered reply is refused.
+    let mut bad = reply;
+    bad[40] ^= 1;
+    assert_eq!(
+        initiation.accept_cookie(&bad).unwrap_err(),
+        HandshakeError::Auth
+    );
+    let again = initiation.accept_cookie(&reply).unwrap();
+    assert!(secret.check_mac2(&again, here));
+    assert!(
+        !secret.check_mac2(&again, elsewhere),
+        "the cookie is bound to the address"
+    );
+    // The retried initiation is otherwise the same one, and completes the handshake.
+    assert_eq!(again[..100], init[..100]);
+    let accepted = respond(&again, &psk(), 6, Instant::ZERO, None).unwrap();
+    assert!(initiation.finish(&accepted.response, Instant::ZERO).is_ok());
+}
