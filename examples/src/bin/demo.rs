@@ -1,6 +1,6 @@
 //! Three peers on loopback, each in a thread of its own with its own actix system, find each
-//! other by multicast and publish typed events to each other; each prints what it receives and
-//! the program ends with a summary.
+//! other by multicast and publish typed events to each other, encrypted with a cluster key
+//! they share; each prints what it receives and the program ends with a summary.
 //!
 //! ```sh
 //! cargo run --release -p examples --bin demo
@@ -65,10 +65,10 @@ struct Summary {
     datagrams_in: u64,
 }
 
-async fn run_peer(index: usize) -> Result<Summary, bus_actors::Error> {
+async fn run_peer(index: usize, key: [u8; 32]) -> Result<Summary, bus_actors::Error> {
     let name = PEERS[index];
     let bus = Bus::builder()
-        .insecure()
+        .cluster_psk(key)
         .group(GROUP)
         .beacon_interval(bus_actors::Duration::from_millis(250))
         .metadata("role", name)
@@ -160,13 +160,21 @@ impl Handler<BusEvent> for Forward {
 }
 
 fn main() -> ExitCode {
-    println!("three peers on loopback, group {GROUP}\n");
+    // Every packet is encrypted and authenticated with a key the three peers share.
+    let key = match bus_core::crypto::random_key() {
+        Ok(key) => key,
+        Err(e) => {
+            println!("no random key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("three peers on loopback, group {GROUP}, encrypted with a fresh cluster key\n");
     let (done_tx, done_rx) = std_mpsc::channel();
     let threads: Vec<_> = (0..PEERS.len())
         .map(|index| {
             let done = done_tx.clone();
             thread::spawn(move || {
-                let result = System::new().block_on(run_peer(index));
+                let result = System::new().block_on(run_peer(index, key));
                 let _ = done.send((index, result));
             })
         })
