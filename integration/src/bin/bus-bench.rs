@@ -214,10 +214,11 @@ async fn thr_once(
     let data = vec![0x5a; size];
     let hard_stop = Instant::now() + Duration::from_secs_f64(secs + warmup + 60.0);
     if reliable {
-        // Keep the window full: many sends outstanding, each resolving on its acknowledgement.
+        // Keep the window full: as many sends outstanding as the per-peer window holds (4096 by
+        // default), each resolving on its acknowledgement. More would only queue publishers.
         let mut in_flight = FuturesUnordered::new();
         while !done.load(Ordering::Relaxed) && Instant::now() < hard_stop {
-            while in_flight.len() < 8192 {
+            while in_flight.len() < 4096 {
                 in_flight.push(bus.publish_reliable(Blob { data: data.clone() }));
             }
             if let Some(Err(e)) = in_flight.next().await {
