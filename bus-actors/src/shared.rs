@@ -150,7 +150,15 @@ impl Shared {
 
     /// Queues a frame and makes sure a flush is coming.
     pub(crate) fn enqueue(&self, target: Target, frame: &Frame<'_>) -> Result<(), Error> {
-        let mut outbox = lock(&self.outbox);
+        self.push(lock(&self.outbox), target, frame)
+    }
+
+    fn push(
+        &self,
+        mut outbox: MutexGuard<'_, Outbox>,
+        target: Target,
+        frame: &Frame<'_>,
+    ) -> Result<(), Error> {
         outbox.batcher.push(&target, frame)?;
         self.metrics.frame_out(frame.frame_type());
         self.request_flush(outbox);
@@ -182,12 +190,9 @@ impl Shared {
             tokio::pin!(space);
             space.as_mut().enable();
             {
-                let mut outbox = lock(&self.outbox);
+                let outbox = lock(&self.outbox);
                 if outbox.batcher.queued_bytes() < self.config.outbox_limit {
-                    outbox.batcher.push(&target, frame)?;
-                    self.metrics.frame_out(frame.frame_type());
-                    self.request_flush(outbox);
-                    return Ok(());
+                    return self.push(outbox, target, frame);
                 }
                 // Make sure someone is draining before we wait.
                 self.request_flush(outbox);

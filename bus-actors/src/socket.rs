@@ -300,7 +300,7 @@ impl SocketActor {
 
     /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
     /// body of frames, or `None` (dropped and counted). Nothing unauthenticated gets further.
-    fn unwrap(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) -> Option<(PeerId, Bytes)> {
+    fn unwrap(&mut self, datagram: Datagram, ctx: &mut Context<Self>) -> Option<(PeerId, Bytes)> {
         let metrics = &self.shared.metrics;
         let packet_type = match PacketType::of_datagram(&datagram.bytes) {
             Ok(t) => t,
@@ -327,18 +327,18 @@ impl SocketActor {
                 let body = datagram.bytes.slice(header.header_len()..);
                 Some((sender, body))
             }
-            (PacketType::MulticastData, false) => self.open_epoch(datagram),
-            (PacketType::Data, false) => self.open_session(datagram),
+            (PacketType::MulticastData, false) => self.open_epoch(datagram.bytes),
+            (PacketType::Data, false) => self.open_session(datagram.bytes),
             (PacketType::HandshakeInit, false) => {
-                self.handle_initiation(datagram, ctx);
+                self.handle_initiation(&datagram, ctx);
                 None
             }
             (PacketType::HandshakeResponse, false) => {
-                self.handle_response(datagram);
+                self.handle_response(&datagram);
                 None
             }
             (PacketType::CookieReply, false) => {
-                self.handle_cookie(datagram);
+                self.handle_cookie(&datagram);
                 None
             }
             // Plaintext on a secure bus, or encrypted packets on an insecure one.
@@ -349,9 +349,9 @@ impl SocketActor {
         }
     }
 
-    fn open_epoch(&mut self, datagram: &Datagram) -> Option<(PeerId, Bytes)> {
+    fn open_epoch(&mut self, bytes: Bytes) -> Option<(PeerId, Bytes)> {
         let metrics = &self.shared.metrics;
-        let header = match Header::new_checked(&datagram.bytes[..]) {
+        let header = match Header::new_checked(&bytes[..]) {
             Ok(header) => header,
             Err(e) => {
                 metrics.dropped(DropReason::of_decode_error(&e));
@@ -366,7 +366,7 @@ impl SocketActor {
             metrics.dropped(DropReason::StaleTimestamp);
             return None;
         }
-        let mut packet = BytesMut::from(&datagram.bytes[..]);
+        let mut packet = writable(bytes);
         let base = packet.as_ptr() as usize;
         let security = self.shared.security();
         let opened = self
@@ -387,16 +387,16 @@ impl SocketActor {
         Some((sender, packet.freeze().slice(range)))
     }
 
-    fn open_session(&mut self, datagram: &Datagram) -> Option<(PeerId, Bytes)> {
+    fn open_session(&mut self, bytes: Bytes) -> Option<(PeerId, Bytes)> {
         let metrics = &self.shared.metrics;
-        let index = match Header::new_checked(&datagram.bytes[..]) {
+        let index = match Header::new_checked(&bytes[..]) {
             Ok(header) => header.session_index(),
             Err(e) => {
                 metrics.dropped(DropReason::of_decode_error(&e));
                 return None;
             }
         };
-        let mut packet = BytesMut::from(&datagram.bytes[..]);
+        let mut packet = writable(bytes);
         let now = self.shared.clock.now();
         let opened = crate::shared::lock(&self.shared.sessions).open(index, &mut packet, now);
         match opened {
@@ -594,8 +594,9 @@ impl SocketActor {
         }));
     }
 
-    fn handle_datagram(&mut self, datagram: &Datagram, ctx: &mut Context<Self>) {
+    fn handle_datagram(&mut self, datagram: Datagram, ctx: &mut Context<Self>) {
         self.shared.metrics.datagram_in(datagram.bytes.len());
+        let from = datagram.from;
         let Some((sender, body)) = self.unwrap(datagram, ctx) else {
             return;
         };
@@ -630,7 +631,7 @@ impl SocketActor {
                         metrics.dropped(DropReason::SpoofedSender);
                         continue;
                     }
-                    match self.table.handle_beacon(now, datagram.from, &beacon) {
+                    match self.table.handle_beacon(now, from, &beacon) {
                         Ok(()) => {
                             membership_changed = true;
                             if let Some(addr) = self.table.get(&sender).map(|p| p.addr) {
@@ -676,10 +677,7 @@ impl SocketActor {
                         }
                     }
                     // Duplicates too: our first acknowledgement may have been lost.
-                    self.acks_owed
-                        .entry(datagram.from)
-                        .or_default()
-                        .push(message_id);
+                    self.acks_owed.entry(from).or_default().push(message_id);
                     acks_owed = true;
                 }
                 Frame::Ack(ranges) => {
@@ -699,10 +697,7 @@ impl SocketActor {
                         ping_received_at_us: now.as_micros(),
                         sent_at_us: self.shared.clock.now().as_micros(),
                     };
-                    let reply_to = self
-                        .table
-                        .get(&sender)
-                        .map_or(datagram.from, |info| info.addr);
+                    let reply_to = self.table.get(&sender).map_or(from, |info| info.addr);
                     if self
                         .shared
                         .enqueue(Target::Unicast(reply_to), &pong)
@@ -784,6 +779,14 @@ async fn send_outbox(shared: Arc<Shared>, transport: Rc<dyn Transport>) {
     }
 }
 
+/// The datagram's bytes, writable for decryption in place: without a copy when the transport
+/// handed over the only reference, as it does.
+fn writable(bytes: Bytes) -> BytesMut {
+    bytes
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
 impl Actor for SocketActor {
     type Context = Context<Self>;
 
@@ -800,7 +803,7 @@ impl Actor for SocketActor {
 
 impl StreamHandler<Datagram> for SocketActor {
     fn handle(&mut self, datagram: Datagram, ctx: &mut Self::Context) {
-        self.handle_datagram(&datagram, ctx);
+        self.handle_datagram(datagram, ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {

@@ -271,27 +271,31 @@ async fn a_handshake_flood_neither_blocks_traffic_nor_grows_memory() {
     assert_eq!(b.peers().len(), 1);
 }
 
+/// Starts two peers from `make`; `a` sends `n` reliable messages to `b`, each acknowledged
+/// and delivered. Returns both, still running.
+async fn reliable_pair(
+    make: impl Fn() -> bus_actors::BusBuilder,
+    n: u64,
+) -> (bus_actors::Bus, bus_actors::Bus) {
+    let a = make().start().await.unwrap();
+    let b = make().start().await.unwrap();
+    let mut rx = subscribe::<integration::Reliable>(&b).await;
+    let mut ev = events(&a);
+    let topic = <integration::Reliable as Topic>::ID;
+    await_subscribers(&a, &mut ev, topic, 1, Duration::from_secs(5)).await;
+    let results = scenarios::publish_reliably(&a, n, 64, |_| {}).await;
+    assert!(results.iter().all(Result::is_ok));
+    receive(&mut rx, n as usize, Duration::from_secs(5)).await;
+    (a, b)
+}
+
 /// Two peers that find each other run a Noise handshake; their unicast traffic (here reliable
 /// messages and their acknowledgements) then travels in session packets, and everything is
 /// still delivered exactly once.
 #[actix::test]
 async fn discovered_peers_handshake_and_talk_over_sessions() {
     let group = test_group();
-    let a = secure_builder(group, KEY).start().await.unwrap();
-    let b = secure_builder(group, KEY).start().await.unwrap();
-    let mut rx = subscribe::<integration::Reliable>(&b).await;
-    let mut ev = events(&a);
-    await_subscribers(
-        &a,
-        &mut ev,
-        <integration::Reliable as Topic>::ID,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
-    let results = scenarios::publish_reliably(&a, 500, 64, |_| {}).await;
-    assert!(results.iter().all(Result::is_ok));
-    receive(&mut rx, 500, Duration::from_secs(5)).await;
+    let (a, b) = reliable_pair(|| secure_builder(group, KEY), 500).await;
     // Both sides count the handshake; one side initiated it.
     assert_eq!(a.metrics().handshakes, 1, "{:?}", a.metrics());
     assert_eq!(b.metrics().handshakes, 1, "{:?}", b.metrics());
@@ -359,21 +363,7 @@ async fn public_key_mode_works_and_refuses_untrusted_peers() {
 async fn under_load_handshakes_complete_through_cookies() {
     let group = test_group();
     let make = || secure_builder(group, KEY).handshake_load_threshold(0);
-    let a = make().start().await.unwrap();
-    let b = make().start().await.unwrap();
-    let mut rx = subscribe::<integration::Reliable>(&b).await;
-    let mut ev = events(&a);
-    await_subscribers(
-        &a,
-        &mut ev,
-        <integration::Reliable as Topic>::ID,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
-    let results = scenarios::publish_reliably(&a, 200, 64, |_| {}).await;
-    assert!(results.iter().all(Result::is_ok));
-    receive(&mut rx, 200, Duration::from_secs(5)).await;
+    let (a, b) = reliable_pair(make, 200).await;
     // The handshake went through a cookie on the responder's side.
     let cookies =
         a.metrics().drops(DropReason::CookieSent) + b.metrics().drops(DropReason::CookieSent);
