@@ -173,13 +173,16 @@ impl Bus {
                 Route::Group => Target::Group,
             };
             self.shared.enqueue_when_room(target, &frame).await?;
-        } else if frame.encoded_len() > self.shared.config.max_datagram {
+        } else {
             // Refuse the same messages whether or not anyone is listening yet.
-            return Err(bus_core::FrameTooLarge {
-                len: frame.encoded_len(),
-                max: self.shared.config.max_datagram,
+            let max_body = lock(&self.shared.outbox).batcher.max_body();
+            if frame.encoded_len() > max_body {
+                return Err(bus_core::FrameTooLarge {
+                    len: frame.encoded_len(),
+                    max: max_body,
+                }
+                .into());
             }
-            .into());
         }
         self.deliver_locally::<T>(&payload);
         Ok(())

@@ -107,7 +107,7 @@ impl Shared {
         };
         let overhead = packet_type.header_len().unwrap_or(72) + packet_type.trailer_len();
         let max_body = config
-            .max_datagram
+            .max_datagram()
             .saturating_sub(overhead + TIMESTAMP_FRAME.encoded_len());
         Shared {
             local_id,

@@ -114,6 +114,9 @@ pub fn sim_builders(hub: &SimHub, seed: u64) -> impl FnMut() -> BusBuilder + use
             .insecure()
             .beacon_interval(BEACON_INTERVAL)
             .rng_seed(seed.wrapping_mul(1000).wrapping_add(node as u64))
+            // The simulated network stands for a LAN: LAN-sized datagrams, so a lost datagram
+            // costs what it would there.
+            .max_datagram(1200)
             .transport(hub.transport(node))
     }
 }

@@ -21,7 +21,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -111,48 +111,112 @@ fn thr(args: &Args) -> Res<()> {
         "reliable" => true,
         other => return Err(format!("--reliability {other}: best_effort or reliable")),
     };
-    let loss: f64 = args.num("loss", 0.0)?;
-    let encrypted = args.str("encrypted", "false") == "true";
+    let subscribers: usize = args.num("subscribers", 1)?;
+    let link = Link::from_args(args)?;
+    let run = ThrRun {
+        size,
+        secs,
+        warmup,
+        reliable,
+        subscribers: subscribers.max(1),
+        link,
+    };
     let mut rates = Vec::new();
-    for run in 0..runs.max(1) {
-        let rate =
-            System::new().block_on(thr_once(size, secs, warmup, reliable, loss, encrypted))?;
-        let line = thr_line(reliability, size, rate);
+    for n in 0..runs.max(1) {
+        let rate = System::new().block_on(thr_once(&run))?;
+        let line = thr_line(reliability, size, subscribers, rate);
         if runs > 1 {
-            eprintln!("# run {}/{runs}: {line}", run + 1);
+            eprintln!("# run {}/{runs}: {line}", n + 1);
         }
         rates.push(rate);
     }
     rates.sort_by(f64::total_cmp);
-    println!("{}", thr_line(reliability, size, rates[rates.len() / 2]));
+    println!(
+        "{}",
+        thr_line(reliability, size, subscribers, rates[rates.len() / 2])
+    );
     Ok(())
 }
 
-fn thr_line(reliability: &str, size: usize, rate: f64) -> String {
+/// A result line; with several subscribers, `rate` is the slowest one's and a field says how many.
+fn thr_line(reliability: &str, size: usize, subscribers: usize, rate: f64) -> String {
+    let fan_out = if subscribers > 1 {
+        format!(" subscribers={subscribers}")
+    } else {
+        String::new()
+    };
     format!(
-        "peer=bus mode=thr transport=udp reliability={reliability} size={size} msgs_per_s={rate:.0} mb_per_s={:.2}",
+        "peer=bus mode=thr transport=udp reliability={reliability} size={size}{fan_out} msgs_per_s={rate:.0} mb_per_s={:.2}",
         rate * size as f64 / 1e6
     )
+}
+
+/// One throughput run's parameters.
+struct ThrRun {
+    size: usize,
+    secs: f64,
+    warmup: f64,
+    reliable: bool,
+    subscribers: usize,
+    link: Link,
 }
 
 /// The benchmark cluster's key, for `--encrypted` runs.
 const BENCH_KEY: [u8; 32] = [0xbe; 32];
 
-/// A bus on `group`, losing `loss` of what it sends, encrypted if asked.
-fn bench_builder(
-    group: SocketAddr,
+/// How the benchmark's buses talk: what both sides of a run must agree on.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    /// Share of sent datagrams dropped (both directions), for the loss scenario.
     loss: f64,
-    seed: u64,
     encrypted: bool,
-) -> bus_actors::BusBuilder {
-    let builder = if encrypted {
+    /// `None`: the bus's default for loopback.
+    max_datagram: Option<usize>,
+}
+
+impl Link {
+    fn from_args(args: &Args) -> Res<Link> {
+        Ok(Link {
+            loss: args.num("loss", 0.0)?,
+            encrypted: args.str("encrypted", "false") == "true",
+            max_datagram: args
+                .0
+                .get("max-datagram")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|_| "--max-datagram: bad number")?,
+        })
+    }
+
+    /// The same link, as arguments for a child process.
+    fn child_args(&self) -> Vec<String> {
+        let mut out = vec![
+            "--loss".to_owned(),
+            self.loss.to_string(),
+            "--encrypted".to_owned(),
+            self.encrypted.to_string(),
+        ];
+        if let Some(bytes) = self.max_datagram {
+            out.extend(["--max-datagram".to_owned(), bytes.to_string()]);
+        }
+        out
+    }
+}
+
+/// A bus on `group` over `link`.
+fn bench_builder(group: SocketAddr, link: &Link, seed: u64) -> bus_actors::BusBuilder {
+    let builder = if link.encrypted {
         secure_builder(group, BENCH_KEY)
     } else {
         builder(group)
     };
-    if loss > 0.0 {
+    let builder = match link.max_datagram {
+        Some(bytes) => builder.max_datagram(bytes),
+        None => builder,
+    };
+    if link.loss > 0.0 {
         builder.liveness_factor(10).inject_faults(Faults {
-            loss,
+            loss: link.loss,
             duplicate: 0.0,
             seed,
         })
@@ -161,63 +225,66 @@ fn bench_builder(
     }
 }
 
-/// Parent: spawn the counting subscriber, publish until it reports.
-async fn thr_once(
-    size: usize,
-    secs: f64,
-    warmup: f64,
-    reliable: bool,
-    loss: f64,
-    encrypted: bool,
-) -> Res<f64> {
+/// Parent: spawn the counting subscribers, publish until they report; the slowest one's rate.
+async fn thr_once(run: &ThrRun) -> Res<f64> {
     let group = test_group();
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args([
-            "_thr-sub",
-            "--group",
-            &group.to_string(),
-            "--secs",
-            &secs.to_string(),
-            "--warmup",
-            &warmup.to_string(),
-            "--loss",
-            &loss.to_string(),
-            "--encrypted",
-            &encrypted.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn subscriber: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no child stdout")?;
-    let done = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader_done = done.clone();
-    let reader = std::thread::spawn(move || {
-        let mut result = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(v) = line.trim().strip_prefix("RESULT msgs_per_s=") {
-                result = v.parse::<f64>().ok();
-                break;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    // Publishing goes on until every subscriber has reported.
+    let reported = Arc::new(AtomicUsize::new(0));
+    let mut children = Vec::new();
+    for _ in 0..run.subscribers {
+        let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args([
+                "_thr-sub",
+                "--group",
+                &group.to_string(),
+                "--secs",
+                &run.secs.to_string(),
+                "--warmup",
+                &run.warmup.to_string(),
+            ])
+            .args(run.link.child_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn subscriber: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no child stdout")?;
+        let (tx, reported) = (done_tx.clone(), reported.clone());
+        let reader = std::thread::spawn(move || {
+            let mut result = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(v) = line.trim().strip_prefix("RESULT msgs_per_s=") {
+                    result = v.parse::<f64>().ok();
+                    break;
+                }
             }
-        }
-        reader_done.store(true, Ordering::Relaxed);
-        let _ = tx.send(result);
-    });
+            reported.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(result);
+        });
+        children.push((child, reader));
+    }
 
-    let bus = bench_builder(group, loss, 1, encrypted)
+    let bus = bench_builder(group, &run.link, 1)
         .start()
         .await
         .map_err(|e| e.to_string())?;
     let mut ev = events(&bus);
-    await_subscribers(&bus, &mut ev, Blob::ID, 1, Duration::from_secs(30)).await;
-    let data = vec![0x5a; size];
-    let hard_stop = Instant::now() + Duration::from_secs_f64(secs + warmup + 60.0);
-    if reliable {
+    await_subscribers(
+        &bus,
+        &mut ev,
+        Blob::ID,
+        run.subscribers,
+        Duration::from_secs(30),
+    )
+    .await;
+    let data = vec![0x5a; run.size];
+    let hard_stop = Instant::now() + Duration::from_secs_f64(run.secs + run.warmup + 60.0);
+    let done = || reported.load(Ordering::Relaxed) == run.subscribers;
+    if run.reliable {
         // Keep the window full: as many sends outstanding as the per-peer window holds (4096 by
         // default), each resolving on its acknowledgement. More would only queue publishers.
         let mut in_flight = FuturesUnordered::new();
-        while !done.load(Ordering::Relaxed) && Instant::now() < hard_stop {
+        while !done() && Instant::now() < hard_stop {
             while in_flight.len() < 4096 {
                 in_flight.push(bus.publish_reliable(Blob { data: data.clone() }));
             }
@@ -237,7 +304,7 @@ async fn thr_once(
         );
     } else {
         let mut sent: u64 = 0;
-        while !done.load(Ordering::Relaxed) {
+        while !done() {
             bus.publish(Blob { data: data.clone() })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -251,12 +318,18 @@ async fn thr_once(
             }
         }
     }
-    let result = rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
+    let mut rates = Vec::new();
+    for _ in 0..run.subscribers {
+        let rate = done_rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
+        rates.push(rate.ok_or("thr: a subscriber reported no result")?);
+    }
     let _ = bus.shutdown().await;
-    drop(child.stdin.take());
-    let _ = child.wait();
-    let _ = reader.join();
-    result.ok_or_else(|| "thr: the subscriber reported no result".into())
+    for (mut child, reader) in children {
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let _ = reader.join();
+    }
+    Ok(rates.into_iter().fold(f64::INFINITY, f64::min))
 }
 
 /// A ping of the latency benchmark, echoed back as a [`Pong`].
@@ -286,21 +359,16 @@ async fn lat(args: &Args) -> Res<()> {
     if reliability != "best_effort" {
         return Err("lat: only best_effort is measured".into());
     }
-    let encrypted = args.str("encrypted", "false") == "true";
+    let link = Link::from_args(args)?;
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args([
-            "_lat-pong",
-            "--group",
-            &group.to_string(),
-            "--encrypted",
-            &encrypted.to_string(),
-        ])
+        .args(["_lat-pong", "--group", &group.to_string()])
+        .args(link.child_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("spawn pong: {e}"))?;
-    let bus = bench_builder(group, 0.0, 3, encrypted)
+    let bus = bench_builder(group, &link, 3)
         .start()
         .await
         .map_err(|e| e.to_string())?;
@@ -373,8 +441,7 @@ async fn lat_pong(args: Args) -> Res<()> {
         .str("group", "")
         .parse()
         .map_err(|e| format!("--group: {e}"))?;
-    let encrypted = args.str("encrypted", "false") == "true";
-    let bus = bench_builder(group, 0.0, 4, encrypted)
+    let bus = bench_builder(group, &Link::from_args(&args)?, 4)
         .start()
         .await
         .map_err(|e| e.to_string())?;
@@ -408,9 +475,7 @@ async fn thr_sub(args: Args) -> Res<()> {
         .map_err(|e| format!("--group: {e}"))?;
     let secs: f64 = args.num("secs", 5.0)?;
     let warmup: f64 = args.num("warmup", 1.0)?;
-    let loss: f64 = args.num("loss", 0.0)?;
-    let encrypted = args.str("encrypted", "false") == "true";
-    let bus = bench_builder(group, loss, 2, encrypted)
+    let bus = bench_builder(group, &Link::from_args(&args)?, 2)
         .start()
         .await
         .map_err(|e| e.to_string())?;
