@@ -23,6 +23,40 @@ use crate::socket::SocketActor;
 use crate::subscription::{Subscription, SubscriptionActor, SubscriptionCounters};
 use crate::transport::{Target, UdpTransport};
 
+/// A buffer to encode a payload into, reused across publishes on a thread: the payload is copied
+/// into the outbox (or a frame) right after, so a fresh allocation each time would be waste.
+struct Scratch(Vec<u8>);
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Scratch {
+    fn encode<T: Topic>(message: &T) -> Result<Scratch, Error> {
+        let mut buffer = SCRATCH.take();
+        buffer.clear();
+        message.encode_into(&mut buffer)?;
+        Ok(Scratch(buffer))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // A publish that awaited may have moved threads or overlapped another: whichever
+        // buffer comes back last is kept, the other freed. Huge ones are not kept.
+        if self.0.capacity() <= 64 * 1024 {
+            SCRATCH.set(std::mem::take(&mut self.0));
+        }
+    }
+}
+
 /// A running bus: one peer. Cheap to clone; every clone drives the same peer.
 ///
 /// # Examples
@@ -160,7 +194,7 @@ impl Bus {
     /// [`Error::ShutDown`] after [`Bus::shutdown`].
     pub async fn publish_best_effort<T: Topic>(&self, message: T) -> Result<(), Error> {
         self.check_running()?;
-        let payload = message.encode()?;
+        let payload = Scratch::encode(&message)?;
         let frame = Frame::Publish {
             topic: T::ID,
             fingerprint: T::FINGERPRINT,
@@ -246,7 +280,7 @@ impl Bus {
         wait_for_room: bool,
     ) -> Result<DeliveryReport, Error> {
         self.check_running()?;
-        let payload = message.encode()?;
+        let payload = Scratch::encode(&message)?;
         let owed: Vec<(PeerId, SocketAddr, Duration)> = {
             let mut owed: Vec<_> = self
                 .shared
@@ -302,11 +336,14 @@ impl Bus {
             payload: &payload,
         }
         .emit(&mut frame);
+        let payload_len = payload.len();
+        // Back to the thread's scratch before waiting for acknowledgements.
+        drop(payload);
         let (reply, report) = tokio::sync::oneshot::channel();
         self.socket.do_send(StartReliable {
             message_id,
             frame: Bytes::from(frame),
-            payload_len: payload.len(),
+            payload_len,
             owed,
             deadline,
             reply,

@@ -57,6 +57,10 @@ const TIMESTAMP_FRAME: Frame<'static> = Frame::Timestamp {
     sent_at_us: u64::MAX,
 };
 
+/// The hasher of the maps on the hot paths: keyed per process like SipHash, several times faster
+/// on the 8- and 16-byte ids they hold.
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind, still consistent.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -70,10 +74,10 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) metrics: Metrics,
     /// Local subscriptions by topic.
-    pub(crate) registry: DashMap<TopicId, Vec<LocalSubscription>>,
+    pub(crate) registry: DashMap<TopicId, Vec<LocalSubscription>, FastHash>,
     /// Remote subscribers by topic; absent means nobody remote subscribes.
-    pub(crate) routes: RwLock<HashMap<TopicId, Route>>,
-    pub(crate) peers: DashMap<PeerId, PeerSnapshot>,
+    pub(crate) routes: RwLock<HashMap<TopicId, Route, FastHash>>,
+    pub(crate) peers: DashMap<PeerId, PeerSnapshot, FastHash>,
     pub(crate) outbox: Mutex<Outbox>,
     pub(crate) outbox_space: Notify,
     pub(crate) event_subscribers: Mutex<Vec<Recipient<BusEvent>>>,
@@ -114,9 +118,9 @@ impl Shared {
             local_addr,
             clock: Clock::new(),
             metrics: Metrics::default(),
-            registry: DashMap::new(),
-            routes: RwLock::new(HashMap::new()),
-            peers: DashMap::new(),
+            registry: DashMap::default(),
+            routes: RwLock::new(HashMap::default()),
+            peers: DashMap::default(),
             outbox: Mutex::new(Outbox {
                 batcher: FrameBatcher::new(max_body).pad_full_bodies(),
                 flush_requested: false,
@@ -185,6 +189,13 @@ impl Shared {
         target: Target,
         frame: &Frame<'_>,
     ) -> Result<(), Error> {
+        {
+            // The common case: room at once, without registering to wait.
+            let outbox = lock(&self.outbox);
+            if outbox.batcher.queued_bytes() < self.config.outbox_limit {
+                return self.push(outbox, target, frame);
+            }
+        }
         loop {
             let space = self.outbox_space.notified();
             tokio::pin!(space);

@@ -29,7 +29,7 @@ use crate::metrics::{DropReason, ReliableCounters};
 use crate::peer::PeerActor;
 use crate::pending::PendingMessageActor;
 use crate::sessions::Outstanding;
-use crate::shared::{Route, Shared};
+use crate::shared::{FastHash, Route, Shared};
 use crate::transport::{Datagram, Target, Transport};
 
 pub(crate) struct SocketActor {
@@ -44,7 +44,7 @@ pub(crate) struct SocketActor {
     /// Reliable messages in flight, by id.
     pending: BTreeMap<u64, Addr<PendingMessageActor>>,
     /// What each sender's reliable messages we have received.
-    senders: HashMap<PeerId, SenderWindows>,
+    senders: HashMap<PeerId, SenderWindows, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Multicast epoch keys of the senders heard from.
@@ -90,7 +90,7 @@ impl SocketActor {
             flushing: false,
             liveness_timer: None,
             pending: BTreeMap::new(),
-            senders: HashMap::new(),
+            senders: HashMap::default(),
             acks_owed: BTreeMap::new(),
             epochs: EpochReceiver::new(MAX_EPOCHS),
             handshakes_in_flight: 0,
