@@ -18,10 +18,10 @@ use crate::messages::{
     BusEvent, Event, PeerSnapshot, RawMessage, Shutdown, StartReliable, TopicsChanged,
 };
 use crate::metrics::MetricsSnapshot;
-use crate::shared::{LocalSubscription, Route, Shared, lock};
+use crate::shared::{LocalSubscription, Shared, lock};
 use crate::socket::SocketActor;
 use crate::subscription::{Subscription, SubscriptionActor, SubscriptionCounters};
-use crate::transport::{Target, UdpTransport};
+use crate::transport::UdpTransport;
 
 /// A buffer to encode a payload into, reused across publishes on a thread: the payload is copied
 /// into the outbox (or a frame) right after, so a fresh allocation each time would be waste.
@@ -200,12 +200,7 @@ impl Bus {
             fingerprint: T::FINGERPRINT,
             payload: &payload,
         };
-        let route = self.shared.route(T::ID);
-        if let Some(route) = route {
-            let target = match route {
-                Route::Unicast(addr) => Target::Unicast(addr),
-                Route::Group => Target::Group,
-            };
+        if let Some(target) = self.shared.target_of(T::ID) {
             self.shared.enqueue_when_room(target, &frame).await?;
         } else {
             // Refuse the same messages whether or not anyone is listening yet.
@@ -281,17 +276,15 @@ impl Bus {
     ) -> Result<DeliveryReport, Error> {
         self.check_running()?;
         let payload = Scratch::encode(&message)?;
-        let owed: Vec<(PeerId, SocketAddr, Duration)> = {
-            let mut owed: Vec<_> = self
-                .shared
-                .peers
-                .iter()
-                .filter(|p| p.topics.binary_search(&T::ID).is_ok())
-                .map(|p| (p.id, p.addr, p.rto))
-                .collect();
-            owed.sort_by_key(|(id, _, _)| *id);
-            owed
-        };
+        let owed: Vec<(PeerId, SocketAddr, Duration)> = self
+            .shared
+            .subscribers_of(T::ID)
+            .map_or_else(Vec::new, |subscribers| {
+                subscribers
+                    .iter()
+                    .filter_map(|id| self.shared.peers.get(id).map(|p| (p.id, p.addr, p.rto)))
+                    .collect()
+            });
         let peers: Vec<PeerId> = owed.iter().map(|(id, _, _)| *id).collect();
         // Refuse an oversized message before taking any room, with or without subscribers.
         let probe = Frame::ReliablePublish {

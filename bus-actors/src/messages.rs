@@ -157,6 +157,12 @@ pub(crate) struct StartReliable {
     pub(crate) reply: tokio::sync::oneshot::Sender<bus_core::reliability::DeliveryReport>,
 }
 
+/// Something of a pending message's schedule is due (a retransmission or its deadline); it
+/// answers when it should be woken next, if ever.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<bus_core::Instant>")]
+pub(crate) struct RetransmitDue;
+
 /// A pending-message actor finished.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

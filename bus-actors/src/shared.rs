@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use actix::{Addr, Recipient};
 use bus_core::reliability::SendWindow;
@@ -21,13 +21,13 @@ use crate::sessions::Sessions;
 use crate::socket::SocketActor;
 use crate::transport::Target;
 
-/// Where a topic's messages go on the network.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub(crate) enum Route {
-    /// Exactly one remote subscriber: unicast to it.
-    Unicast(SocketAddr),
-    /// Several: multicast once.
-    Group,
+/// Where a topic's messages go on the network, and who is owed its reliable ones.
+#[derive(Clone, Debug)]
+pub(crate) struct Route {
+    /// Unicast to the one remote subscriber; the group if there are several.
+    pub(crate) target: Target,
+    /// The remote subscribers, sorted by id.
+    pub(crate) subscribers: Arc<[PeerId]>,
 }
 
 #[derive(Debug)]
@@ -144,12 +144,22 @@ impl Shared {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn route(&self, topic: TopicId) -> Option<Route> {
+    /// Where a message of `topic` goes; `None` if nobody remote subscribes.
+    pub(crate) fn target_of(&self, topic: TopicId) -> Option<Target> {
         self.routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&topic)
-            .copied()
+            .map(|route| route.target)
+    }
+
+    /// The remote subscribers of `topic`, sorted by id; `None` if there are none.
+    pub(crate) fn subscribers_of(&self, topic: TopicId) -> Option<Arc<[PeerId]>> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&topic)
+            .map(|route| route.subscribers.clone())
     }
 
     /// Queues a frame and makes sure a flush is coming.
@@ -228,6 +238,7 @@ impl Shared {
         let mut outbox = lock(&self.outbox);
         while let Some((target, body)) = outbox.batcher.poll_body() {
             let packet = self.seal(target, &body);
+            outbox.batcher.recycle(body);
             if !packet.is_empty() {
                 batch.push((target, packet));
             }

@@ -2,7 +2,8 @@
 //! the membership table, hands publish payloads to subscription actors, answers pings, and sends
 //! what the outbox holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, PoisonError};
@@ -23,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::messages::{
     AckFrom, BusEvent, Flush, PeerGone, PeerMoved, PeerSnapshot, PendingFinished, PongReceived,
-    RawMessage, Shutdown, StartReliable, TopicsChanged,
+    RawMessage, RetransmitDue, Shutdown, StartReliable, TopicsChanged,
 };
 use crate::metrics::{DropReason, ReliableCounters};
 use crate::peer::PeerActor;
@@ -43,6 +44,11 @@ pub(crate) struct SocketActor {
     liveness_timer: Option<SpawnHandle>,
     /// Reliable messages in flight, by id.
     pending: BTreeMap<u64, Addr<PendingMessageActor>>,
+    /// When each pending message next needs its actor woken, earliest first. Entries of
+    /// messages that finished meanwhile are skipped when they come up.
+    wakes: BinaryHeap<Reverse<(bus_core::Instant, u64)>>,
+    /// The one timer over `wakes`, and when it fires.
+    wake_timer: Option<(bus_core::Instant, SpawnHandle)>,
     /// What each sender's reliable messages we have received.
     senders: HashMap<PeerId, SenderWindows, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
@@ -90,6 +96,8 @@ impl SocketActor {
             flushing: false,
             liveness_timer: None,
             pending: BTreeMap::new(),
+            wakes: BinaryHeap::new(),
+            wake_timer: None,
             senders: HashMap::default(),
             acks_owed: BTreeMap::new(),
             epochs: EpochReceiver::new(MAX_EPOCHS),
@@ -203,6 +211,54 @@ impl SocketActor {
         ctx.spawn(work.into_actor(self).map(|(), act, _| act.flushing = false));
     }
 
+    /// Schedules pending message `id` to be woken at `at`.
+    fn wake_pending_at(&mut self, id: u64, at: Option<bus_core::Instant>, ctx: &mut Context<Self>) {
+        let Some(at) = at else { return };
+        self.wakes.push(Reverse((at, id)));
+        if self
+            .wake_timer
+            .as_ref()
+            .is_some_and(|(armed, _)| *armed <= at)
+        {
+            return;
+        }
+        if let Some((_, handle)) = self.wake_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(self.shared.clock.until(at), |act, ctx| {
+            act.wake_timer = None;
+            act.wake_due_pending(ctx);
+        });
+        self.wake_timer = Some((at, handle));
+    }
+
+    /// Wakes every pending message whose time has come, and re-arms for the next.
+    fn wake_due_pending(&mut self, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now();
+        while let Some(Reverse((at, id))) = self.wakes.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop();
+            // A message that finished meanwhile has nothing left to do.
+            if let Some(actor) = self.pending.get(&id) {
+                ctx.spawn(
+                    actor
+                        .send(RetransmitDue)
+                        .into_actor(self)
+                        .map(move |next, act, ctx| {
+                            if let Ok(next) = next {
+                                act.wake_pending_at(id, next, ctx);
+                            }
+                        }),
+                );
+            }
+        }
+        if let Some(Reverse((next, id))) = self.wakes.pop() {
+            self.wake_pending_at(id, Some(next), ctx);
+        }
+    }
+
     fn snapshot(&self, info: &PeerInfo) -> PeerSnapshot {
         let previous = self.shared.peers.get(&info.id);
         PeerSnapshot {
@@ -283,12 +339,20 @@ impl SocketActor {
         }
         let routes = subscribers
             .into_iter()
-            .map(|(topic, peers)| {
-                let route = match peers.as_slice() {
-                    [only] => Route::Unicast(only.addr),
-                    _ => Route::Group,
+            .map(|(topic, mut peers)| {
+                let target = match peers.as_slice() {
+                    [only] => Target::Unicast(only.addr),
+                    _ => Target::Group,
                 };
-                (topic, route)
+                peers.sort_by_key(|p| p.id);
+                let subscribers = peers.iter().map(|p| p.id).collect();
+                (
+                    topic,
+                    Route {
+                        target,
+                        subscribers,
+                    },
+                )
             })
             .collect();
         *self
@@ -820,10 +884,12 @@ impl Handler<Flush> for SocketActor {
 
 impl Handler<StartReliable> for SocketActor {
     type Result = ();
-    fn handle(&mut self, start: StartReliable, _: &mut Self::Context) {
+    fn handle(&mut self, start: StartReliable, ctx: &mut Self::Context) {
         let id = start.message_id;
-        let actor = PendingMessageActor::new(self.shared.clone(), start).start();
-        self.pending.insert(id, actor);
+        let pending = PendingMessageActor::new(self.shared.clone(), start);
+        let wake = pending.next_wake();
+        self.pending.insert(id, pending.start());
+        self.wake_pending_at(id, wake, ctx);
     }
 }
 

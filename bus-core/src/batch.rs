@@ -28,7 +28,13 @@ pub struct FrameBatcher<D> {
     open: Vec<(D, Vec<u8>)>,
     closed: VecDeque<(D, Vec<u8>)>,
     queued_bytes: usize,
+    /// Bodies handed back after sending, reused for new ones: a body's buffer is as large as a
+    /// datagram, and allocating one per flush costs more than the frames in it.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Spare bodies kept for reuse.
+const MAX_SPARE_BODIES: usize = 16;
 
 impl<D: Clone + Eq> FrameBatcher<D> {
     /// A batcher whose bodies hold at most `max_body` bytes of frames.
@@ -39,6 +45,7 @@ impl<D: Clone + Eq> FrameBatcher<D> {
             open: Vec::new(),
             closed: VecDeque::new(),
             queued_bytes: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -105,8 +112,11 @@ impl<D: Clone + Eq> FrameBatcher<D> {
     }
 
     fn open_new(&mut self, destination: &D) -> usize {
-        self.open
-            .push((destination.clone(), Vec::with_capacity(self.max_body)));
+        let body = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.max_body));
+        self.open.push((destination.clone(), body));
         self.open.len() - 1
     }
 
@@ -119,6 +129,15 @@ impl<D: Clone + Eq> FrameBatcher<D> {
         };
         self.queued_bytes -= body.len();
         Some((destination, body))
+    }
+
+    /// Takes back a body from [`FrameBatcher::poll_body`] once it has been sent, to reuse its
+    /// buffer.
+    pub fn recycle(&mut self, mut body: Vec<u8>) {
+        if self.spare.len() < MAX_SPARE_BODIES && body.capacity() >= self.max_body {
+            body.clear();
+            self.spare.push(body);
+        }
     }
 
     /// Whether nothing is queued.
@@ -205,5 +224,22 @@ mod tests {
             Err(FrameTooLarge { len: 118, max: 64 })
         );
         assert!(batcher.is_empty());
+    }
+
+    #[test]
+    fn a_recycled_body_is_reused_empty() {
+        let mut batcher = FrameBatcher::new(100);
+        batcher.push(&(), &publish(b"first")).unwrap();
+        let (_, body) = batcher.poll_body().unwrap();
+        let buffer = body.as_ptr();
+        batcher.recycle(body);
+        batcher.push(&(), &publish(b"second")).unwrap();
+        let (_, body) = batcher.poll_body().unwrap();
+        assert_eq!(body.as_ptr(), buffer, "the buffer is reused");
+        let frames: Vec<_> = Frames::new(&body).collect::<Result<_, _>>().unwrap();
+        assert_eq!(frames, [publish(b"second")]);
+        // A buffer too small to be a body is not kept.
+        batcher.recycle(Vec::new());
+        assert!(batcher.spare.is_empty());
     }
 }

@@ -30,9 +30,17 @@ fn exactly_once_at_30_percent_loss_with_duplication_and_reordering() {
     run_in_virtual_time(|| async {
         let hub = SimHub::new(SEED, 4, lossy(0.3));
         // At 30% loss, three lost beacons in a row are common enough to flap membership; a
-        // longer liveness timeout keeps every subscriber owed every message.
+        // longer liveness timeout keeps every subscriber owed every message. An attempt fails
+        // 51% of the time here, and the default 5 s deadline allows about a dozen: one of the
+        // 30 000 (message, subscriber) pairs failing them all is to be expected (0.51^12 ×
+        // 30 000 ≈ 9), and since retransmissions due together share a datagram, such failures
+        // come in runs. 30 s allows about 60 attempts (as `integration::lossy` does).
         let mut builders = sim_builders(&hub, SEED);
-        let mut make = || builders().liveness_factor(10);
+        let mut make = || {
+            builders()
+                .liveness_factor(10)
+                .reliable_deadline(bus_actors::Duration::from_secs(30))
+        };
         scenarios::reliable_messages_arrive_exactly_once(&mut make, 10_000).await;
     });
 }

@@ -280,6 +280,7 @@ async fn thr_once(run: &ThrRun) -> Res<f64> {
     let data = vec![0x5a; run.size];
     let hard_stop = Instant::now() + Duration::from_secs_f64(run.secs + run.warmup + 60.0);
     let done = || reported.load(Ordering::Relaxed) == run.subscribers;
+    let cpu_before = cpu_seconds();
     if run.reliable {
         // Keep the window full: as many sends outstanding as the per-peer window holds (4096 by
         // default), each resolving on its acknowledgement. More would only queue publishers.
@@ -293,14 +294,16 @@ async fn thr_once(run: &ThrRun) -> Res<f64> {
             }
         }
         let stats = bus.metrics().reliable;
+        let cpu = cpu_seconds() - cpu_before;
         eprintln!(
-            "# sent={} retransmitted={} acked={} expired={} retransmissions_per_message={:.4} pending_peak={}",
+            "# sent={} retransmitted={} acked={} expired={} retransmissions_per_message={:.4} pending_peak={} publisher_cpu_us_per_message={:.2}",
             stats.sent,
             stats.retransmitted,
             stats.acked,
             stats.expired,
             stats.retransmitted as f64 / stats.acked.max(1) as f64,
-            stats.pending_peak
+            stats.pending_peak,
+            cpu * 1e6 / stats.sent.max(1) as f64,
         );
     } else {
         let mut sent: u64 = 0;
@@ -501,6 +504,23 @@ async fn thr_sub(args: Args) -> Res<()> {
     // Wait for the parent to finish with us (it closes our stdin).
     let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
     Ok(())
+}
+
+/// CPU time (user and system) this process has used, in seconds; 0 where unknown.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, after the parenthesised command name.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    // The kernel's USER_HZ, 100 on Linux.
+    ticks / 100.0
 }
 
 /// Resident set size of this process, in bytes.
