@@ -585,9 +585,110 @@ async fn mem(args: &Args) -> Res<()> {
     }
     let after = rss_bytes()?;
     let per_message = after.saturating_sub(before) as f64 / count as f64;
+    // Part of that is the publisher's own: the spawned task holding its `publish_reliable`
+    // future (a task adds a header of about 100 bytes).
+    let future = std::mem::size_of_val(&publisher.publish_reliable(Blob { data: Vec::new() }));
     println!(
-        "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0}"
+        "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0} publisher_future_bytes={future}"
     );
+    mem_subscriptions(&subscriber, count).await?;
+    mem_peers(count.min(2000)).await
+}
+
+/// Memory per subscription: `count` subscriptions of one recipient (so that only the bus's
+/// side grows: a subscription actor, its counters, its registry entry).
+async fn mem_subscriptions(bus: &bus_actors::Bus, count: u64) -> Res<()> {
+    let recipient = Count(Arc::new(AtomicU64::new(0))).start().recipient();
+    let mut held = Vec::new();
+    let mut subscribe = async |n: u64| -> Res<()> {
+        for _ in 0..n {
+            let subscription = bus
+                .subscribe::<Blob>(recipient.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            held.push(subscription);
+        }
+        // Let the subscription actors start.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    };
+    subscribe(count / 10).await?;
+    let before = rss_bytes()?;
+    subscribe(count).await?;
+    let per_subscription = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    println!(
+        "peer=bus mode=mem subscriptions={count} bytes_per_subscription={per_subscription:.0}"
+    );
+    Ok(())
+}
+
+/// Memory per known peer: a bus on loopback hears beacons from `count` peers (crafted here,
+/// each with an id and port of its own, none of them listening), and its resident set grows by
+/// what it keeps for each: table entry, snapshot, peer actor.
+async fn mem_peers(count: u64) -> Res<()> {
+    use bus_core::wire::{Beacon, Frame, HeaderExtension, HeaderFlags, HeaderRepr};
+    let bus = builder(test_group())
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let send_beacons = |from: u64, to: u64| -> Res<()> {
+        for i in from..to {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i + 1).to_be_bytes());
+            let sender = bus_actors::PeerId(id);
+            let mut packet = Vec::new();
+            HeaderRepr {
+                suite: 0,
+                flags: HeaderFlags::empty(),
+                session_index: 0,
+                counter: i,
+                extension: HeaderExtension::Plain { sender },
+            }
+            .emit(&mut packet);
+            Frame::Beacon(Beacon {
+                peer_id: sender,
+                version: bus_core::wire::PROTOCOL_VERSION,
+                leaving: false,
+                unicast_port: 20_000 + u16::try_from(i % 40_000).unwrap_or(0),
+                // Long enough that none expires while measuring.
+                interval_ms: 600_000,
+                topics: Vec::new(),
+                metadata: Vec::new(),
+            })
+            .emit(&mut packet);
+            socket
+                .send_to(&packet, bus.local_addr())
+                .map_err(|e| e.to_string())?;
+            if i % 64 == 0 {
+                // Paced so that the receive buffer never overflows.
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        Ok(())
+    };
+    let known = |n: u64| {
+        let bus = bus.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while (bus.peers().len() as u64) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            bus.peers().len() as u64 >= n
+        }
+    };
+    send_beacons(0, count / 10)?;
+    if !known(count / 10).await {
+        return Err("mem: the crafted peers were not all discovered".into());
+    }
+    let before = rss_bytes()?;
+    send_beacons(count / 10, count + count / 10)?;
+    if !known(count + count / 10).await {
+        return Err("mem: the crafted peers were not all discovered".into());
+    }
+    let per_peer = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    println!("peer=bus mode=mem peers={count} bytes_per_peer={per_peer:.0}");
+    let _ = bus.shutdown().await;
     Ok(())
 }
 
