@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{BusBuilder, Security};
 use crate::error::Error;
 use crate::messages::{
-    BusEvent, Event, PeerSnapshot, RawMessage, Shutdown, StartReliable, TopicsChanged,
+    BusEvent, Event, PeerSnapshot, RawMessages, Shutdown, StartReliable, TopicsChanged,
 };
 use crate::metrics::MetricsSnapshot;
 use crate::shared::{LocalSubscription, Shared, lock};
@@ -376,13 +376,13 @@ impl Bus {
     /// Hands a payload to this bus's own subscribers of `T`, copying it only if there are any.
     fn deliver_locally<T: Topic>(&self, payload: &[u8]) {
         if let Some(subscriptions) = self.shared.registry.get(&T::ID) {
-            let payload = Bytes::copy_from_slice(payload);
+            let payloads: Arc<[(u64, Bytes)]> =
+                Arc::new([(T::FINGERPRINT, Bytes::copy_from_slice(payload))]);
             let now = self.shared.clock.now();
             for sub in subscriptions.iter() {
-                sub.raw.do_send(RawMessage {
+                sub.raw.do_send(RawMessages {
                     from: self.shared.local_id,
-                    fingerprint: T::FINGERPRINT,
-                    payload: payload.clone(),
+                    payloads: payloads.clone(),
                     received_at: now,
                     sent_at: Some(now),
                 });

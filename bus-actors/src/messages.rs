@@ -89,13 +89,16 @@ pub enum BusEvent {
     },
 }
 
-/// A publish frame's payload on its way to one subscription actor.
+/// The payloads of one topic that arrived together in one datagram (or were published
+/// locally), on their way to a subscription actor: one mailbox message for all of them, since a
+/// datagram carries many small messages and a message per payload would cost more than the
+/// payload.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct RawMessage {
+pub(crate) struct RawMessages {
     pub(crate) from: PeerId,
-    pub(crate) fingerprint: u64,
-    pub(crate) payload: Bytes,
+    /// Each payload with the sender's schema fingerprint, in the order they were sent.
+    pub(crate) payloads: std::sync::Arc<[(u64, Bytes)]>,
     pub(crate) received_at: Instant,
     pub(crate) sent_at: Option<Instant>,
 }

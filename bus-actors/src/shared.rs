@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::{Config, Security};
 use crate::error::Error;
-use crate::messages::{BusEvent, Flush, PeerSnapshot, RawMessage};
+use crate::messages::{BusEvent, Flush, PeerSnapshot, RawMessages};
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 use crate::socket::SocketActor;
@@ -33,7 +33,7 @@ pub(crate) struct Route {
 #[derive(Debug)]
 pub(crate) struct LocalSubscription {
     pub(crate) id: u64,
-    pub(crate) raw: Recipient<RawMessage>,
+    pub(crate) raw: Recipient<RawMessages>,
 }
 
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::messages::{
     AckFrom, BusEvent, Flush, PeerGone, PeerMoved, PeerSnapshot, PendingFinished, PongReceived,
-    RawMessage, RetransmitDue, Shutdown, StartReliable, TopicsChanged,
+    RawMessages, RetransmitDue, Shutdown, StartReliable, TopicsChanged,
 };
 use crate::metrics::{DropReason, ReliableCounters};
 use crate::peer::PeerActor;
@@ -678,6 +678,8 @@ impl SocketActor {
         let mut initiate_with = None;
         let mut acks_owed = false;
         let mut sent_at = None;
+        // Payloads to hand to local subscriptions, delivered together after the loop.
+        let mut arrived: Vec<(TopicId, u64, Bytes)> = Vec::new();
         for frame in Frames::new(&body).flatten() {
             metrics.frame_in(frame.frame_type());
             match frame {
@@ -712,7 +714,7 @@ impl SocketActor {
                     topic,
                     fingerprint,
                     payload,
-                } => self.deliver(sender, topic, fingerprint, &body, payload, now, sent_at),
+                } => arrived.push((topic, fingerprint, body.slice_ref(payload))),
                 Frame::ReliablePublish {
                     topic,
                     fingerprint,
@@ -730,7 +732,7 @@ impl SocketActor {
                     match windows.on_arrival(message_id, message_id - window) {
                         Arrival::New => {
                             ReliableCounters::bump(&metrics.reliable.received, 1);
-                            self.deliver(sender, topic, fingerprint, &body, payload, now, sent_at);
+                            arrived.push((topic, fingerprint, body.slice_ref(payload)));
                         }
                         Arrival::Duplicate => {
                             ReliableCounters::bump(&metrics.reliable.duplicates, 1);
@@ -788,6 +790,9 @@ impl SocketActor {
                 _ => metrics.dropped(DropReason::UnsupportedFrame),
             }
         }
+        if !arrived.is_empty() {
+            self.deliver(sender, arrived, now, sent_at);
+        }
         if membership_changed {
             self.process_membership(ctx);
         }
@@ -801,25 +806,28 @@ impl SocketActor {
         }
     }
 
-    /// Hands a payload to every local subscription of its topic.
-    #[allow(clippy::too_many_arguments)]
+    /// Hands the payloads of a datagram to the local subscriptions of their topics: one
+    /// mailbox message per run of payloads of one topic.
     fn deliver(
         &self,
         from: PeerId,
-        topic: TopicId,
-        fingerprint: u64,
-        body: &Bytes,
-        payload: &[u8],
+        arrived: Vec<(TopicId, u64, Bytes)>,
         received_at: bus_core::Instant,
         sent_at: Option<bus_core::Instant>,
     ) {
-        if let Some(subscriptions) = self.shared.registry.get(&topic) {
-            let payload = body.slice_ref(payload);
+        for run in arrived.chunk_by(|a, b| a.0 == b.0) {
+            let topic = run[0].0;
+            let Some(subscriptions) = self.shared.registry.get(&topic) else {
+                continue;
+            };
+            let payloads: Arc<[(u64, Bytes)]> = run
+                .iter()
+                .map(|(_, fingerprint, payload)| (*fingerprint, payload.clone()))
+                .collect();
             for sub in subscriptions.iter() {
-                sub.raw.do_send(RawMessage {
+                sub.raw.do_send(RawMessages {
                     from,
-                    fingerprint,
-                    payload: payload.clone(),
+                    payloads: payloads.clone(),
                     received_at,
                     sent_at,
                 });

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix::prelude::*;
 use bus_core::{Envelope, PayloadError, Topic};
 
-use crate::messages::{BusEvent, Event, RawMessage, Unsubscribe};
+use crate::messages::{BusEvent, Event, RawMessages, Unsubscribe};
 use crate::shared::Shared;
 
 /// A subscription's counters.
@@ -77,16 +77,24 @@ impl<T: Topic> Actor for SubscriptionActor<T> {
     }
 }
 
-impl<T: Topic> Handler<RawMessage> for SubscriptionActor<T> {
+impl<T: Topic> Handler<RawMessages> for SubscriptionActor<T> {
     type Result = ();
 
-    fn handle(&mut self, raw: RawMessage, ctx: &mut Self::Context) {
+    fn handle(&mut self, raw: RawMessages, ctx: &mut Self::Context) {
         if !self.recipient.connected() {
             // The subscriber stopped (or panicked): this subscription ends, no other.
             ctx.stop();
             return;
         }
-        match T::decode(raw.fingerprint, &raw.payload) {
+        for (fingerprint, payload) in raw.payloads.iter() {
+            self.decode_and_deliver(&raw, *fingerprint, payload);
+        }
+    }
+}
+
+impl<T: Topic> SubscriptionActor<T> {
+    fn decode_and_deliver(&self, raw: &RawMessages, fingerprint: u64, payload: &[u8]) {
+        match T::decode(fingerprint, payload) {
             Ok(message) => {
                 self.recipient.do_send(Event(Envelope {
                     message,
