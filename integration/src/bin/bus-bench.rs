@@ -88,6 +88,8 @@ fn main() -> ExitCode {
         "handshake" => handshakes(&args),
         "lat" => System::new().block_on(lat(&args)),
         "_lat-pong" => System::new().block_on(lat_pong(args)),
+        "udp-lat" => udp_lat(&args),
+        "_udp-echo" => udp_echo(&args),
         "_thr-sub" => System::new().block_on(thr_sub(args)),
         other => Err(format!("unknown command {other:?}")),
     });
@@ -403,19 +405,90 @@ async fn lat(args: &Args) -> Res<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    rtts.sort_by(f64::total_cmp);
-    let pct = |q: f64| rtts[((rtts.len() - 1) as f64 * q).round() as usize];
     println!(
-        "peer=bus mode=lat transport=udp reliability=best_effort size={size} msgs_per_s={:.0} p50_us={:.1} p90_us={:.1} p99_us={:.1}",
+        "peer=bus mode=lat transport=udp reliability=best_effort size={size} msgs_per_s={:.0} {}",
         (warmup + count) as f64 / elapsed,
-        pct(0.5),
-        pct(0.9),
-        pct(0.99)
+        rtt_fields(&mut rtts)
     );
     let _ = bus.shutdown().await;
     drop(child.stdin.take());
     let _ = child.wait();
     Ok(())
+}
+
+/// Percentiles of sorted round-trip times, as the result line's fields.
+fn rtt_fields(rtts: &mut [f64]) -> String {
+    rtts.sort_by(f64::total_cmp);
+    let pct = |q: f64| rtts[((rtts.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50_us={:.1} p90_us={:.1} p99_us={:.1}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    )
+}
+
+/// The floor for `lat`: ping-pong over plain blocking UDP sockets between this process and a
+/// child echoing on 127.0.0.1, one datagram in flight, no bus.
+fn udp_lat(args: &Args) -> Res<()> {
+    let size: usize = args.num("size", 64)?;
+    let count: usize = args.num("count", 10_000)?;
+    let warmup: usize = args.num("warmup-count", 500)?;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["_udp-echo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn echo: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no child stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let echo: SocketAddr = line
+        .trim()
+        .parse()
+        .map_err(|e| format!("echo address {line:?}: {e}"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0x5a; size.max(8)];
+    let mut rtts = Vec::with_capacity(count);
+    for seq in 0..(warmup + count) as u64 {
+        buf[..8].copy_from_slice(&seq.to_be_bytes());
+        let sent = Instant::now();
+        socket.send_to(&buf, echo).map_err(|e| e.to_string())?;
+        loop {
+            let (n, _) = socket
+                .recv_from(&mut buf)
+                .map_err(|e| format!("udp-lat: no echo of {seq}: {e}"))?;
+            if n >= 8 && buf[..8] == seq.to_be_bytes() {
+                break;
+            }
+        }
+        if seq as usize >= warmup {
+            rtts.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    println!(
+        "peer=raw_udp mode=lat transport=udp reliability=best_effort size={size} {}",
+        rtt_fields(&mut rtts)
+    );
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Child of `udp-lat`: prints its address, echoes every datagram to its sender.
+fn udp_echo(_: &Args) -> Res<()> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    println!("{}", socket.local_addr().map_err(|e| e.to_string())?);
+    let mut buf = vec![0; 65_536];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        socket.send_to(&buf[..n], from).map_err(|e| e.to_string())?;
+    }
 }
 
 /// Echoes every ping it receives as a pong.
