@@ -665,7 +665,26 @@ async fn mem(args: &Args) -> Res<()> {
         "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0} publisher_future_bytes={future}"
     );
     mem_subscriptions(&subscriber, count).await?;
-    mem_peers(count.min(2000)).await
+    mem_peers(count.min(2000)).await?;
+    mem_bare_actors(count).await
+}
+
+/// The floor under the figures above: the resident set of an actix actor that holds nothing
+/// (its context, mailbox and task), `count` of them alive at once.
+async fn mem_bare_actors(count: u64) -> Res<()> {
+    struct Bare;
+    impl Actor for Bare {
+        type Context = Context<Self>;
+    }
+    let mut held: Vec<Addr<Bare>> = (0..count / 10).map(|_| Bare.start()).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = rss_bytes()?;
+    held.extend((0..count).map(|_| Bare.start()));
+    // Let every actor's task run once, as a live actor's has.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let per_actor = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    println!("peer=actix mode=mem actors={count} bytes_per_bare_actor={per_actor:.0}");
+    Ok(())
 }
 
 /// Memory per subscription: `count` subscriptions of one recipient (so that only the bus's
