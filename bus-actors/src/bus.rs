@@ -409,19 +409,25 @@ impl Bus {
         let actor =
             SubscriptionActor::<T>::new(self.shared.clone(), id, recipient, counters.clone())
                 .start();
-        self.shared
-            .registry
-            .entry(T::ID)
-            .or_default()
-            .push(LocalSubscription {
+        // The registry holds the actor's only address from here on.
+        let new_topic = {
+            let mut subscriptions = self.shared.registry.entry(T::ID).or_default();
+            subscriptions.push(LocalSubscription {
                 id,
-                raw: actor.clone().recipient(),
+                raw: actor.recipient(),
             });
-        self.socket.do_send(TopicsChanged);
+            subscriptions.len() == 1
+        };
+        // Peers learn of a topic once: a second subscription to it changes nothing they see.
+        if new_topic {
+            self.socket.do_send(TopicsChanged);
+        }
         Ok(Subscription {
             topic: T::NAME,
+            topic_id: T::ID,
+            id,
+            shared: self.shared.clone(),
             counters,
-            control: actor.recipient(),
         })
     }
 

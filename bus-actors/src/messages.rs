@@ -118,11 +118,6 @@ pub(crate) struct TopicsChanged;
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
 
-/// Stop a subscription.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Unsubscribe;
-
 /// A pong arrived for a peer actor's ping.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

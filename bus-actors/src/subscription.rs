@@ -3,12 +3,12 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use actix::prelude::*;
-use bus_core::{Envelope, PayloadError, Topic};
+use bus_core::{Envelope, PayloadError, Topic, TopicId};
 
-use crate::messages::{BusEvent, Event, RawMessages, Unsubscribe};
+use crate::messages::{BusEvent, Event, RawMessages};
 use crate::shared::Shared;
 
 /// A subscription's counters.
@@ -17,6 +17,8 @@ pub(crate) struct SubscriptionCounters {
     delivered: AtomicU64,
     undecodable: AtomicU64,
     schema_mismatched: AtomicU64,
+    /// Unsubscribed, or its actor stopped: nothing more is delivered.
+    ended: AtomicBool,
 }
 
 /// A copy of one subscription's counters.
@@ -59,21 +61,8 @@ impl<T: Topic> Actor for SubscriptionActor<T> {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        let now_empty = match self.shared.registry.get_mut(&T::ID) {
-            Some(mut subs) => {
-                subs.retain(|s| s.id != self.id);
-                subs.is_empty()
-            }
-            None => false,
-        };
-        if now_empty {
-            self.shared
-                .registry
-                .remove_if(&T::ID, |_, subs| subs.is_empty());
-            if let Some(socket) = self.shared.socket.get() {
-                socket.do_send(crate::messages::TopicsChanged);
-            }
-        }
+        self.counters.ended.store(true, Ordering::Release);
+        remove_from_registry(&self.shared, T::ID, self.id);
     }
 }
 
@@ -81,8 +70,9 @@ impl<T: Topic> Handler<RawMessages> for SubscriptionActor<T> {
     type Result = ();
 
     fn handle(&mut self, raw: RawMessages, ctx: &mut Self::Context) {
-        if !self.recipient.connected() {
-            // The subscriber stopped (or panicked): this subscription ends, no other.
+        if self.counters.ended.load(Ordering::Acquire) || !self.recipient.connected() {
+            // Unsubscribed, or the subscriber stopped (or panicked): this subscription ends,
+            // no other.
             ctx.stop();
             return;
         }
@@ -123,11 +113,22 @@ impl<T: Topic> SubscriptionActor<T> {
     }
 }
 
-impl<T: Topic> Handler<Unsubscribe> for SubscriptionActor<T> {
-    type Result = ();
-
-    fn handle(&mut self, _: Unsubscribe, ctx: &mut Self::Context) {
-        ctx.stop();
+/// Takes subscription `id` of `topic` out of the registry; if it was the topic's last, peers are
+/// told. Dropping the registry's address of the subscription actor, its only one, stops it.
+fn remove_from_registry(shared: &Shared, topic: TopicId, id: u64) {
+    let now_empty = match shared.registry.get_mut(&topic) {
+        Some(mut subs) => {
+            let before = subs.len();
+            subs.retain(|s| s.id != id);
+            subs.is_empty() && subs.len() < before
+        }
+        None => false,
+    };
+    if now_empty {
+        shared.registry.remove_if(&topic, |_, subs| subs.is_empty());
+        if let Some(socket) = shared.socket.get() {
+            socket.do_send(crate::messages::TopicsChanged);
+        }
     }
 }
 
@@ -136,8 +137,10 @@ impl<T: Topic> Handler<Unsubscribe> for SubscriptionActor<T> {
 #[derive(Debug)]
 pub struct Subscription {
     pub(crate) topic: &'static str,
+    pub(crate) topic_id: TopicId,
+    pub(crate) id: u64,
     pub(crate) counters: Arc<SubscriptionCounters>,
-    pub(crate) control: Recipient<Unsubscribe>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Subscription {
@@ -158,11 +161,13 @@ impl Subscription {
 
     /// Whether it is still running (it ends when its subscriber actor stops).
     pub fn is_active(&self) -> bool {
-        self.control.connected()
+        !self.counters.ended.load(Ordering::Acquire)
     }
 
-    /// Ends the subscription; messages still queued for it are dropped.
+    /// Ends the subscription at once: nothing more is delivered to it, messages still queued
+    /// for it included, and peers stop sending its topic here if it was the last one.
     pub fn unsubscribe(self) {
-        self.control.do_send(Unsubscribe);
+        self.counters.ended.store(true, Ordering::Release);
+        remove_from_registry(&self.shared, self.topic_id, self.id);
     }
 }

@@ -157,6 +157,78 @@ pub async fn a_peer_that_does_not_subscribe_never_delivers(make: &mut impl FnMut
     assert_eq!(other_subscription.stats().undecodable, 0);
 }
 
+/// Two subscriptions to one topic on a peer. Unsubscribing one stops its deliveries at once
+/// (the other still gets everything) and frees it: its actor stops and lets go of the
+/// subscriber's address. Unsubscribing the last one takes the topic out of the peer's beacons,
+/// so the publisher stops sending it there.
+pub async fn unsubscribing_stops_delivery_and_tells_peers(make: &mut impl FnMut() -> BusBuilder) {
+    let publisher = start(make).await;
+    let subscriber = start(make).await;
+    let (first_tx, mut first) = tokio::sync::mpsc::unbounded_channel();
+    let (second_tx, mut second) = tokio::sync::mpsc::unbounded_channel();
+    let first_subscription = subscriber
+        .subscribe::<Counter>(Forward::new(first_tx).start().recipient())
+        .await
+        .expect("subscribe");
+    let second_subscription = subscriber
+        .subscribe::<Counter>(Forward::new(second_tx).start().recipient())
+        .await
+        .expect("subscribe");
+    let mut ev = events(&publisher);
+    await_subscribers(&publisher, &mut ev, Counter::ID, 1, Duration::from_secs(5)).await;
+    let mut seq = 0;
+    let mut publish = async |n: u64| {
+        for _ in 0..n {
+            publisher
+                .publish(Counter { publisher: 0, seq })
+                .await
+                .expect("publish");
+            seq += 1;
+        }
+    };
+    publish(10).await;
+    receive(&mut first, 10, Duration::from_secs(5)).await;
+    receive(&mut second, 10, Duration::from_secs(5)).await;
+
+    first_subscription.unsubscribe();
+    publish(10).await;
+    let got = receive(&mut second, 10, Duration::from_secs(5)).await;
+    assert_eq!(got.last().map(|e| e.message.seq), Some(19));
+    // The first subscriber's actor had its only address in the subscription: the channel
+    // closes when the subscription actor has stopped and dropped it, with nothing more sent.
+    let rest = tokio::time::timeout(Duration::from_secs(5), first.recv())
+        .await
+        .expect("the unsubscribed subscription was not freed");
+    assert!(rest.is_none(), "delivered after unsubscribing: {rest:?}");
+    assert!(second_subscription.is_active());
+
+    second_subscription.unsubscribe();
+    let subscriber_id = subscriber.local_id();
+    await_event(
+        &mut ev,
+        Duration::from_secs(5),
+        "the topic withdrawn",
+        |e| {
+            matches!(e, BusEvent::PeerUpdated(p)
+            if p.id == subscriber_id && !p.topics.contains(&Counter::ID))
+        },
+    )
+    .await;
+    let sent = publisher.metrics().frames_out(FrameType::Publish);
+    publish(10).await;
+    assert_eq!(
+        publisher.metrics().frames_out(FrameType::Publish),
+        sent,
+        "published to a peer that no longer subscribes"
+    );
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), second.recv())
+            .await
+            .expect("the last subscription was not freed"),
+        None
+    );
+}
+
 /// A subscriber that panics on its first message.
 #[derive(Debug)]
 pub struct Fragile;

@@ -26,6 +26,12 @@ async fn a_peer_that_does_not_subscribe_never_delivers() {
 }
 
 #[actix::test]
+async fn unsubscribing_stops_delivery_and_tells_peers() {
+    let group = test_group();
+    scenarios::unsubscribing_stops_delivery_and_tells_peers(&mut || builder(group)).await;
+}
+
+#[actix::test]
 async fn a_panicking_subscriber_does_not_stop_delivery_to_others() {
     let group = test_group();
     scenarios::a_panicking_subscriber_does_not_stop_delivery_to_others(&mut || builder(group))

@@ -52,6 +52,15 @@ fn a_peer_that_does_not_subscribe_never_delivers() {
 }
 
 #[test]
+fn unsubscribing_stops_delivery_and_tells_peers() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lan());
+        scenarios::unsubscribing_stops_delivery_and_tells_peers(&mut sim_builders(&hub, SEED))
+            .await;
+    });
+}
+
+#[test]
 fn a_panicking_subscriber_does_not_stop_delivery_to_others() {
     run_in_virtual_time(|| async {
         let hub = SimHub::new(SEED, 2, lan());
