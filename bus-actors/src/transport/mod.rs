@@ -2,6 +2,7 @@
 
 #[cfg(feature = "sim")]
 mod fault;
+mod registration;
 #[cfg(feature = "sim")]
 mod sim;
 mod udp;

@@ -12,8 +12,9 @@ use futures_util::stream::{self, LocalBoxStream, StreamExt};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 
+use super::registration::register;
 use super::{Datagram, SendReport, Target, Transport};
 use crate::config::{Config, Interface};
 use crate::error::{Error, socket_error};
@@ -102,13 +103,13 @@ impl UdpTransport {
             config.group, config.interface
         )))?;
 
-        let unicast = into_tokio(unicast)?;
+        let unicast: std::net::UdpSocket = unicast.into();
         let local = unicast
             .local_addr()
             .map_err(socket_error("unicast local address"))?;
         Ok(UdpTransport {
             unicast: Arc::new(BatchSocket::new(unicast)?),
-            group_socket: Arc::new(BatchSocket::new(into_tokio(group_socket)?)?),
+            group_socket: Arc::new(BatchSocket::new(group_socket.into())?),
             group,
             local,
         })
@@ -127,22 +128,33 @@ fn new_socket(domain: Domain, config: &Config) -> Result<Socket, Error> {
     Ok(socket)
 }
 
-fn into_tokio(socket: Socket) -> Result<UdpSocket, Error> {
-    UdpSocket::from_std(socket.into()).map_err(socket_error("register socket with tokio"))
-}
-
 /// One socket with its quinn-udp state: batched receive (`recvmmsg`, GRO) and segmented send
 /// (GSO) where the platform has them, one datagram per call elsewhere.
+///
+/// The socket is registered with the runtime for reading only. Registered for writing too (as a
+/// tokio `UdpSocket` is), every datagram the receiver consumed woke this process with a
+/// writability edge, a needless context switch per message that cost a ping-pong a third of its
+/// time. Sends are tried directly, and only a send that would block waits for writability.
 #[derive(Debug)]
 struct BatchSocket {
-    io: UdpSocket,
+    io: AsyncFd<std::net::UdpSocket>,
     state: UdpSocketState,
 }
 
 impl BatchSocket {
-    fn new(io: UdpSocket) -> Result<BatchSocket, Error> {
-        let state = UdpSocketState::new((&io).into()).map_err(socket_error("quinn-udp state"))?;
+    fn new(socket: std::net::UdpSocket) -> Result<BatchSocket, Error> {
+        let state =
+            UdpSocketState::new((&socket).into()).map_err(socket_error("quinn-udp state"))?;
+        let io = register(socket, Interest::READABLE)
+            .map_err(socket_error("register socket with tokio"))?;
         Ok(BatchSocket { io, state })
+    }
+
+    /// Waits until the socket can take a datagram again, registered for writability only
+    /// meanwhile (through a duplicate of the descriptor: one registration per descriptor).
+    async fn writable(&self) -> io::Result<()> {
+        let duplicate = register(self.io.get_ref().try_clone()?, Interest::WRITABLE)?;
+        duplicate.writable().await.map(drop)
     }
 
     /// Waits for datagrams and returns every one a single batched call yields, GRO segments
@@ -150,17 +162,30 @@ impl BatchSocket {
     async fn recv_batch(&self, bufs: &mut [Vec<u8>], out: &mut VecDeque<Datagram>) {
         let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
         loop {
-            if let Err(e) = self.io.readable().await {
-                tracing::debug!("socket readiness failed: {e}");
-                continue;
-            }
+            let mut ready = match self.io.readable().await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::debug!("socket readiness failed: {e}");
+                    continue;
+                }
+            };
             let mut slices: Vec<IoSliceMut<'_>> =
                 bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            let received = self.io.try_io(Interest::READABLE, || {
-                self.state.recv((&self.io).into(), &mut slices, &mut meta)
-            });
+            let received = match ready.try_io(|socket| {
+                self.state
+                    .recv(socket.get_ref().into(), &mut slices, &mut meta)
+            }) {
+                Ok(received) => received,
+                Err(_would_block) => continue,
+            };
             match received {
                 Ok(count) => {
+                    if count < slices.len() {
+                        // The queue is drained: wait for the next datagram's edge instead of
+                        // asking again only to hear `EAGAIN`. The runtime keeps an edge that
+                        // arrived meanwhile.
+                        ready.clear_ready();
+                    }
                     for (m, buf) in meta.iter().zip(bufs.iter()).take(count) {
                         // GRO may have coalesced several datagrams, `stride` bytes apart; an
                         // empty datagram is still a datagram (and gets counted as malformed).
@@ -199,11 +224,8 @@ impl BatchSocket {
             src_ip: None,
         };
         loop {
-            self.io.writable().await?;
-            match self.io.try_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.io).into(), &transmit)
-            }) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            match self.state.try_send(self.io.get_ref().into(), &transmit) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 result => return result,
             }
         }
