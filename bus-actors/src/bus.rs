@@ -204,14 +204,7 @@ impl Bus {
             self.shared.enqueue_when_room(target, &frame).await?;
         } else {
             // Refuse the same messages whether or not anyone is listening yet.
-            let max_body = lock(&self.shared.outbox).batcher.max_body();
-            if frame.encoded_len() > max_body {
-                return Err(bus_core::FrameTooLarge {
-                    len: frame.encoded_len(),
-                    max: max_body,
-                }
-                .into());
-            }
+            self.shared.check_fits(frame.encoded_len())?;
         }
         self.deliver_locally::<T>(&payload);
         Ok(())
@@ -294,14 +287,7 @@ impl Bus {
             window: u64::MAX,
             payload: &payload,
         };
-        let max_body = lock(&self.shared.outbox).batcher.max_body();
-        if probe.encoded_len() > max_body {
-            return Err(bus_core::FrameTooLarge {
-                len: probe.encoded_len(),
-                max: max_body,
-            }
-            .into());
-        }
+        self.shared.check_fits(probe.encoded_len())?;
         let (message_id, floor) = if peers.is_empty() {
             (None, 0)
         } else {

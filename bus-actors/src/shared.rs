@@ -162,6 +162,18 @@ impl Shared {
             .map(|route| route.subscribers.clone())
     }
 
+    /// Whether a frame of `len` bytes fits in a datagram.
+    ///
+    /// # Errors
+    /// [`Error::Core`] naming both sizes if it does not.
+    pub(crate) fn check_fits(&self, len: usize) -> Result<(), Error> {
+        let max = lock(&self.outbox).batcher.max_body();
+        if len > max {
+            return Err(bus_core::FrameTooLarge { len, max }.into());
+        }
+        Ok(())
+    }
+
     /// Queues a frame and makes sure a flush is coming.
     pub(crate) fn enqueue(&self, target: Target, frame: &Frame<'_>) -> Result<(), Error> {
         self.push(lock(&self.outbox), target, frame)
