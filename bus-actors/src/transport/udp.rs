@@ -133,8 +133,9 @@ fn new_socket(domain: Domain, config: &Config) -> Result<Socket, Error> {
 ///
 /// The socket is registered with the runtime for reading only. Registered for writing too (as a
 /// tokio `UdpSocket` is), every datagram the receiver consumed woke this process with a
-/// writability edge, a needless context switch per message that cost a ping-pong a third of its
-/// time. Sends are tried directly, and only a send that would block waits for writability.
+/// writability edge, a needless wake-up per message (a ping-pong on one core went from 23 to
+/// 20 µs without them). Sends are tried directly, and only a send that would block waits for
+/// writability.
 #[derive(Debug)]
 struct BatchSocket {
     io: AsyncFd<std::net::UdpSocket>,
