@@ -150,10 +150,37 @@ pub(crate) struct StartReliable {
     pub(crate) message_id: u64,
     pub(crate) frame: Bytes,
     pub(crate) payload_len: usize,
-    pub(crate) owed: Vec<(PeerId, SocketAddr, Duration)>,
+    pub(crate) owed: std::sync::Arc<[(PeerId, SocketAddr, Duration)]>,
     pub(crate) deadline: Duration,
-    pub(crate) reply: tokio::sync::oneshot::Sender<bus_core::reliability::DeliveryReport>,
+    pub(crate) reply: ReportTo,
 }
+
+/// Where a pending message's outcome goes.
+#[derive(Debug)]
+pub(crate) enum ReportTo {
+    /// The one caller of `publish_reliable`.
+    Caller(tokio::sync::oneshot::Sender<bus_core::reliability::DeliveryReport>),
+    /// A batch's collector, with the message's place in the batch.
+    Batch {
+        index: usize,
+        to: tokio::sync::mpsc::UnboundedSender<(usize, bus_core::reliability::DeliveryReport)>,
+    },
+}
+
+impl ReportTo {
+    /// Hands over the outcome; a caller that stopped waiting is no error.
+    pub(crate) fn send(self, report: bus_core::reliability::DeliveryReport) {
+        match self {
+            ReportTo::Caller(reply) => drop(reply.send(report)),
+            ReportTo::Batch { index, to } => drop(to.send((index, report))),
+        }
+    }
+}
+
+/// Start pending-message actors for several reliable messages at once (one batch's worth).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StartReliableBatch(pub(crate) Vec<StartReliable>);
 
 /// Something of a pending message's schedule is due (a retransmission or its deadline); it
 /// answers when it should be woken next, if ever.

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
-use bus_core::reliability::{DeliveryReport, ReliableSend};
+use bus_core::reliability::ReliableSend;
 use bus_core::wire::FrameType;
 use bus_core::{Instant, PeerId};
 use bytes::Bytes;
-use tokio::sync::oneshot;
 
-use crate::messages::{AckFrom, PeerGone, PendingFinished, RetransmitDue, StartReliable};
+use crate::messages::{AckFrom, PeerGone, PendingFinished, ReportTo, RetransmitDue, StartReliable};
 use crate::metrics::ReliableCounters;
 use crate::shared::{Shared, lock};
 use crate::transport::Target;
@@ -30,7 +29,7 @@ pub(crate) struct PendingMessageActor {
     payload_len: usize,
     /// Where the first copy goes: the one peer owed it, or the group.
     first: Target,
-    reply: Option<oneshot::Sender<DeliveryReport>>,
+    reply: Option<ReportTo>,
 }
 
 impl PendingMessageActor {
@@ -43,7 +42,7 @@ impl PendingMessageActor {
             now + start.deadline,
             shared.config.max_rto,
         );
-        let first = match start.owed.as_slice() {
+        let first = match &start.owed[..] {
             [(_, addr, _)] => Target::Unicast(*addr),
             _ => Target::Group,
         };
@@ -101,7 +100,7 @@ impl PendingMessageActor {
         self.shared.window_space.notify_one();
         if let Some(reply) = self.reply.take() {
             // The publisher may have stopped waiting; the outcome is counted either way.
-            let _ = reply.send(report);
+            reply.send(report);
         }
         ctx.stop();
         true

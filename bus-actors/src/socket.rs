@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::messages::{
     AckFrom, BusEvent, Flush, PeerGone, PeerMoved, PeerSnapshot, PendingFinished, PongReceived,
-    RawMessages, RetransmitDue, Shutdown, StartReliable, TopicsChanged,
+    RawMessages, RetransmitDue, Shutdown, StartReliable, StartReliableBatch, TopicsChanged,
 };
 use crate::metrics::{DropReason, ReliableCounters};
 use crate::peer::PeerActor;
@@ -890,14 +890,29 @@ impl Handler<Flush> for SocketActor {
     }
 }
 
-impl Handler<StartReliable> for SocketActor {
-    type Result = ();
-    fn handle(&mut self, start: StartReliable, ctx: &mut Self::Context) {
+impl SocketActor {
+    fn start_pending(&mut self, start: StartReliable, ctx: &mut Context<Self>) {
         let id = start.message_id;
         let pending = PendingMessageActor::new(self.shared.clone(), start);
         let wake = pending.next_wake();
         self.pending.insert(id, pending.start());
         self.wake_pending_at(id, wake, ctx);
+    }
+}
+
+impl Handler<StartReliable> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, start: StartReliable, ctx: &mut Self::Context) {
+        self.start_pending(start, ctx);
+    }
+}
+
+impl Handler<StartReliableBatch> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, StartReliableBatch(batch): StartReliableBatch, ctx: &mut Self::Context) {
+        for start in batch {
+            self.start_pending(start, ctx);
+        }
     }
 }
 

@@ -135,3 +135,107 @@ fn a_publisher_faster_than_the_window_waits_and_try_reports_busy() {
         assert!(matches!(probed, Err(Error::Busy(_))), "{probed:?}");
     });
 }
+
+#[test]
+fn a_batch_larger_than_the_window_arrives_exactly_once_with_its_reports_in_order() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lossy(0.3));
+        let mut make = sim_builders(&hub, SEED);
+        let window = WindowLimits {
+            per_peer_messages: 32,
+            ..WindowLimits::default()
+        };
+        let publisher = make()
+            .reliable_window(window)
+            .liveness_factor(10)
+            .reliable_deadline(bus_actors::Duration::from_secs(30))
+            .start()
+            .await
+            .unwrap();
+        let subscriber = make().liveness_factor(10).start().await.unwrap();
+        let mut rx = subscribe::<Reliable>(&subscriber).await;
+        let mut ev = events(&publisher);
+        await_subscribers(&publisher, &mut ev, Reliable::ID, 1, Duration::from_secs(5)).await;
+
+        let reports = publisher
+            .publish_reliable_batch((0..300).map(|seq| Reliable { seq }))
+            .await
+            .unwrap();
+        assert_eq!(reports.len(), 300);
+        assert!(
+            reports
+                .iter()
+                .all(|r| r.is_complete() && r.acked.len() == 1)
+        );
+        assert!(
+            reports
+                .windows(2)
+                .all(|w| w[0].message_id < w[1].message_id),
+            "reports come in the order of the messages"
+        );
+        let stats = publisher.metrics().reliable;
+        assert_eq!(stats.pending_peak, 32, "in flight never exceeds the window");
+        assert_eq!(stats.pending, 0);
+        assert!(stats.retransmitted > 0, "the network did lose some");
+        let mut seqs: Vec<u64> = receive(&mut rx, 300, Duration::from_secs(1))
+            .await
+            .iter()
+            .map(|e| e.message.seq)
+            .collect();
+        seqs.sort_unstable();
+        assert!(seqs.iter().copied().eq(0..300), "each exactly once");
+    });
+}
+
+/// A reliable topic whose messages can be made too large for a datagram.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, Topic)]
+#[topic(name = "test/reliable-blob", reliable)]
+struct Blob {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+#[test]
+fn a_batch_stops_at_a_message_too_large_and_what_went_before_is_still_delivered() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lossy(0.0));
+        let mut make = sim_builders(&hub, SEED);
+        // A window of exactly the messages before the refused one.
+        let window = WindowLimits {
+            per_peer_messages: 10,
+            ..WindowLimits::default()
+        };
+        let publisher = make().reliable_window(window).start().await.unwrap();
+        let subscriber = make().start().await.unwrap();
+        let mut rx = subscribe::<Blob>(&subscriber).await;
+        let mut ev = events(&publisher);
+        await_subscribers(&publisher, &mut ev, Blob::ID, 1, Duration::from_secs(5)).await;
+
+        let small = |n: u8| Blob { data: vec![n; 8] };
+        let batch = (0..10)
+            .map(small)
+            .chain([Blob {
+                data: vec![0; 64 * 1024],
+            }])
+            .chain((10..15).map(small));
+        let refused = publisher.publish_reliable_batch(batch).await;
+        assert!(
+            matches!(refused, Err(Error::Core(bus_core::Error::FrameTooLarge(_)))),
+            "{refused:?}"
+        );
+        let got = receive(&mut rx, 10, Duration::from_secs(1)).await;
+        let firsts: Vec<u8> = got.iter().map(|e| e.message.data[0]).collect();
+        assert_eq!(firsts, (0..10).collect::<Vec<u8>>());
+        // Each of them took the window's room and gives it back when acknowledged: had they
+        // not been started, the next batch would wait for that room forever.
+        let next = tokio::time::timeout(
+            Duration::from_secs(5),
+            publisher.publish_reliable_batch((20..30).map(small)),
+        )
+        .await
+        .expect("the room taken before the refused message came back")
+        .unwrap();
+        assert!(next.iter().all(|r| r.is_complete()));
+        assert_eq!(publisher.metrics().reliable.acked, 20);
+    });
+}

@@ -121,6 +121,7 @@ fn thr(args: &Args) -> Res<()> {
         warmup,
         reliable,
         subscribers: subscribers.max(1),
+        batch: args.num("batch", 1)?,
         link,
     };
     let mut rates = Vec::new();
@@ -160,6 +161,8 @@ struct ThrRun {
     warmup: f64,
     reliable: bool,
     subscribers: usize,
+    /// Reliable messages per `publish_reliable_batch` call; 1: one `publish_reliable` each.
+    batch: usize,
     link: Link,
 }
 
@@ -283,7 +286,21 @@ async fn thr_once(run: &ThrRun) -> Res<f64> {
     let hard_stop = Instant::now() + Duration::from_secs_f64(run.secs + run.warmup + 60.0);
     let done = || reported.load(Ordering::Relaxed) == run.subscribers;
     let cpu_before = cpu_seconds();
-    if run.reliable {
+    if run.reliable && run.batch > 1 {
+        // The window's worth outstanding, in batches: each resolves when all its messages are
+        // acknowledged.
+        let mut in_flight = FuturesUnordered::new();
+        while !done() && Instant::now() < hard_stop {
+            while in_flight.len() * run.batch < 4096 {
+                let batch = (0..run.batch).map(|_| Blob { data: data.clone() });
+                in_flight.push(bus.publish_reliable_batch(batch));
+            }
+            match in_flight.next().await {
+                Some(Ok(reports)) if reports.iter().all(|r| r.is_complete()) => {}
+                other => return Err(format!("reliable batch failed: {other:?}")),
+            }
+        }
+    } else if run.reliable {
         // Keep the window full: as many sends outstanding as the per-peer window holds (4096 by
         // default), each resolving on its acknowledgement. More would only queue publishers.
         let mut in_flight = FuturesUnordered::new();
@@ -295,6 +312,8 @@ async fn thr_once(run: &ThrRun) -> Res<f64> {
                 return Err(format!("reliable send failed: {e}"));
             }
         }
+    }
+    if run.reliable {
         let stats = bus.metrics().reliable;
         let cpu = cpu_seconds() - cpu_before;
         eprintln!(
