@@ -82,9 +82,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    // `_mem WHAT --flags`: the one command with a positional argument.
+    let (what, rest) = match (command.as_str(), rest.split_first()) {
+        ("_mem", Some((what, flags))) => (what.as_str(), flags),
+        _ => ("", rest),
+    };
     let result = Args::parse(rest).and_then(|args| match command.as_str() {
         "thr" => thr(&args),
-        "mem" => System::new().block_on(mem(&args)),
+        "mem" => mem(&args),
+        "_mem" => System::new().block_on(mem_one(what, &args)),
         "handshake" => handshakes(&args),
         "lat" => System::new().block_on(lat(&args)),
         "_lat-pong" => System::new().block_on(lat_pong(args)),
@@ -626,12 +632,46 @@ fn rss_bytes() -> Res<u64> {
     Ok(pages * 4096)
 }
 
-/// Memory per pending reliable message: a publisher whose one subscriber is cut off holds
-/// `--count` messages of `--size` bytes in flight; the growth of the resident set is divided
-/// among them. Runs on the simulated network, in one process.
-async fn mem(args: &Args) -> Res<()> {
+/// Each memory figure in a process of its own: memory freed by one measurement would be reused
+/// by the next and make it look smaller.
+fn mem(args: &Args) -> Res<()> {
     let count: u64 = args.num("count", 20_000)?;
     let size: usize = args.num("size", 64)?;
+    for what in ["pending", "subscriptions", "peers", "actors"] {
+        let status = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args([
+                "_mem",
+                what,
+                "--count",
+                &count.to_string(),
+                "--size",
+                &size.to_string(),
+            ])
+            .status()
+            .map_err(|e| format!("spawn mem {what}: {e}"))?;
+        if !status.success() {
+            return Err(format!("mem {what} failed: {status}"));
+        }
+    }
+    Ok(())
+}
+
+/// One memory measurement (`_mem WHAT`), in this process.
+async fn mem_one(what: &str, args: &Args) -> Res<()> {
+    let count: u64 = args.num("count", 20_000)?;
+    match what {
+        "pending" => mem_pending(count, args.num("size", 64)?).await,
+        "subscriptions" => mem_subscriptions(count).await,
+        "peers" => mem_peers(count.min(2000)).await,
+        "actors" => mem_bare_actors(count).await,
+        other => Err(format!("unknown memory measurement {other:?}")),
+    }
+}
+
+/// Memory per pending reliable message: a publisher whose one subscriber is cut off holds
+/// `count` messages of `size` bytes in flight; the growth of the resident set is divided among
+/// them. Runs on the simulated network.
+async fn mem_pending(count: u64, size: usize) -> Res<()> {
     let hub = SimHub::new(1, 2, LinkConfig::default());
     let mut make = sim_builders(&hub, 1);
     let room = usize::try_from(count + count / 10 + 1).map_err(|e| e.to_string())?;
@@ -683,9 +723,7 @@ async fn mem(args: &Args) -> Res<()> {
     println!(
         "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0} publisher_future_bytes={future}"
     );
-    mem_subscriptions(&subscriber, count).await?;
-    mem_peers(count.min(2000)).await?;
-    mem_bare_actors(count).await
+    Ok(())
 }
 
 /// The floor under the figures above: the resident set of an actix actor that holds nothing
@@ -708,7 +746,11 @@ async fn mem_bare_actors(count: u64) -> Res<()> {
 
 /// Memory per subscription: `count` subscriptions of one recipient (so that only the bus's
 /// side grows: a subscription actor, its counters, its registry entry).
-async fn mem_subscriptions(bus: &bus_actors::Bus, count: u64) -> Res<()> {
+async fn mem_subscriptions(count: u64) -> Res<()> {
+    let bus = &builder(test_group())
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
     let recipient = Count(Arc::new(AtomicU64::new(0))).start().recipient();
     let mut held = Vec::new();
     let mut subscribe = async |n: u64| -> Res<()> {
