@@ -153,6 +153,7 @@ pub(crate) struct Config {
     pub(crate) ping_interval: Duration,
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) recv_buffer: usize,
+    pub(crate) busy_poll: Duration,
     pub(crate) send_buffer: usize,
     pub(crate) multicast_ttl: u32,
     /// `None`: chosen by the interface (see [`Config::max_datagram`]).
@@ -199,6 +200,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(1),
             seeds: Vec::new(),
             recv_buffer: 4 << 20,
+            busy_poll: Duration::ZERO,
             send_buffer: 4 << 20,
             multicast_ttl: 1,
             max_datagram: None,
@@ -298,6 +300,19 @@ impl BusBuilder {
     pub fn buffer_sizes(mut self, recv: usize, send: usize) -> Self {
         self.config.recv_buffer = recv;
         self.config.send_buffer = send;
+        self
+    }
+
+    /// After each datagram, keep polling the sockets for the next one for up to `period`
+    /// (yielding to the bus's other work in between) before going to sleep on them. Default: off.
+    ///
+    /// A receiver that sleeps is woken by the kernel when the next datagram arrives; on a busy
+    /// host, or a virtual machine whose idle CPU has halted, that wake-up can cost more than the
+    /// rest of a round trip (here: ~100 µs against ~20). Busy polling keeps the thread running
+    /// through the gaps of a conversation, trading CPU for latency: up to `period` of one core
+    /// after each datagram received.
+    pub fn busy_poll(mut self, period: Duration) -> Self {
+        self.config.busy_poll = period;
         self
     }
 
@@ -472,6 +487,12 @@ impl BusBuilder {
                 c.max_datagram()
             )));
         }
+        if c.busy_poll > Duration::from_secs(1) {
+            return Err(Error::Config(format!(
+                "busy_poll is {:?}, at most 1 s: it keeps a core busy that long after every datagram",
+                c.busy_poll
+            )));
+        }
         if c.beacon_interval < Duration::from_millis(1) {
             return Err(Error::Config(
                 "beacon_interval must be at least 1 ms".into(),
@@ -496,6 +517,20 @@ impl BusBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_polling_is_off_by_default_and_bounded() {
+        assert!(BusBuilder::new().insecure().validate().is_ok());
+        assert_eq!(BusBuilder::new().config.busy_poll, Duration::ZERO);
+        let too_long = BusBuilder::new()
+            .insecure()
+            .busy_poll(Duration::from_secs(2))
+            .validate();
+        assert!(
+            matches!(&too_long, Err(Error::Config(m)) if m.contains("busy_poll")),
+            "{too_long:?}"
+        );
+    }
 
     #[test]
     fn datagrams_are_large_on_loopback_and_lan_sized_elsewhere_unless_set() {

@@ -28,6 +28,7 @@ run() { # tag, then bus-bench arguments; tags the result line so pairs can be to
 for ((r = 0; r < rounds; r++)); do
   run raw_udp udp-lat --size 64 --count 5000
   run bus_lat lat --size 64 --count 5000
+  run bus_lat_busy lat --size 64 --count 5000 --busy-poll-us 300
   run plain thr --size 64 --secs "$secs" --reliability reliable
   run batch64 thr --size 64 --secs "$secs" --reliability reliable --batch 64
   run encrypted thr --size 64 --secs "$secs" --reliability reliable --encrypted
@@ -46,6 +47,7 @@ def med(tag, key):
     return statistics.median(v) if v else None
 for name, a, b, key in [
     ("lat_vs_raw_udp", "bus_lat", "raw_udp", "p50_us"),
+    ("lat_busy_poll_vs_raw_udp", "bus_lat_busy", "raw_udp", "p50_us"),
     ("encrypted_vs_plain_reliable", "encrypted", "plain", "msgs_per_s"),
     ("batch64_vs_single_reliable", "batch64", "plain", "msgs_per_s"),
     ("loss10_vs_lossless_reliable", "loss10", "lossless", "msgs_per_s"),

@@ -14,6 +14,17 @@ async fn three_peers_in_one_process_receive_every_message() {
 }
 
 #[actix::test]
+async fn busy_polling_peers_receive_every_message() {
+    // The receive loop's polling path, not only its sleeping one.
+    let group = test_group();
+    let mut make = || builder(group).busy_poll(bus_actors::Duration::from_micros(500));
+    let buses = scenarios::three_peers_receive_every_message(&mut make, 2_000).await;
+    for bus in buses {
+        bus.shutdown().await.expect("shutdown");
+    }
+}
+
+#[actix::test]
 async fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     let group = test_group();
     scenarios::late_joiner_is_discovered_within_two_beacon_intervals(&mut || builder(group)).await;

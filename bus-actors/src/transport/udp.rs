@@ -108,8 +108,8 @@ impl UdpTransport {
             .local_addr()
             .map_err(socket_error("unicast local address"))?;
         Ok(UdpTransport {
-            unicast: Arc::new(BatchSocket::new(unicast)?),
-            group_socket: Arc::new(BatchSocket::new(group_socket.into())?),
+            unicast: Arc::new(BatchSocket::new(unicast, config.busy_poll)?),
+            group_socket: Arc::new(BatchSocket::new(group_socket.into(), config.busy_poll)?),
             group,
             local,
         })
@@ -140,15 +140,24 @@ fn new_socket(domain: Domain, config: &Config) -> Result<Socket, Error> {
 struct BatchSocket {
     io: AsyncFd<std::net::UdpSocket>,
     state: UdpSocketState,
+    /// How long to keep polling for the next datagram before waiting for readiness.
+    busy_poll: std::time::Duration,
 }
 
 impl BatchSocket {
-    fn new(socket: std::net::UdpSocket) -> Result<BatchSocket, Error> {
+    fn new(
+        socket: std::net::UdpSocket,
+        busy_poll: std::time::Duration,
+    ) -> Result<BatchSocket, Error> {
         let state =
             UdpSocketState::new((&socket).into()).map_err(socket_error("quinn-udp state"))?;
         let io = register(socket, Interest::READABLE)
             .map_err(socket_error("register socket with tokio"))?;
-        Ok(BatchSocket { io, state })
+        Ok(BatchSocket {
+            io,
+            state,
+            busy_poll,
+        })
     }
 
     /// Waits until the socket can take a datagram again, registered for writability only
@@ -159,9 +168,25 @@ impl BatchSocket {
     }
 
     /// Waits for datagrams and returns every one a single batched call yields, GRO segments
-    /// split apart.
+    /// split apart. With busy polling on, it first keeps asking the socket, yielding to the
+    /// other tasks in between, for up to `busy_poll`.
     async fn recv_batch(&self, bufs: &mut [Vec<u8>], out: &mut VecDeque<Datagram>) {
         let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        if !self.busy_poll.is_zero() {
+            let until = std::time::Instant::now() + self.busy_poll;
+            loop {
+                match self.recv_into(self.io.get_ref(), bufs, &mut meta, out) {
+                    Ok(count) if count > 0 => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => tracing::debug!("receive error: {e}"),
+                }
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         loop {
             let mut ready = match self.io.readable().await {
                 Ok(ready) => ready,
@@ -170,44 +195,56 @@ impl BatchSocket {
                     continue;
                 }
             };
-            let mut slices: Vec<IoSliceMut<'_>> =
-                bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            let received = match ready.try_io(|socket| {
-                self.state
-                    .recv(socket.get_ref().into(), &mut slices, &mut meta)
-            }) {
+            let received = match ready
+                .try_io(|socket| self.recv_into(socket.get_ref(), bufs, &mut meta, out))
+            {
                 Ok(received) => received,
                 Err(_would_block) => continue,
             };
             match received {
                 Ok(count) => {
-                    if count < slices.len() {
+                    if count < bufs.len() {
                         // The queue is drained: wait for the next datagram's edge instead of
                         // asking again only to hear `EAGAIN`. The runtime keeps an edge that
                         // arrived meanwhile.
                         ready.clear_ready();
                     }
-                    for (m, buf) in meta.iter().zip(bufs.iter()).take(count) {
-                        // GRO may have coalesced several datagrams, `stride` bytes apart; an
-                        // empty datagram is still a datagram (and gets counted as malformed).
-                        let stride = if m.stride == 0 { m.len } else { m.stride };
-                        let data = &buf[..m.len];
-                        let segments = data.chunks(stride.max(1));
-                        let empty = m.len == 0;
-                        for segment in segments.chain(empty.then_some(data)) {
-                            out.push_back(Datagram {
-                                from: m.addr,
-                                bytes: Bytes::copy_from_slice(segment),
-                            });
-                        }
+                    if count > 0 {
+                        return;
                     }
-                    return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // ICMP errors from earlier sends and interrupted calls: keep receiving.
                 Err(e) => tracing::debug!("receive error: {e}"),
             }
         }
+    }
+
+    /// One batched receive without waiting: the datagrams it yields go to `out`, GRO segments
+    /// split apart. Returns how many datagrams the call returned.
+    fn recv_into(
+        &self,
+        socket: &std::net::UdpSocket,
+        bufs: &mut [Vec<u8>],
+        meta: &mut [RecvMeta],
+        out: &mut VecDeque<Datagram>,
+    ) -> io::Result<usize> {
+        let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        let count = self.state.recv(socket.into(), &mut slices, meta)?;
+        for (m, buf) in meta.iter().zip(bufs.iter()).take(count) {
+            // GRO may have coalesced several datagrams, `stride` bytes apart; an empty datagram
+            // is still a datagram (and gets counted as malformed).
+            let stride = if m.stride == 0 { m.len } else { m.stride };
+            let data = &buf[..m.len];
+            let segments = data.chunks(stride.max(1));
+            let empty = m.len == 0;
+            for segment in segments.chain(empty.then_some(data)) {
+                out.push_back(Datagram {
+                    from: m.addr,
+                    bytes: Bytes::copy_from_slice(segment),
+                });
+            }
+        }
+        Ok(count)
     }
 
     /// Sends `contents` (one datagram, or `segment_size` segments of one) to `to`.

@@ -183,6 +183,8 @@ struct Link {
     encrypted: bool,
     /// `None`: the bus's default for loopback.
     max_datagram: Option<usize>,
+    /// Microseconds to keep polling after each datagram; 0: off (the default).
+    busy_poll_us: u64,
 }
 
 impl Link {
@@ -196,6 +198,7 @@ impl Link {
                 .map(|v| v.parse())
                 .transpose()
                 .map_err(|_| "--max-datagram: bad number")?,
+            busy_poll_us: args.num("busy-poll-us", 0)?,
         })
     }
 
@@ -209,6 +212,9 @@ impl Link {
         ];
         if let Some(bytes) = self.max_datagram {
             out.extend(["--max-datagram".to_owned(), bytes.to_string()]);
+        }
+        if self.busy_poll_us > 0 {
+            out.extend(["--busy-poll-us".to_owned(), self.busy_poll_us.to_string()]);
         }
         out
     }
@@ -224,7 +230,8 @@ fn bench_builder(group: SocketAddr, link: &Link, seed: u64) -> bus_actors::BusBu
     let builder = match link.max_datagram {
         Some(bytes) => builder.max_datagram(bytes),
         None => builder,
-    };
+    }
+    .busy_poll(bus_actors::Duration::from_micros(link.busy_poll_us));
     if link.loss > 0.0 {
         builder.liveness_factor(10).inject_faults(Faults {
             loss: link.loss,
