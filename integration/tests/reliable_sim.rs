@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use bus_actors::transport::SimHub;
-use bus_actors::{Error, Topic, WindowLimits};
+use bus_actors::{Bus, BusBuilder, Error, Event, Topic, WindowLimits};
 use bus_core::sim::{LinkConfig, NodeId};
 use integration::scenarios::{self, publish_reliably};
 use integration::{
     Reliable, await_subscribers, events, receive, run_in_virtual_time, sim_builders, subscribe,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const SEED: u64 = 0xfeed;
 
@@ -23,6 +24,27 @@ fn lossy(loss: f64) -> LinkConfig {
         reorder: 0.05,
         reorder_delay: Duration::from_millis(2),
     }
+}
+
+/// A publisher whose per-peer window holds `in_flight` messages, and a subscriber of `T` it has
+/// discovered, on `hub`; `tune` adjusts both builders. Returns the publisher, and the
+/// subscriber's bus and its events.
+async fn windowed_pair<T: Topic>(
+    hub: &SimHub,
+    in_flight: usize,
+    tune: impl Fn(BusBuilder) -> BusBuilder,
+) -> (Bus, Bus, UnboundedReceiver<Event<T>>) {
+    let mut make = sim_builders(hub, SEED);
+    let window = WindowLimits {
+        per_peer_messages: in_flight,
+        ..WindowLimits::default()
+    };
+    let publisher = tune(make()).reliable_window(window).start().await.unwrap();
+    let subscriber = tune(make()).start().await.unwrap();
+    let rx = subscribe::<T>(&subscriber).await;
+    let mut ev = events(&publisher);
+    await_subscribers(&publisher, &mut ev, T::ID, 1, Duration::from_secs(5)).await;
+    (publisher, subscriber, rx)
 }
 
 #[test]
@@ -106,16 +128,7 @@ fn a_publisher_faster_than_the_window_waits_and_try_reports_busy() {
             ..LinkConfig::default()
         };
         let hub = SimHub::new(SEED, 2, config);
-        let mut make = sim_builders(&hub, SEED);
-        let window = WindowLimits {
-            per_peer_messages: 32,
-            ..WindowLimits::default()
-        };
-        let publisher = make().reliable_window(window).start().await.unwrap();
-        let subscriber = make().start().await.unwrap();
-        let mut rx = subscribe::<Reliable>(&subscriber).await;
-        let mut ev = events(&publisher);
-        await_subscribers(&publisher, &mut ev, Reliable::ID, 1, Duration::from_secs(5)).await;
+        let (publisher, _subscriber, mut rx) = windowed_pair::<Reliable>(&hub, 32, |b| b).await;
 
         let results = publish_reliably(&publisher, 500, 500, |_| {}).await;
         assert!(results.iter().all(Result::is_ok));
@@ -140,22 +153,12 @@ fn a_publisher_faster_than_the_window_waits_and_try_reports_busy() {
 fn a_batch_larger_than_the_window_arrives_exactly_once_with_its_reports_in_order() {
     run_in_virtual_time(|| async {
         let hub = SimHub::new(SEED, 2, lossy(0.3));
-        let mut make = sim_builders(&hub, SEED);
-        let window = WindowLimits {
-            per_peer_messages: 32,
-            ..WindowLimits::default()
-        };
-        let publisher = make()
-            .reliable_window(window)
-            .liveness_factor(10)
-            .reliable_deadline(bus_actors::Duration::from_secs(30))
-            .start()
-            .await
-            .unwrap();
-        let subscriber = make().liveness_factor(10).start().await.unwrap();
-        let mut rx = subscribe::<Reliable>(&subscriber).await;
-        let mut ev = events(&publisher);
-        await_subscribers(&publisher, &mut ev, Reliable::ID, 1, Duration::from_secs(5)).await;
+        // As in the 30%-loss test above: no membership flaps, time for enough attempts.
+        let (publisher, _subscriber, mut rx) = windowed_pair::<Reliable>(&hub, 32, |b| {
+            b.liveness_factor(10)
+                .reliable_deadline(bus_actors::Duration::from_secs(30))
+        })
+        .await;
 
         let reports = publisher
             .publish_reliable_batch((0..300).map(|seq| Reliable { seq }))
@@ -199,17 +202,8 @@ struct Blob {
 fn a_batch_stops_at_a_message_too_large_and_what_went_before_is_still_delivered() {
     run_in_virtual_time(|| async {
         let hub = SimHub::new(SEED, 2, lossy(0.0));
-        let mut make = sim_builders(&hub, SEED);
         // A window of exactly the messages before the refused one.
-        let window = WindowLimits {
-            per_peer_messages: 10,
-            ..WindowLimits::default()
-        };
-        let publisher = make().reliable_window(window).start().await.unwrap();
-        let subscriber = make().start().await.unwrap();
-        let mut rx = subscribe::<Blob>(&subscriber).await;
-        let mut ev = events(&publisher);
-        await_subscribers(&publisher, &mut ev, Blob::ID, 1, Duration::from_secs(5)).await;
+        let (publisher, _subscriber, mut rx) = windowed_pair::<Blob>(&hub, 10, |b| b).await;
 
         let small = |n: u8| Blob { data: vec![n; 8] };
         let batch = (0..10)
