@@ -110,6 +110,18 @@ impl DropReason {
         }
     }
 
+    pub(crate) fn of_handshake_error(e: bus_core::crypto::handshake::HandshakeError) -> DropReason {
+        use bus_core::crypto::handshake::HandshakeError;
+        match e {
+            HandshakeError::Malformed => DropReason::Malformed,
+            HandshakeError::BadSuite => DropReason::BadSuite,
+            HandshakeError::BadMac => DropReason::BadMac,
+            HandshakeError::Auth => DropReason::AuthFailure,
+            HandshakeError::UnknownIndex => DropReason::UnknownPeer,
+            _ => DropReason::Malformed,
+        }
+    }
+
     pub(crate) fn of_decode_error(e: &bus_core::wire::DecodeError) -> DropReason {
         match e.reason() {
             "truncated" => DropReason::Truncated,

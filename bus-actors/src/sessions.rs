@@ -137,20 +137,19 @@ impl Sessions {
             .get_mut(&addr)
             .ok_or(OpenError::UnknownSender)?;
         let peer = slots.peer.ok_or(OpenError::UnknownSender)?;
-        let base = packet.as_ptr() as usize;
         let promote: Option<usize>;
         let on_current = slots
             .current
             .as_ref()
             .is_some_and(|s| s.local_index == session_index);
         let expired = |s: &Session| now - s.established_at() >= reject_after;
-        let body = if on_current {
+        let range = if on_current {
             promote = None;
             slots.current.as_mut().map(|s| {
                 if expired(s) {
                     return Err(OpenError::Expired);
                 }
-                s.open(packet)
+                s.open_range(packet)
             })
         } else if let Some(i) = slots
             .pending
@@ -158,19 +157,17 @@ impl Sessions {
             .position(|s| s.local_index == session_index)
         {
             promote = Some(i);
-            slots.pending.get_mut(i).map(|s| s.open(packet))
+            slots.pending.get_mut(i).map(|s| s.open_range(packet))
         } else {
             promote = None;
             slots.previous.as_mut().map(|s| {
                 if expired(s) {
                     return Err(OpenError::Expired);
                 }
-                s.open(packet)
+                s.open_range(packet)
             })
         }
         .ok_or(OpenError::UnknownSender)??;
-        let start = body.as_ptr() as usize - base;
-        let range = start..start + body.len();
         if on_current {
             slots.current_heard = true;
         }

@@ -57,6 +57,10 @@ const TIMESTAMP_FRAME: Frame<'static> = Frame::Timestamp {
     sent_at_us: u64::MAX,
 };
 
+/// Bodies sealed per batch handed to the transport (1 MiB of 16 KiB bodies; one GSO call holds
+/// at most 64 segments anyway).
+const MAX_BODIES_PER_BATCH: usize = 64;
+
 /// The hasher of the maps on the hot paths: randomly seeded like std's SipHash, and much cheaper
 /// on the 8- and 16-byte ids they hold (a lookup or two on every publish and every datagram).
 pub(crate) type FastHash = foldhash::fast::RandomState;
@@ -244,23 +248,36 @@ impl Shared {
         }
     }
 
-    /// Takes every queued body, wrapped into packets, or marks the outbox idle if there is none.
-    pub(crate) fn drain_outbox(&self) -> Vec<(Target, Vec<u8>)> {
+    /// Takes every queued body, wrapped into packets, and the handshake messages waiting.
+    ///
+    /// Returns `None`, and marks the outbox idle, once nothing was queued. Each body is taken out
+    /// under the lock and sealed outside it, so publishers on other threads need not wait for the
+    /// encryption; and it is handed back right after, so the next body reuses a buffer still in
+    /// the cache (taking them all out first halved 1 KiB throughput).
+    pub(crate) fn drain_outbox(&self) -> Option<Vec<(Target, Vec<u8>)>> {
         let mut batch = std::mem::take(&mut *lock(&self.raw_out));
-        let mut outbox = lock(&self.outbox);
-        while let Some((target, body)) = outbox.batcher.poll_body() {
+        let mut took = 0;
+        // Bounded: with the lock let go while sealing, publishers may keep the outbox filling.
+        while took < MAX_BODIES_PER_BATCH {
+            let next = {
+                let mut outbox = lock(&self.outbox);
+                let next = outbox.batcher.poll_body();
+                if next.is_none() && took == 0 && batch.is_empty() {
+                    outbox.flush_requested = false;
+                    return None;
+                }
+                next
+            };
+            let Some((target, body)) = next else { break };
+            took += 1;
             let packet = self.seal(target, &body);
-            outbox.batcher.recycle(body);
+            lock(&self.outbox).batcher.recycle(body);
             if !packet.is_empty() {
                 batch.push((target, packet));
             }
         }
-        if batch.is_empty() {
-            outbox.flush_requested = false;
-        }
-        drop(outbox);
         self.outbox_space.notify_waiters();
-        batch
+        Some(batch)
     }
 
     /// The security mode (validated at start: always set).

@@ -10,7 +10,7 @@ use std::sync::{Arc, PoisonError};
 
 use actix::prelude::*;
 use bus_core::crypto::EpochReceiver;
-use bus_core::crypto::handshake::{self, CookieSecret, HandshakeError, Initiation};
+use bus_core::crypto::handshake::{self, CookieSecret, Initiation};
 use bus_core::discovery::{BeaconIgnored, MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
 use bus_core::reliability::{Arrival, SenderWindows};
 use bus_core::wire::{
@@ -80,8 +80,9 @@ const HANDSHAKE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1
 /// Multicast epochs cached: two per sender for a large cluster.
 const MAX_EPOCHS: usize = 2048;
 
-/// Message ids per ack frame: a few hundred bytes at worst, well inside a datagram.
-const IDS_PER_ACK: usize = 64;
+/// Ranges per ack frame: a few hundred bytes at worst (the ids of one sender lie within its
+/// window, so gaps and lengths take a few bytes each), well inside a datagram.
+const RANGES_PER_ACK: usize = 64;
 
 impl SocketActor {
     pub(crate) fn new(shared: Arc<Shared>, mut transport: Box<dyn Transport>, seed: u64) -> Self {
@@ -141,16 +142,14 @@ impl SocketActor {
     fn send_beacon(&self, targets: &[Target], leaving: bool) {
         let beacon = self.beacon(leaving);
         for target in targets {
-            let mut outbox = crate::shared::lock(&self.shared.outbox);
-            if let Err(e) = outbox.batcher.push_encoded(target, &beacon) {
+            if let Err(e) =
+                self.shared
+                    .enqueue_encoded(*target, bus_core::wire::FrameType::Beacon, &beacon)
+            {
                 tracing::error!("beacon does not fit in a datagram: {e}");
                 return;
             }
-            self.shared
-                .metrics
-                .frame_out(bus_core::wire::FrameType::Beacon);
         }
-        // The actor itself flushes; no need to go through the mailbox.
     }
 
     fn beacon_targets(&self) -> Vec<Target> {
@@ -185,11 +184,13 @@ impl SocketActor {
         }
     }
 
-    /// Turns the acknowledgements owed into ack frames, batched per sender.
+    /// Turns the acknowledgements owed into ack frames, batched per sender: the ids merged into
+    /// ranges first, so a run of consecutive ids costs one range whatever its length.
     fn queue_acks(&mut self) {
         for (to, ids) in std::mem::take(&mut self.acks_owed) {
-            for chunk in ids.chunks(IDS_PER_ACK) {
-                let ranges = AckRanges::from_ranges(chunk.iter().map(|id| *id..=*id));
+            let all = AckRanges::from_ranges(ids.iter().map(|id| *id..=*id));
+            for chunk in all.ranges().chunks(RANGES_PER_ACK) {
+                let ranges = AckRanges::from_ranges(chunk.iter().cloned());
                 if self
                     .shared
                     .enqueue(Target::Unicast(to), &Frame::Ack(ranges))
@@ -339,12 +340,12 @@ impl SocketActor {
         }
         let routes = subscribers
             .into_iter()
-            .map(|(topic, mut peers)| {
+            .map(|(topic, peers)| {
                 let target = match peers.as_slice() {
                     [only] => Target::Unicast(only.addr),
                     _ => Target::Group,
                 };
-                peers.sort_by_key(|p| p.id);
+                // The table yields peers by id, so these are sorted.
                 let subscribers = peers.iter().map(|p| p.id).collect();
                 (
                     topic,
@@ -431,24 +432,19 @@ impl SocketActor {
             return None;
         }
         let mut packet = writable(bytes);
-        let base = packet.as_ptr() as usize;
         let security = self.shared.security();
         let opened = self
             .epochs
-            .open(&mut packet, |sender, material, timestamp_ms| {
+            .open_range(&mut packet, |sender, material, timestamp_ms| {
                 security.epoch_key(sender, material, timestamp_ms)
             });
-        let (sender, range) = match opened {
-            Ok((sender, body)) => {
-                let start = body.as_ptr() as usize - base;
-                (sender, start..start + body.len())
-            }
+        match opened {
+            Ok((sender, range)) => Some((sender, packet.freeze().slice(range))),
             Err(e) => {
                 metrics.dropped(DropReason::of_open_error(e));
-                return None;
+                None
             }
-        };
-        Some((sender, packet.freeze().slice(range)))
+        }
     }
 
     fn open_session(&mut self, bytes: Bytes) -> Option<(PeerId, Bytes)> {
@@ -494,11 +490,7 @@ impl SocketActor {
         };
         // mac1 costs one keyed hash: junk stops here, before it can take a handshake slot.
         if let Err(e) = handshake::check_initiation(&datagram.bytes, &credentials) {
-            return metrics.dropped(match e {
-                HandshakeError::BadMac => DropReason::BadMac,
-                HandshakeError::BadSuite => DropReason::BadSuite,
-                _ => DropReason::Malformed,
-            });
+            return metrics.dropped(DropReason::of_handshake_error(e));
         }
         if self.handshakes_in_flight >= self.shared.config.handshake_load_threshold
             && !self.has_cookie(datagram)
@@ -530,8 +522,9 @@ impl SocketActor {
             let metrics = &act.shared.metrics;
             let accepted = match result {
                 Ok(Ok(accepted)) => accepted,
-                Ok(Err(HandshakeError::BadMac)) => return metrics.dropped(DropReason::BadMac),
-                Ok(Err(_)) | Err(_) => return metrics.dropped(DropReason::AuthFailure),
+                Ok(Err(e)) => return metrics.dropped(DropReason::of_handshake_error(e)),
+                // The computation panicked: nothing came of this initiation.
+                Err(_) => return metrics.dropped(DropReason::AuthFailure),
             };
             let mut sessions = crate::shared::lock(&act.shared.sessions);
             let last = sessions.last_timestamp.get(&accepted.client).copied();
@@ -582,7 +575,7 @@ impl SocketActor {
                 drop(sessions);
                 self.shared.send_raw(Target::Unicast(addr), packet.to_vec());
             }
-            Err(_) => metrics.dropped(DropReason::AuthFailure),
+            Err(e) => metrics.dropped(DropReason::of_handshake_error(e)),
         }
     }
 
@@ -598,8 +591,7 @@ impl SocketActor {
         let now = self.shared.clock.now();
         match outstanding.initiation.finish(&datagram.bytes, now) {
             Ok(session) => sessions.install(outstanding.addr, outstanding.peer, session, true),
-            Err(HandshakeError::BadMac) => metrics.dropped(DropReason::BadMac),
-            Err(_) => metrics.dropped(DropReason::AuthFailure),
+            Err(e) => metrics.dropped(DropReason::of_handshake_error(e)),
         }
     }
 
@@ -838,11 +830,7 @@ impl SocketActor {
 
 /// Sends everything the outbox holds, batch after batch, until it is empty.
 async fn send_outbox(shared: Arc<Shared>, transport: Rc<dyn Transport>) {
-    loop {
-        let batch = shared.drain_outbox();
-        if batch.is_empty() {
-            break;
-        }
+    while let Some(batch) = shared.drain_outbox() {
         let report = transport.send_batch(batch).await;
         for _ in 0..report.failed {
             shared.metrics.dropped(DropReason::SendFailed);

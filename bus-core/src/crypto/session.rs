@@ -7,6 +7,7 @@
 //! counter: a forged or corrupted packet changes no state at all.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -100,7 +101,7 @@ fn open_packet(
     key: &[u8; KEY_LEN],
     replay: &mut ReplayWindow,
     packet: &mut [u8],
-) -> Result<std::ops::Range<usize>, OpenError> {
+) -> Result<Range<usize>, OpenError> {
     let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
     let counter = header.counter();
     let header_len = header.header_len();
@@ -190,6 +191,16 @@ impl Session {
     /// # Errors
     /// [`OpenError`] says why; the packet must be dropped and counted.
     pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<&'a [u8], OpenError> {
+        let body = self.open_range(packet)?;
+        Ok(&packet[body])
+    }
+
+    /// [`Session::open`], returning where the body lies in the packet (for a caller that keeps
+    /// the packet's buffer and slices it).
+    ///
+    /// # Errors
+    /// As [`Session::open`].
+    pub fn open_range(&mut self, packet: &mut [u8]) -> Result<Range<usize>, OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::Data || header.session_index() != self.local_index {
             return Err(OpenError::UnknownSender);
@@ -197,8 +208,7 @@ impl Session {
         if header.suite() != SUITE_CHACHA {
             return Err(OpenError::BadSuite(header.suite()));
         }
-        let body = open_packet(&self.recv.key, &mut self.replay, packet)?;
-        Ok(&packet[body])
+        open_packet(&self.recv.key, &mut self.replay, packet)
     }
 }
 
@@ -441,6 +451,20 @@ impl EpochReceiver {
         packet: &'a mut [u8],
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
     ) -> Result<(PeerId, &'a [u8]), OpenError> {
+        let (sender, body) = self.open_range(packet, key_of)?;
+        Ok((sender, &packet[body]))
+    }
+
+    /// [`EpochReceiver::open`], returning where the body lies in the packet (for a caller that
+    /// keeps the packet's buffer and slices it).
+    ///
+    /// # Errors
+    /// As [`EpochReceiver::open`].
+    pub fn open_range(
+        &mut self,
+        packet: &mut [u8],
+        key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
+    ) -> Result<(PeerId, Range<usize>), OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::MulticastData {
             return Err(OpenError::Malformed);
@@ -482,7 +506,7 @@ impl EpochReceiver {
                 body
             }
         };
-        Ok((sender, &packet[body]))
+        Ok((sender, body))
     }
 
     /// Epochs cached.
