@@ -103,11 +103,23 @@ impl Security {
             Security::Insecure => None,
             Security::Psk { .. } => {
                 let psk = self.psk_of(local)?;
-                SenderEpoch::generate_psk(local, &psk.0, timestamp_ms).ok()
+                Some(SenderEpoch::generate_psk(
+                    local,
+                    &psk.0,
+                    timestamp_ms,
+                    &mut rand::rng(),
+                ))
             }
             Security::PublicKey {
                 identity, group, ..
-            } => SenderEpoch::generate_pk(local, identity, group.public(), timestamp_ms).ok(),
+            } => SenderEpoch::generate_pk(
+                local,
+                identity,
+                group.public(),
+                timestamp_ms,
+                &mut rand::rng(),
+            )
+            .ok(),
         }
     }
 

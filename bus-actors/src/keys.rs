@@ -3,7 +3,28 @@
 
 use std::path::Path;
 
+pub use bus_core::crypto::handshake::PresharedKey;
+pub use bus_core::crypto::noise::Keypair;
+
+use rand::TryRngCore;
+
 use crate::error::Error;
+
+/// A fresh 32-byte key from the operating system's random source: a new cluster pre-shared key
+/// or X25519 private key.
+pub fn random_key() -> [u8; 32] {
+    bus_core::crypto::random_key(&mut rand::rngs::OsRng.unwrap_err())
+}
+
+/// A fresh X25519 key pair from the operating system's random source, for
+/// [`BusBuilder::public_key_mode`](crate::BusBuilder::public_key_mode).
+///
+/// # Errors
+/// [`Error::Config`] in the negligible case that the drawn key is unusable.
+pub fn generate_keypair() -> Result<Keypair, Error> {
+    Keypair::generate(&mut rand::rngs::OsRng.unwrap_err())
+        .map_err(|e| Error::Config(format!("no key pair could be made: {e}")))
+}
 
 /// Reads a 32-byte key (a pre-shared key, or an X25519 private key) from `path`.
 ///

@@ -496,10 +496,15 @@ impl SocketActor {
             && !self.has_cookie(datagram)
         {
             // Under load: no work for an initiator that has not proved its address.
-            let reply = self
-                .cookies
-                .as_ref()
-                .and_then(|c| c.reply(&datagram.bytes, datagram.from, &credentials).ok());
+            let reply = self.cookies.as_ref().and_then(|c| {
+                c.reply(
+                    &datagram.bytes,
+                    datagram.from,
+                    &credentials,
+                    &mut rand::rng(),
+                )
+                .ok()
+            });
             if let Some(reply) = reply {
                 self.shared
                     .send_raw(Target::Unicast(datagram.from), reply.to_vec());
@@ -514,8 +519,12 @@ impl SocketActor {
         let from = datagram.from;
         let local_index = self.rng.next_u32();
         let now = self.shared.clock.now();
+        let Ok(ephemeral) = bus_core::crypto::noise::Keypair::generate(&mut rand::rng()) else {
+            self.handshakes_in_flight -= 1;
+            return self.shared.metrics.dropped(DropReason::AuthFailure);
+        };
         let work = tokio::task::spawn_blocking(move || {
-            handshake::respond(&initiation, &credentials, local_index, now, None)
+            handshake::respond(&initiation, &credentials, local_index, now, ephemeral)
         });
         ctx.spawn(work.into_actor(self).map(move |result, act, _| {
             act.handshakes_in_flight -= 1;
@@ -547,11 +556,11 @@ impl SocketActor {
     fn has_cookie(&mut self, datagram: &Datagram) -> bool {
         let now = self.shared.clock.now();
         if self.cookies.is_none() {
-            self.cookies = CookieSecret::new(now).ok();
+            self.cookies = Some(CookieSecret::new(now, &mut rand::rng()));
         }
         match &mut self.cookies {
             Some(secret) => {
-                secret.rotate_if_due(now);
+                secret.rotate_if_due(now, &mut rand::rng());
                 secret.check_mac2(&datagram.bytes, datagram.from)
             }
             None => false,
@@ -626,8 +635,12 @@ impl SocketActor {
         let timestamp = self.last_initiation;
         let index = self.rng.next_u32();
         let local_id = self.shared.local_id;
+        let Ok(ephemeral) = bus_core::crypto::noise::Keypair::generate(&mut rand::rng()) else {
+            self.initiations_starting.remove(&addr);
+            return;
+        };
         let work = tokio::task::spawn_blocking(move || {
-            Initiation::start(local_id, &credentials, index, timestamp, None)
+            Initiation::start(local_id, &credentials, index, timestamp, ephemeral)
         });
         ctx.spawn(work.into_actor(self).map(move |result, act, _| {
             act.initiations_starting.remove(&addr);

@@ -133,6 +133,7 @@ fn kkpsk2_matches_the_vectors() {
 fn a_wrong_psk_fails_to_authenticate() {
     let keys = |psk| HandshakeKeys {
         psks: vec![[psk; 32]],
+        ephemeral: Some(fresh()),
         ..HandshakeKeys::default()
     };
     let mut initiator = HandshakeState::new(NN_PSK0, true, b"p", keys(1)).unwrap();
@@ -145,6 +146,7 @@ fn a_wrong_psk_fails_to_authenticate() {
 fn a_different_prologue_fails_to_authenticate() {
     let keys = || HandshakeKeys {
         psks: vec![[7; 32]],
+        ephemeral: Some(fresh()),
         ..HandshakeKeys::default()
     };
     let mut initiator = HandshakeState::new(NN_PSK0, true, b"suite 1", keys()).unwrap();
@@ -155,9 +157,9 @@ fn a_different_prologue_fails_to_authenticate() {
 
 #[test]
 fn kk_with_an_unknown_static_key_fails() {
-    let a = Keypair::generate().unwrap();
-    let b = Keypair::generate().unwrap();
-    let mallory = Keypair::generate().unwrap();
+    let a = fresh();
+    let b = fresh();
+    let mallory = fresh();
     let mut initiator = HandshakeState::new(
         KK,
         true,
@@ -165,6 +167,7 @@ fn kk_with_an_unknown_static_key_fails() {
         HandshakeKeys {
             static_keys: Some(mallory),
             remote_static: Some(*b.public()),
+            ephemeral: Some(fresh()),
             ..HandshakeKeys::default()
         },
     )
@@ -176,10 +179,16 @@ fn kk_with_an_unknown_static_key_fails() {
         HandshakeKeys {
             static_keys: Some(b),
             remote_static: Some(*a.public()),
+            ephemeral: Some(fresh()),
             ..HandshakeKeys::default()
         },
     )
     .unwrap();
     let first = initiator.write_message(&[]).unwrap();
     assert!(responder.read_message(&first).is_err());
+}
+
+/// A fresh key pair (the core draws no randomness of its own; tests pass the thread's).
+fn fresh() -> Keypair {
+    Keypair::generate(&mut rand::rng()).unwrap()
 }

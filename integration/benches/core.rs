@@ -14,8 +14,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn sessions() -> (bus_core::crypto::Session, bus_core::crypto::Session) {
     let psk = Credentials::Psk(PresharedKey([7; 32]));
     let (initiation, init) =
-        Initiation::start(PeerId([1; 16]), &psk, 1, 1, None).expect("initiation");
-    let accepted = respond(&init, &psk, 2, Instant::ZERO, None).expect("response");
+        Initiation::start(PeerId([1; 16]), &psk, 1, 1, fresh()).expect("initiation");
+    let accepted = respond(&init, &psk, 2, Instant::ZERO, fresh()).expect("response");
     let a = initiation
         .finish(&accepted.response, Instant::ZERO)
         .expect("session");
@@ -79,3 +79,7 @@ fn retransmission(c: &mut Criterion) {
 
 criterion_group!(benches, crypto, windows, retransmission);
 criterion_main!(benches);
+
+fn fresh() -> bus_core::crypto::noise::Keypair {
+    bus_core::crypto::noise::Keypair::generate(&mut rand::rng()).expect("key pair")
+}

@@ -314,8 +314,10 @@ async fn discovered_peers_handshake_and_talk_over_sessions() {
 async fn public_key_mode_works_and_refuses_untrusted_peers() {
     use bus_core::crypto::noise::Keypair;
     let group_addr = test_group();
-    let group_key = Keypair::generate().unwrap();
-    let identities: Vec<Keypair> = (0..4).map(|_| Keypair::generate().unwrap()).collect();
+    let group_key = Keypair::generate(&mut rand::rng()).unwrap();
+    let identities: Vec<Keypair> = (0..4)
+        .map(|_| Keypair::generate(&mut rand::rng()).unwrap())
+        .collect();
     let publics: Vec<[u8; 32]> = identities.iter().map(|k| *k.public()).collect();
     let pk_builder = |identity: &Keypair| {
         let mut builder = bus_actors::Bus::builder()
@@ -337,7 +339,7 @@ async fn public_key_mode_works_and_refuses_untrusted_peers() {
 
     // A stranger with the group key but an identity nobody trusts: its beacons carry an epoch
     // no member can derive.
-    let stranger = pk_builder(&Keypair::generate().unwrap())
+    let stranger = pk_builder(&Keypair::generate(&mut rand::rng()).unwrap())
         .start()
         .await
         .unwrap();

@@ -83,17 +83,17 @@ impl Credentials {
         }
     }
 
-    fn keys(&self, ephemeral: Option<Keypair>) -> HandshakeKeys {
+    fn keys(&self, ephemeral: Keypair) -> HandshakeKeys {
         match self {
             Credentials::Psk(psk) => HandshakeKeys {
                 psks: vec![psk.0],
-                ephemeral,
+                ephemeral: Some(ephemeral),
                 ..HandshakeKeys::default()
             },
             Credentials::PublicKey { local, remote } => HandshakeKeys {
                 static_keys: Some(local.clone()),
                 remote_static: Some(*remote),
-                ephemeral,
+                ephemeral: Some(ephemeral),
                 ..HandshakeKeys::default()
             },
         }
@@ -220,23 +220,18 @@ impl CookieSecret {
     /// How often the secret changes: a cookie is good for at most this long.
     pub const ROTATE_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
 
-    /// A fresh secret.
-    ///
-    /// # Errors
-    /// [`CryptoError::Rng`] if the random source fails.
-    pub fn new(now: Instant) -> Result<CookieSecret, CryptoError> {
-        Ok(CookieSecret {
-            secret: super::random_key()?,
+    /// A fresh secret drawn from `rng`.
+    pub fn new<R: rand::CryptoRng + ?Sized>(now: Instant, rng: &mut R) -> CookieSecret {
+        CookieSecret {
+            secret: super::random_key(rng),
             created: now,
-        })
+        }
     }
 
     /// Replaces the secret once it is [`CookieSecret::ROTATE_EVERY`] old.
-    pub fn rotate_if_due(&mut self, now: Instant) {
-        if now - self.created >= Self::ROTATE_EVERY
-            && let Ok(fresh) = CookieSecret::new(now)
-        {
-            *self = fresh;
+    pub fn rotate_if_due<R: rand::CryptoRng + ?Sized>(&mut self, now: Instant, rng: &mut R) {
+        if now - self.created >= Self::ROTATE_EVERY {
+            *self = CookieSecret::new(now, rng);
         }
     }
 
@@ -264,18 +259,21 @@ impl CookieSecret {
     /// 64 bytes, less than the 116 it answers, so no amplification.
     ///
     /// # Errors
-    /// [`CryptoError`] if the initiation is malformed or the random source fails.
-    pub fn reply(
+    /// [`CryptoError`] if the initiation is malformed.
+    pub fn reply<R: rand::CryptoRng + ?Sized>(
         &self,
         initiation: &[u8],
         source: std::net::SocketAddr,
         credentials: &Credentials,
+        rng: &mut R,
     ) -> Result<[u8; COOKIE_REPLY_LEN], CryptoError> {
         let header = peek_init(initiation).map_err(|_| CryptoError::Truncated)?;
         let mut mac1_key = credentials.mac1_key(header.client, false);
         let key = cookie_key(&mac1_key);
         mac1_key.zeroize();
-        let nonce = XNonce::generate().map_err(|_| CryptoError::Rng)?;
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let nonce = XNonce::from(nonce);
         let mut cookie = self.cookie(source);
         let tag = XChaCha20Poly1305::seal_inplace(
             &XKey::from(key),
@@ -392,7 +390,7 @@ impl Drop for Initiation {
 impl Initiation {
     /// Starts a handshake as `client` with session index `sender_index`; `timestamp` (for
     /// example nanoseconds since the Unix epoch) must grow with every initiation to the same
-    /// responder. `ephemeral` is for test vectors; normally `None` (a fresh key).
+    /// responder. `ephemeral` is a fresh key pair the caller drew (`Keypair::generate`), or a fixed one for test vectors.
     ///
     /// # Errors
     /// [`CryptoError`] if a key is missing or the random source fails.
@@ -401,7 +399,7 @@ impl Initiation {
         credentials: &Credentials,
         sender_index: u32,
         timestamp: u64,
-        ephemeral: Option<Keypair>,
+        ephemeral: Keypair,
     ) -> Result<(Initiation, [u8; INIT_LEN]), CryptoError> {
         let mode = credentials.mode();
         let mut state = HandshakeState::new(
@@ -535,7 +533,7 @@ pub fn respond(
     credentials: &Credentials,
     local_index: u32,
     now: Instant,
-    ephemeral: Option<Keypair>,
+    ephemeral: Keypair,
 ) -> Result<Accepted, HandshakeError> {
     let header = check_initiation(initiation, credentials)?;
     let mut mac1_key = credentials.mac1_key(header.client, false);

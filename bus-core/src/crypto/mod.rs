@@ -17,14 +17,12 @@ pub use session::{
     SenderEpoch, Session, epoch_key_psk, epoch_key_receiver,
 };
 
-/// 32 fresh random bytes from the operating system: a new pre-shared key, or epoch material.
-///
-/// # Errors
-/// [`CryptoError::Rng`] if the random source fails.
-pub fn random_key() -> Result<[u8; 32], CryptoError> {
+/// 32 fresh random bytes from `rng`: a new pre-shared key, or epoch material. The core reads no
+/// random source of its own; callers pass the operating system's (or, in tests, a seeded one).
+pub fn random_key<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> [u8; 32] {
     let mut key = [0; 32];
-    orion::util::secure_rand_bytes(&mut key).map_err(|_| CryptoError::Rng)?;
-    Ok(key)
+    rng.fill_bytes(&mut key);
+    key
 }
 
 /// The peer id public-key mode gives a peer by default: BLAKE2b-128 of its static public key,

@@ -123,15 +123,13 @@ impl std::fmt::Debug for Hex<'_> {
 }
 
 impl Keypair {
-    /// A fresh key pair from the operating system's random source.
+    /// A fresh key pair from `rng` (the operating system's random source, or a seeded one in
+    /// tests).
     ///
     /// # Errors
-    /// [`CryptoError::Rng`] if the system's random source fails.
-    pub fn generate() -> Result<Keypair, CryptoError> {
-        let private = PrivateKey::generate().map_err(|_| CryptoError::Rng)?;
-        let mut bytes = [0; KEY_LEN];
-        bytes.copy_from_slice(private.unprotected_as_ref());
-        Keypair::from_private(bytes)
+    /// [`CryptoError::BadKey`] in the negligible case that the drawn key is unusable.
+    pub fn generate<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Result<Keypair, CryptoError> {
+        Keypair::from_private(super::random_key(rng))
     }
 
     /// The key pair of a given private key.
@@ -443,7 +441,8 @@ pub struct HandshakeKeys {
     pub remote_static: Option<[u8; KEY_LEN]>,
     /// Pre-shared keys, used in order by the `psk` tokens.
     pub psks: Vec<[u8; KEY_LEN]>,
-    /// A fixed ephemeral key pair, for test vectors only; otherwise one is generated.
+    /// The ephemeral key pair, freshly drawn by the caller (or fixed, for test vectors);
+    /// required by patterns with `e`.
     pub ephemeral: Option<Keypair>,
 }
 
@@ -571,10 +570,8 @@ impl HandshakeState {
         for &token in self.pattern.messages[self.next_message] {
             match token {
                 Token::E => {
-                    let e = match self.e.take() {
-                        Some(e) => e,
-                        None => Keypair::generate()?,
-                    };
+                    // The caller draws ephemeral keys: the core has no random source of its own.
+                    let e = self.e.take().ok_or(CryptoError::MissingKey)?;
                     out.extend_from_slice(&e.public);
                     self.symmetric.mix_hash(&e.public);
                     if self.pattern.uses_psk() {

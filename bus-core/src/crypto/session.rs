@@ -316,13 +316,14 @@ impl SenderEpoch {
     ///
     /// # Errors
     /// [`CryptoError`] if the random source fails or a key is worthless.
-    pub fn generate_pk(
+    pub fn generate_pk<R: rand::CryptoRng + ?Sized>(
         sender: PeerId,
         sender_static: &noise::Keypair,
         group_public: &[u8; KEY_LEN],
         timestamp_ms: u64,
+        rng: &mut R,
     ) -> Result<SenderEpoch, CryptoError> {
-        let ephemeral = noise::Keypair::generate()?;
+        let ephemeral = noise::Keypair::generate(rng)?;
         let material = *ephemeral.public();
         let mut a = ephemeral.dh(group_public)?;
         let mut b = sender_static.dh(group_public)?;
@@ -338,8 +339,7 @@ impl SenderEpoch {
         })
     }
 
-    /// A new epoch for `sender` in PSK mode. `material` must be fresh random bytes (from the
-    /// operating system) and `timestamp_ms` the wall-clock time in milliseconds.
+    /// A new epoch for `sender` in PSK mode. `material` must be fresh random bytes and `timestamp_ms` the wall-clock time in milliseconds.
     pub fn new_psk(
         sender: PeerId,
         psk: &[u8; KEY_LEN],
@@ -357,19 +357,14 @@ impl SenderEpoch {
         }
     }
 
-    /// A new epoch for `sender` in PSK mode, its material drawn from the operating system's
-    /// random source.
-    ///
-    /// # Errors
-    /// [`CryptoError::Rng`] if the random source fails.
-    pub fn generate_psk(
+    /// A new epoch for `sender` in PSK mode, its material drawn from `rng`.
+    pub fn generate_psk<R: rand::CryptoRng + ?Sized>(
         sender: PeerId,
         psk: &[u8; KEY_LEN],
         timestamp_ms: u64,
-    ) -> Result<SenderEpoch, CryptoError> {
-        let mut material = [0; 32];
-        orion::util::secure_rand_bytes(&mut material).map_err(|_| CryptoError::Rng)?;
-        Ok(SenderEpoch::new_psk(sender, psk, material, timestamp_ms))
+        rng: &mut R,
+    ) -> SenderEpoch {
+        SenderEpoch::new_psk(sender, psk, super::random_key(rng), timestamp_ms)
     }
 
     /// When the epoch started, in milliseconds since the Unix epoch.

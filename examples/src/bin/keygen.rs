@@ -16,13 +16,7 @@ fn main() -> ExitCode {
         eprintln!("usage: keygen FILE   (writes a new 32-byte key, hex, mode 600)");
         return ExitCode::from(2);
     };
-    let key = match bus_core::crypto::random_key() {
-        Ok(key) => key,
-        Err(e) => {
-            eprintln!("keygen: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let key = bus_actors::keys::random_key();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -33,7 +27,7 @@ fn main() -> ExitCode {
     match written {
         Ok(()) => {
             println!("wrote a new key to {path}; load it with bus_actors::keys::load_key");
-            if let Ok(pair) = bus_core::crypto::noise::Keypair::from_private(key) {
+            if let Ok(pair) = bus_actors::keys::Keypair::from_private(key) {
                 println!(
                     "as an X25519 private key, its public key is {}",
                     bus_actors::keys::format_key(pair.public())

@@ -857,8 +857,8 @@ fn handshakes(args: &Args) -> Res<()> {
     use bus_core::crypto::handshake::{Credentials, Initiation, PresharedKey, respond};
     use bus_core::crypto::noise::Keypair;
     let secs: f64 = args.num("secs", 2.0)?;
-    let client = Keypair::generate().map_err(|e| e.to_string())?;
-    let server = Keypair::generate().map_err(|e| e.to_string())?;
+    let client = Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
+    let server = Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
     let modes = [
         (
             "psk",
@@ -882,10 +882,22 @@ fn handshakes(args: &Args) -> Res<()> {
         let started = Instant::now();
         let mut done = 0u64;
         while started.elapsed().as_secs_f64() < secs {
-            let (initiation, init) =
-                Initiation::start(id, &initiator, 1, done, None).map_err(|e| e.to_string())?;
-            let accepted = respond(&init, &responder, 2, bus_actors::Instant::ZERO, None)
-                .map_err(|e| e.to_string())?;
+            let (initiation, init) = Initiation::start(
+                id,
+                &initiator,
+                1,
+                done,
+                Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            let accepted = respond(
+                &init,
+                &responder,
+                2,
+                bus_actors::Instant::ZERO,
+                Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
             initiation
                 .finish(&accepted.response, bus_actors::Instant::ZERO)
                 .map_err(|e| e.to_string())?;

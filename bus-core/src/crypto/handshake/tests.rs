@@ -9,13 +9,18 @@ fn psk_key(psk: [u8; 32]) -> impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; 
     move |sender, material, ts| Some(crate::crypto::epoch_key_psk(&psk, sender, material, ts))
 }
 
+/// A fresh key pair (the core draws no randomness of its own; tests pass the thread's).
+fn fresh() -> Keypair {
+    Keypair::generate(&mut rand::rng()).unwrap()
+}
+
 fn psk() -> Credentials {
     Credentials::Psk(PresharedKey(PSK))
 }
 
 fn handshake(initiator: &Credentials, responder: &Credentials) -> (Session, Session, Vec<Vec<u8>>) {
-    let (initiation, init) = Initiation::start(CLIENT, initiator, 7, 1_000, None).unwrap();
-    let accepted = respond(&init, responder, 9, Instant::ZERO, None).unwrap();
+    let (initiation, init) = Initiation::start(CLIENT, initiator, 7, 1_000, fresh()).unwrap();
+    let accepted = respond(&init, responder, 9, Instant::ZERO, fresh()).unwrap();
     assert_eq!(accepted.client, CLIENT);
     assert_eq!(accepted.timestamp, 1_000);
     let session = initiation
@@ -49,8 +54,8 @@ fn psk_handshake_gives_sessions_that_talk_both_ways() {
 
 #[test]
 fn public_key_handshake_gives_sessions_that_talk() {
-    let client = Keypair::generate().unwrap();
-    let server = Keypair::generate().unwrap();
+    let client = fresh();
+    let server = fresh();
     let initiator = Credentials::PublicKey {
         local: client.clone(),
         remote: *server.public(),
@@ -66,28 +71,28 @@ fn public_key_handshake_gives_sessions_that_talk() {
 
 #[test]
 fn the_wrong_psk_is_refused_at_mac1_before_any_dh() {
-    let (_, init) = Initiation::start(CLIENT, &psk(), 1, 1, None).unwrap();
+    let (_, init) = Initiation::start(CLIENT, &psk(), 1, 1, fresh()).unwrap();
     let wrong = Credentials::Psk(PresharedKey([0x11; 32]));
     assert_eq!(
-        respond(&init, &wrong, 2, Instant::ZERO, None).unwrap_err(),
+        respond(&init, &wrong, 2, Instant::ZERO, fresh()).unwrap_err(),
         HandshakeError::BadMac
     );
 }
 
 #[test]
 fn a_tampered_initiation_or_response_is_refused() {
-    let (_, init) = Initiation::start(CLIENT, &psk(), 1, 1, None).unwrap();
+    let (_, init) = Initiation::start(CLIENT, &psk(), 1, 1, fresh()).unwrap();
     for i in 0..100 {
         // Every byte mac1 covers; mac2 (100..116) is reserved and ignored.
         let mut bad = init;
         bad[i] ^= 0x01;
         assert!(
-            respond(&bad, &psk(), 2, Instant::ZERO, None).is_err(),
+            respond(&bad, &psk(), 2, Instant::ZERO, fresh()).is_err(),
             "byte {i}"
         );
     }
-    let (initiation, init) = Initiation::start(CLIENT, &psk(), 1, 1, None).unwrap();
-    let accepted = respond(&init, &psk(), 2, Instant::ZERO, None).unwrap();
+    let (initiation, init) = Initiation::start(CLIENT, &psk(), 1, 1, fresh()).unwrap();
+    let accepted = respond(&init, &psk(), 2, Instant::ZERO, fresh()).unwrap();
     let mut bad = accepted.response;
     bad[20] ^= 0x80;
     assert!(initiation.finish(&bad, Instant::ZERO).is_err());
@@ -95,9 +100,9 @@ fn a_tampered_initiation_or_response_is_refused() {
 
 #[test]
 fn a_response_to_another_initiation_is_refused() {
-    let (first, _) = Initiation::start(CLIENT, &psk(), 1, 1, None).unwrap();
-    let (_, second) = Initiation::start(CLIENT, &psk(), 2, 2, None).unwrap();
-    let accepted = respond(&second, &psk(), 3, Instant::ZERO, None).unwrap();
+    let (first, _) = Initiation::start(CLIENT, &psk(), 1, 1, fresh()).unwrap();
+    let (_, second) = Initiation::start(CLIENT, &psk(), 2, 2, fresh()).unwrap();
+    let accepted = respond(&second, &psk(), 3, Instant::ZERO, fresh()).unwrap();
     assert_eq!(
         first.finish(&accepted.response, Instant::ZERO).unwrap_err(),
         HandshakeError::UnknownIndex
@@ -219,10 +224,10 @@ fn multicast_epochs_open_for_key_holders_only() {
 /// both session keys.
 #[test]
 fn no_secret_ever_travels() {
-    let client_static = Keypair::generate().unwrap();
-    let server_static = Keypair::generate().unwrap();
-    let ephemeral_i = Keypair::generate().unwrap();
-    let ephemeral_r = Keypair::generate().unwrap();
+    let client_static = fresh();
+    let server_static = fresh();
+    let ephemeral_i = fresh();
+    let ephemeral_r = fresh();
     let mut wire: Vec<Vec<u8>> = Vec::new();
     let mut secrets: Vec<[u8; 32]> = vec![
         PSK,
@@ -247,15 +252,8 @@ fn no_secret_ever_travels() {
     ];
     for (initiator, responder) in modes {
         let (initiation, init) =
-            Initiation::start(CLIENT, &initiator, 1, 1, Some(ephemeral_i.clone())).unwrap();
-        let accepted = respond(
-            &init,
-            &responder,
-            2,
-            Instant::ZERO,
-            Some(ephemeral_r.clone()),
-        )
-        .unwrap();
+            Initiation::start(CLIENT, &initiator, 1, 1, ephemeral_i.clone()).unwrap();
+        let accepted = respond(&init, &responder, 2, Instant::ZERO, ephemeral_r.clone()).unwrap();
         let mut a = initiation
             .finish(&accepted.response, Instant::ZERO)
             .unwrap();
@@ -285,9 +283,11 @@ fn no_secret_ever_travels() {
 
 #[test]
 fn public_key_epochs_open_for_the_group_and_name_the_sender() {
-    let sender_static = Keypair::generate().unwrap();
-    let group = Keypair::generate().unwrap();
-    let mut epoch = SenderEpoch::generate_pk(CLIENT, &sender_static, group.public(), 5).unwrap();
+    let sender_static = fresh();
+    let group = fresh();
+    let mut epoch =
+        SenderEpoch::generate_pk(CLIENT, &sender_static, group.public(), 5, &mut rand::rng())
+            .unwrap();
     let mut packet = Vec::new();
     epoch.seal(b"to the group", &mut packet).unwrap();
     let mut receiver = EpochReceiver::new(4);
@@ -298,7 +298,7 @@ fn public_key_epochs_open_for_the_group_and_name_the_sender() {
         }
     };
     // With another static key claimed for the sender, nothing opens.
-    let impostor = Keypair::generate().unwrap();
+    let impostor = fresh();
     let mut copy = packet.clone();
     assert_eq!(
         receiver
@@ -316,11 +316,11 @@ fn public_key_epochs_open_for_the_group_and_name_the_sender() {
 fn a_cookie_round_trip_proves_the_initiators_address() {
     let here: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
     let elsewhere: std::net::SocketAddr = "127.0.0.1:4001".parse().unwrap();
-    let secret = CookieSecret::new(Instant::ZERO).unwrap();
-    let (mut initiation, init) = Initiation::start(CLIENT, &psk(), 5, 1, None).unwrap();
+    let secret = CookieSecret::new(Instant::ZERO, &mut rand::rng());
+    let (mut initiation, init) = Initiation::start(CLIENT, &psk(), 5, 1, fresh()).unwrap();
     // No mac2 yet: a responder under load answers with a cookie instead of working.
     assert!(!secret.check_mac2(&init, here));
-    let reply = secret.reply(&init, here, &psk()).unwrap();
+    let reply = secret.reply(&init, here, &psk(), &mut rand::rng()).unwrap();
     assert_eq!(reply.len(), COOKIE_REPLY_LEN);
     assert!(reply.len() < init.len(), "no amplification");
     // A tampered reply is refused.
@@ -338,6 +338,6 @@ fn a_cookie_round_trip_proves_the_initiators_address() {
     );
     // The retried initiation is otherwise the same one, and completes the handshake.
     assert_eq!(again[..100], init[..100]);
-    let accepted = respond(&again, &psk(), 6, Instant::ZERO, None).unwrap();
+    let accepted = respond(&again, &psk(), 6, Instant::ZERO, fresh()).unwrap();
     assert!(initiation.finish(&accepted.response, Instant::ZERO).is_ok());
 }
