@@ -5,22 +5,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
+use bus_core::endpoint::{Endpoint, PublishError, Security};
+use bus_core::metrics::MetricsSnapshot;
 use bus_core::reliability::DeliveryReport;
-use bus_core::wire::Frame;
 use bus_core::{Duration, PeerId, Topic};
 use bytes::Bytes;
-use rand::{RngCore, SeedableRng};
+use rand::{RngCore, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{BusBuilder, Security};
+use crate::config::BusBuilder;
 use crate::error::Error;
 use crate::messages::{
     BusEvent, Event, PeerSnapshot, RawMessages, ReportTo, Shutdown, StartReliable,
-    StartReliableBatch, TopicsChanged,
+    StartReliableBatch,
 };
-use crate::metrics::MetricsSnapshot;
 use crate::shared::{LocalSubscription, Shared, lock};
-use crate::socket::SocketActor;
+use crate::socket::{SocketActor, snapshot};
 use crate::subscription::{Subscription, SubscriptionActor, SubscriptionCounters};
 use crate::transport::UdpTransport;
 
@@ -122,10 +122,16 @@ impl BusBuilder {
                 "bus running in INSECURE mode: traffic is neither encrypted nor authenticated"
             );
         }
-        let mut rng = match config.rng_seed {
-            Some(seed) => ChaCha8Rng::seed_from_u64(seed),
-            None => ChaCha8Rng::from_os_rng(),
-        };
+        // The endpoint's randomness, keys included, all comes from this seed: drawn from the
+        // operating system unless a test fixed it.
+        let mut seed = [0u8; 32];
+        match config.rng_seed {
+            Some(fixed) => ChaCha8Rng::seed_from_u64(fixed).fill_bytes(&mut seed),
+            None => rand::rngs::OsRng
+                .try_fill_bytes(&mut seed)
+                .map_err(|e| Error::Config(format!("no random source: {e}")))?,
+        }
+        let mut rng = ChaCha8Rng::from_seed(seed);
         let local_id = config.peer_id.unwrap_or_else(|| match &config.security {
             Some(Security::PublicKey { identity, .. }) => {
                 bus_core::crypto::peer_id_of(identity.public())
@@ -143,17 +149,20 @@ impl BusBuilder {
             Some(factory) => factory(&config)?,
             None => Box::new(UdpTransport::bind(&config)?),
         };
-        // A random first id: a restarted peer's ids land far from its previous life's.
-        let first_message_id = rng.next_u64() >> 2;
-        let shared = Arc::new(Shared::new(
-            config,
-            local_id,
-            transport.local_addr(),
-            first_message_id,
-        ));
-        let socket = SocketActor::new(shared.clone(), transport, rng.next_u64()).start();
+        let local_addr = transport.local_addr();
+        let mut endpoint_seed = [0u8; 32];
+        rng.fill_bytes(&mut endpoint_seed);
+        let clock = crate::clock::Clock::new();
+        let endpoint = Endpoint::new(
+            config.endpoint_config(local_id, local_addr.port()),
+            endpoint_seed,
+            clock.now(),
+            clock.wall(),
+        );
+        let shared = Arc::new(Shared::new(config, local_addr, clock, endpoint));
+        let socket = SocketActor::new(shared.clone(), transport).start();
         // Invariant: the cell was created empty just above and is set only here.
-        let _ = shared.socket.set(socket.clone());
+        let _ = shared.driver.set(socket.clone().recipient());
         Ok(Bus { shared, socket })
     }
 }
@@ -207,16 +216,28 @@ impl Bus {
     pub async fn publish_best_effort<T: Topic>(&self, message: T) -> Result<(), Error> {
         self.check_running()?;
         let payload = Scratch::encode(&message)?;
-        let frame = Frame::Publish {
-            topic: T::ID,
-            fingerprint: T::FINGERPRINT,
-            payload: &payload,
+        // Queued unless the outbox is full and someone would be sent it; a message too large
+        // is refused whether or not anyone is listening yet.
+        let try_publish = || {
+            self.shared.command(|endpoint, _| {
+                (endpoint.outbox_has_room() || endpoint.subscribers(T::ID).is_empty())
+                    .then(|| endpoint.publish(T::ID, T::FINGERPRINT, &payload))
+            })
         };
-        if let Some(target) = self.shared.target_of(T::ID) {
-            self.shared.enqueue_when_room(target, &frame).await?;
-        } else {
-            // Refuse the same messages whether or not anyone is listening yet.
-            self.shared.check_fits(frame.encoded_len())?;
+        // The common case: room at once, without registering to wait.
+        let mut published = try_publish();
+        while published.is_none() {
+            let space = self.shared.outbox_space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            published = try_publish();
+            if published.is_none() {
+                // The driver is sending (the outbox is not idle while it holds anything).
+                space.await;
+            }
+        }
+        if let Some(Err(too_large)) = published {
+            return Err(too_large.into());
         }
         self.deliver_locally::<T>(&payload);
         Ok(())
@@ -280,28 +301,22 @@ impl Bus {
         wait_for_room: bool,
     ) -> Result<DeliveryReport, Error> {
         self.check_running()?;
-        let payload = self.encode_reliable(&message)?;
-        let owed = self.owed::<T>();
-        if owed.is_empty() {
+        let payload = Scratch::encode(&message)?;
+        let Some(message_id) = self
+            .open_reliable::<T>(&payload, deadline, wait_for_room)
+            .await?
+        else {
             self.deliver_locally::<T>(&payload);
             return Ok(nobody_owed());
-        }
-        let peers: Vec<PeerId> = owed.iter().map(|(id, _, _)| *id).collect();
-        let message_id = self
-            .open_window(&peers, payload.len(), wait_for_room)
-            .await?;
+        };
         self.deliver_locally::<T>(&payload);
-        let (reply, report) = tokio::sync::oneshot::channel();
-        let start = self.start_message::<T>(
-            &payload,
-            message_id,
-            owed,
-            deadline,
-            ReportTo::Caller(reply),
-        );
         // Back to the thread's scratch before waiting for acknowledgements.
         drop(payload);
-        self.socket.do_send(start);
+        let (reply, report) = tokio::sync::oneshot::channel();
+        self.socket.do_send(StartReliable {
+            message_id,
+            reply: ReportTo::Caller(reply),
+        });
         let report = report.await.map_err(|_| Error::ShutDown)?;
         if report.is_complete() {
             Ok(report)
@@ -332,42 +347,32 @@ impl Bus {
     ) -> Result<Vec<DeliveryReport>, Error> {
         self.check_running()?;
         let deadline = self.deadline_of::<T>();
-        let owed = self.owed::<T>();
-        let peers: Vec<PeerId> = owed.iter().map(|(id, _, _)| *id).collect();
         let (to, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let mut reports: Vec<Option<DeliveryReport>> = Vec::new();
         let mut starts = Vec::new();
         let published = async {
             for (index, message) in messages.into_iter().enumerate() {
                 reports.push(None);
-                let payload = self.encode_reliable(&message)?;
-                if peers.is_empty() {
-                    self.deliver_locally::<T>(&payload);
-                    reports[index] = Some(nobody_owed());
-                    continue;
-                }
-                let message_id = match self.open_window(&peers, payload.len(), false).await {
-                    Ok(id) => id,
+                let payload = Scratch::encode(&message)?;
+                let opened = match self.open_reliable::<T>(&payload, deadline, false).await {
                     Err(Error::Busy(_)) => {
                         // Start what is ready before waiting: the room comes back as those
                         // messages are acknowledged.
                         self.start_batch(&mut starts);
-                        self.open_window(&peers, payload.len(), true).await?
+                        self.open_reliable::<T>(&payload, deadline, true).await?
                     }
-                    Err(e) => return Err(e),
+                    other => other?,
                 };
                 self.deliver_locally::<T>(&payload);
+                let Some(message_id) = opened else {
+                    reports[index] = Some(nobody_owed());
+                    continue;
+                };
                 let reply = ReportTo::Batch {
                     index,
                     to: to.clone(),
                 };
-                starts.push(self.start_message::<T>(
-                    &payload,
-                    message_id,
-                    owed.clone(),
-                    deadline,
-                    reply,
-                ));
+                starts.push(StartReliable { message_id, reply });
             }
             Ok::<(), Error>(())
         };
@@ -396,79 +401,25 @@ impl Bus {
         }
     }
 
-    /// The subscribers owed a reliable message of `T` now, by id, with their addresses and
-    /// retransmission timeouts.
-    fn owed<T: Topic>(&self) -> Arc<[(PeerId, SocketAddr, Duration)]> {
-        self.shared
-            .subscribers_of(T::ID)
-            .map_or_else(Vec::new, |subscribers| {
-                subscribers
-                    .iter()
-                    .filter_map(|id| self.shared.peers.get(id).map(|p| (p.id, p.addr, p.rto)))
-                    .collect()
-            })
-            .into()
-    }
-
-    /// Encodes a reliable message, refusing one too large before any room is taken, with or
-    /// without subscribers.
-    fn encode_reliable<T: Topic>(&self, message: &T) -> Result<Scratch, Error> {
-        let payload = Scratch::encode(message)?;
-        let probe = Frame::ReliablePublish {
-            topic: T::ID,
-            fingerprint: T::FINGERPRINT,
-            message_id: u64::MAX,
-            window: u64::MAX,
-            payload: &payload,
-        };
-        self.shared.check_fits(probe.encoded_len())?;
-        Ok(payload)
-    }
-
-    /// The start of message `message_id`, whose room in the window is taken: its frame, carrying
-    /// how far above the window's floor it is.
-    fn start_message<T: Topic>(
+    /// Hands a reliable message of `T` to the endpoint, waiting for room in the window if
+    /// asked to. Returns its id, or `None` if nobody remote subscribes.
+    async fn open_reliable<T: Topic>(
         &self,
         payload: &[u8],
-        message_id: u64,
-        owed: Arc<[(PeerId, SocketAddr, Duration)]>,
         deadline: Duration,
-        reply: ReportTo,
-    ) -> StartReliable {
-        let floor = lock(&self.shared.send_window).floor();
-        let frame = Frame::ReliablePublish {
-            topic: T::ID,
-            fingerprint: T::FINGERPRINT,
-            message_id,
-            window: message_id.saturating_sub(floor),
-            payload,
-        };
-        let mut bytes = Vec::with_capacity(frame.encoded_len());
-        frame.emit(&mut bytes);
-        StartReliable {
-            message_id,
-            frame: Bytes::from(bytes),
-            payload_len: payload.len(),
-            owed,
-            deadline,
-            reply,
-        }
-    }
-
-    /// Takes room in the window for a message to `peers`, waiting for it if asked to.
-    async fn open_window(
-        &self,
-        peers: &[PeerId],
-        bytes: usize,
         wait_for_room: bool,
-    ) -> Result<u64, Error> {
+    ) -> Result<Option<u64>, Error> {
         loop {
             let room = self.shared.window_space.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match lock(&self.shared.send_window).open(peers, bytes) {
-                Ok(id) => return Ok(id),
-                Err(busy) if !wait_for_room => return Err(Error::Busy(busy)),
+            let opened = self.shared.command(|endpoint, now| {
+                endpoint.publish_reliable(now, T::ID, T::FINGERPRINT, payload, deadline)
+            });
+            match opened {
+                Ok(opened) => return Ok(opened),
+                Err(PublishError::TooLarge(e)) => return Err(e.into()),
+                Err(PublishError::Busy(busy)) if !wait_for_room => return Err(Error::Busy(busy)),
                 Err(_) => {}
             }
             room.await;
@@ -513,7 +464,7 @@ impl Bus {
             SubscriptionActor::<T>::new(self.shared.clone(), id, recipient, counters.clone())
                 .start();
         // The registry holds the actor's only address from here on.
-        let new_topic = {
+        let first_of_topic = {
             let mut subscriptions = self.shared.registry.entry(T::ID).or_default();
             subscriptions.push(LocalSubscription {
                 id,
@@ -522,8 +473,8 @@ impl Bus {
             subscriptions.len() == 1
         };
         // Peers learn of a topic once: a second subscription to it changes nothing they see.
-        if new_topic {
-            self.socket.do_send(TopicsChanged);
+        if first_of_topic {
+            self.shared.command(|endpoint, _| endpoint.subscribe(T::ID));
         }
         Ok(Subscription {
             topic: T::NAME,
@@ -546,15 +497,17 @@ impl Bus {
 
     /// The peers known now, by id.
     pub fn peers(&self) -> Vec<PeerSnapshot> {
-        let mut peers: Vec<_> = self.shared.peers.iter().map(|p| p.clone()).collect();
-        peers.sort_by_key(|p| p.id);
-        peers
+        let endpoint = self.shared.endpoint();
+        endpoint
+            .peers()
+            .map(|(info, timing)| snapshot(info, timing))
+            .collect()
     }
 
     /// The bus's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut snapshot = self.shared.metrics.snapshot();
-        snapshot.handshakes = lock(&self.shared.sessions).established;
+        snapshot.handshakes = self.shared.endpoint().handshakes();
         snapshot
     }
 

@@ -1,6 +1,7 @@
-//! Real (or, under tokio's paused time, virtual) time as `bus_core::Instant`.
+//! Real (or, under tokio's paused time, virtual) time as `bus_core::Instant`, and the wall clock:
+//! the one place the bus reads the system's time.
 
-use bus_core::Instant;
+use bus_core::{Instant, WallClock};
 
 /// Maps tokio's monotonic clock onto the core's microsecond instants, from an epoch taken when the
 /// bus starts.
@@ -19,6 +20,15 @@ impl Clock {
     pub(crate) fn now(&self) -> Instant {
         let micros = self.epoch.elapsed().as_micros();
         Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    /// The wall clock now (under paused time, real time still: only the monotonic clock is
+    /// virtual).
+    pub(crate) fn wall(&self) -> WallClock {
+        let since_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        WallClock::from_nanos(since_unix)
     }
 
     /// How long from now until `at` (zero if it has passed).

@@ -4,9 +4,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use std::collections::HashMap;
 
-use bus_core::crypto::handshake::{Credentials, PresharedKey};
+use bus_core::crypto::handshake::PresharedKey;
 use bus_core::crypto::noise::Keypair;
-use bus_core::crypto::{SenderEpoch, epoch_key_psk, epoch_key_receiver, peer_id_of};
+use bus_core::crypto::peer_id_of;
+use bus_core::endpoint::{EndpointConfig, Security};
 use bus_core::reliability::WindowLimits;
 use bus_core::{Duration, PeerId, Topic, TopicId};
 
@@ -17,116 +18,6 @@ use crate::transport::Transport;
 pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 28, 12);
 /// The default multicast port.
 pub const DEFAULT_PORT: u16 = 1783;
-
-/// How the bus protects its traffic.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Security {
-    /// No encryption and no authentication: anyone on the network can read and forge traffic.
-    /// For development only; it must be chosen by name and logs a warning when the bus starts.
-    Insecure,
-    /// Every packet encrypted and authenticated with keys derived from pre-shared keys: one
-    /// for the whole cluster, and/or one per peer id.
-    Psk {
-        /// The key every peer shares, if any.
-        cluster: Option<PresharedKey>,
-        /// Keys for particular peers, which take precedence.
-        per_peer: HashMap<PeerId, PresharedKey>,
-    },
-    /// Every peer has an X25519 key pair and knows the public keys of the peers it trusts;
-    /// unicast sessions come from Noise `KK` handshakes. Multicast is sealed for a group key
-    /// pair every member holds (Noise K: only the sender and the group can derive it).
-    PublicKey {
-        /// This peer's key pair.
-        identity: Keypair,
-        /// The group's key pair, shared by every member.
-        group: Keypair,
-        /// The peers trusted, with their public keys.
-        trusted: HashMap<PeerId, [u8; 32]>,
-    },
-}
-
-impl Security {
-    /// The key of `peer`, if it is allowed to talk to us (PSK mode).
-    pub(crate) fn psk_of(&self, peer: PeerId) -> Option<&PresharedKey> {
-        match self {
-            Security::Psk { cluster, per_peer } => per_peer.get(&peer).or(cluster.as_ref()),
-            _ => None,
-        }
-    }
-
-    /// The credentials of a handshake between `client` (the initiator) and `other`, seen from
-    /// this peer (`local`), or `None` if either is not trusted.
-    pub(crate) fn credentials(
-        &self,
-        local: PeerId,
-        client: PeerId,
-        other: PeerId,
-    ) -> Option<Credentials> {
-        match self {
-            Security::Insecure => None,
-            Security::Psk { .. } => self.psk_of(client).cloned().map(Credentials::Psk),
-            Security::PublicKey {
-                identity, trusted, ..
-            } => {
-                let remote = if client == local { other } else { client };
-                trusted.get(&remote).map(|key| Credentials::PublicKey {
-                    local: identity.clone(),
-                    remote: *key,
-                })
-            }
-        }
-    }
-
-    /// The key of `sender`'s multicast epoch, if the sender is trusted.
-    pub(crate) fn epoch_key(
-        &self,
-        sender: PeerId,
-        material: &[u8; 32],
-        timestamp_ms: u64,
-    ) -> Option<[u8; 32]> {
-        match self {
-            Security::Insecure => None,
-            Security::Psk { .. } => self
-                .psk_of(sender)
-                .map(|psk| epoch_key_psk(&psk.0, sender, material, timestamp_ms)),
-            Security::PublicKey { group, trusted, .. } => {
-                let sender_static = trusted.get(&sender)?;
-                epoch_key_receiver(group, sender, sender_static, material, timestamp_ms).ok()
-            }
-        }
-    }
-
-    /// A new multicast epoch for this peer.
-    pub(crate) fn new_epoch(&self, local: PeerId, timestamp_ms: u64) -> Option<SenderEpoch> {
-        match self {
-            Security::Insecure => None,
-            Security::Psk { .. } => {
-                let psk = self.psk_of(local)?;
-                Some(SenderEpoch::generate_psk(
-                    local,
-                    &psk.0,
-                    timestamp_ms,
-                    &mut rand::rng(),
-                ))
-            }
-            Security::PublicKey {
-                identity, group, ..
-            } => SenderEpoch::generate_pk(
-                local,
-                identity,
-                group.public(),
-                timestamp_ms,
-                &mut rand::rng(),
-            )
-            .ok(),
-        }
-    }
-
-    pub(crate) fn is_insecure(&self) -> bool {
-        matches!(self, Security::Insecure)
-    }
-}
 
 /// The interface the bus joins its group on and sends from.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -189,6 +80,28 @@ pub(crate) const LOOPBACK_MAX_DATAGRAM: usize = 16 * 1024;
 pub(crate) const LAN_MAX_DATAGRAM: usize = 1200;
 
 impl Config {
+    /// What the endpoint of peer `local_id`, reachable at `unicast_port`, runs with.
+    pub(crate) fn endpoint_config(&self, local_id: PeerId, unicast_port: u16) -> EndpointConfig {
+        EndpointConfig {
+            unicast_port,
+            beacon_interval: self.beacon_interval,
+            liveness_factor: self.liveness_factor,
+            seeds: self.seeds.clone(),
+            metadata: self.metadata.clone(),
+            max_datagram: self.max_datagram(),
+            outbox_limit: self.outbox_limit,
+            window: self.window,
+            max_rto: self.max_rto,
+            rekey_after: self.rekey_after,
+            max_clock_skew: self.max_clock_skew,
+            handshake_load_threshold: self.handshake_load_threshold,
+            ..EndpointConfig::new(
+                local_id,
+                self.security.clone().unwrap_or(Security::Insecure),
+            )
+        }
+    }
+
     /// The largest datagram to send: as set, or by the interface.
     pub(crate) fn max_datagram(&self) -> usize {
         self.max_datagram

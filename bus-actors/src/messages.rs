@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use actix::Message;
+use bus_core::reliability::DeliveryReport;
 use bus_core::{Duration, Envelope, Instant, PeerId, Topic, TopicId};
 use bytes::Bytes;
 
@@ -108,11 +109,6 @@ pub(crate) struct RawMessages {
 #[rtype(result = "()")]
 pub(crate) struct Flush;
 
-/// The set of locally subscribed topics changed: beacon it now.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct TopicsChanged;
-
 /// Say goodbye, send what is queued, and stop.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -121,37 +117,14 @@ pub(crate) struct Shutdown;
 /// A pong arrived for a peer actor's ping.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct PongReceived {
-    pub(crate) ping_sent_at_us: u64,
-    pub(crate) ping_received_at_us: u64,
-    pub(crate) sent_at_us: u64,
-    pub(crate) received_at: Instant,
-}
+pub(crate) struct PongReceived(pub(crate) bus_core::PingSample);
 
-/// A peer's address changed.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct PeerMoved(pub(crate) SocketAddr);
-
-/// An acknowledgement from a peer, for a pending message.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct AckFrom(pub(crate) PeerId);
-
-/// A peer left or became unreachable: pending messages stop waiting for it.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct PeerGone(pub(crate) PeerId);
-
-/// Start a pending-message actor for a reliable message whose window slot is taken.
+/// Start the pending-message actor of a reliable message the endpoint took: it hands the
+/// outcome to `reply`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct StartReliable {
     pub(crate) message_id: u64,
-    pub(crate) frame: Bytes,
-    pub(crate) payload_len: usize,
-    pub(crate) owed: std::sync::Arc<[(PeerId, SocketAddr, Duration)]>,
-    pub(crate) deadline: Duration,
     pub(crate) reply: ReportTo,
 }
 
@@ -159,17 +132,17 @@ pub(crate) struct StartReliable {
 #[derive(Debug)]
 pub(crate) enum ReportTo {
     /// The one caller of `publish_reliable`.
-    Caller(tokio::sync::oneshot::Sender<bus_core::reliability::DeliveryReport>),
+    Caller(tokio::sync::oneshot::Sender<DeliveryReport>),
     /// A batch's collector, with the message's place in the batch.
     Batch {
         index: usize,
-        to: tokio::sync::mpsc::UnboundedSender<(usize, bus_core::reliability::DeliveryReport)>,
+        to: tokio::sync::mpsc::UnboundedSender<(usize, DeliveryReport)>,
     },
 }
 
 impl ReportTo {
     /// Hands over the outcome; a caller that stopped waiting is no error.
-    pub(crate) fn send(self, report: bus_core::reliability::DeliveryReport) {
+    pub(crate) fn send(self, report: DeliveryReport) {
         match self {
             ReportTo::Caller(reply) => drop(reply.send(report)),
             ReportTo::Batch { index, to } => drop(to.send((index, report))),
@@ -182,13 +155,7 @@ impl ReportTo {
 #[rtype(result = "()")]
 pub(crate) struct StartReliableBatch(pub(crate) Vec<StartReliable>);
 
-/// Something of a pending message's schedule is due (a retransmission or its deadline); it
-/// answers when it should be woken next, if ever.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<bus_core::Instant>")]
-pub(crate) struct RetransmitDue;
-
-/// A pending-message actor finished.
+/// A reliable message has its outcome.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct PendingFinished(pub(crate) u64);
+pub(crate) struct Finished(pub(crate) DeliveryReport);

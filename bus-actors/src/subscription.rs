@@ -126,9 +126,7 @@ fn remove_from_registry(shared: &Shared, topic: TopicId, id: u64) {
     };
     if now_empty {
         shared.registry.remove_if(&topic, |_, subs| subs.is_empty());
-        if let Some(socket) = shared.socket.get() {
-            socket.do_send(crate::messages::TopicsChanged);
-        }
+        shared.command(|endpoint, _| endpoint.unsubscribe(topic));
     }
 }
 

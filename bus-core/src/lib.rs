@@ -11,7 +11,9 @@
 //! | [`wire`] | packet header views and frames: parse and emit, byte for byte as in the book |
 //! | [`time`] | the caller-supplied [`Instant`] and [`Duration`] |
 //! | [`Topic`] | typed topics: names, schema fingerprints, MessagePack payloads |
+//! | [`endpoint`] | the protocol endpoint: datagrams, timeouts and commands in; transmits, timers and events out |
 //! | [`discovery`] | the membership table fed by beacons: joins, leaves, liveness |
+//! | [`metrics`] | counters of what came in, went out, and was dropped and why |
 //! | [`FrameBatcher`] | packing frames into datagram bodies per destination |
 //! | [`reliability`] | reliable messages: windows, acknowledgement sets, retransmission, dedup |
 //! | [`crypto`] | the Noise handshake, AEAD with counter nonces, the anti-replay window |
@@ -53,8 +55,10 @@
 mod batch;
 pub mod crypto;
 pub mod discovery;
+pub mod endpoint;
 mod error;
 mod id;
+pub mod metrics;
 pub mod reliability;
 mod rtt;
 pub mod time;
@@ -68,7 +72,7 @@ pub use batch::{FrameBatcher, FrameTooLarge};
 pub use error::Error;
 pub use id::{PeerId, TopicId, fnv1a64};
 pub use rtt::{ClockOffset, PingSample, RttEstimator, remote_to_local};
-pub use time::{Duration, Instant};
+pub use time::{Duration, Instant, WallClock};
 pub use topic::{
     Encoding, Envelope, MAX_TOPIC_NAME_LEN, PayloadError, Topic, TopicNameError,
     validate_topic_name,

@@ -236,6 +236,8 @@ impl Network {
     /// Sends `bytes` from `from` at the current time.
     pub fn send(&mut self, from: NodeId, destination: Destination, bytes: Vec<u8>) {
         match destination {
+            // No node has that address (a peer may advertise anything): it goes nowhere.
+            Destination::Unicast(to) if to.0 >= self.nodes => {}
             Destination::Unicast(to) => self.send_on_link(from, to, bytes),
             Destination::Multicast => {
                 let receivers: Vec<_> = (0..self.nodes).filter(|&i| i != from.0).collect();
@@ -479,6 +481,17 @@ impl<N: Node> Simulation<N> {
             }
         }
         false
+    }
+
+    /// Steps while `busy(&nodes)` holds, until `until` at the latest. Returns whether `busy`
+    /// became false (for nodes that never go idle, such as endpoints that beacon).
+    pub fn drive_while(&mut self, until: Instant, mut busy: impl FnMut(&[N]) -> bool) -> bool {
+        while busy(&self.nodes) {
+            if !self.step(until) {
+                return !busy(&self.nodes);
+            }
+        }
+        true
     }
 
     fn flush_transmits(&mut self) {

@@ -47,6 +47,44 @@ impl Instant {
     }
 }
 
+/// Wall-clock time as the caller read it: nanoseconds since the Unix epoch.
+///
+/// Only what must agree between peers uses it (the start of a multicast epoch, handshake
+/// timestamps); everything else runs on [`Instant`]. The core never reads the system clock: the
+/// driver passes the wall clock in with each datagram and timeout, and the simulator derives it
+/// from virtual time.
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct WallClock {
+    nanos: u64,
+}
+
+impl WallClock {
+    /// The time `nanos` nanoseconds after the Unix epoch.
+    pub const fn from_nanos(nanos: u64) -> WallClock {
+        WallClock { nanos }
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.nanos
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> u64 {
+        self.nanos / 1_000_000
+    }
+}
+
+impl Add<Duration> for WallClock {
+    type Output = WallClock;
+    fn add(self, rhs: Duration) -> WallClock {
+        let nanos = u64::try_from(rhs.as_nanos()).unwrap_or(u64::MAX);
+        WallClock {
+            nanos: self.nanos.saturating_add(nanos),
+        }
+    }
+}
+
 fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -19,14 +19,7 @@ pub use fault::{Faults, FaultyTransport};
 pub use sim::{SimHub, SimTransport};
 pub(crate) use udp::UdpTransport;
 
-/// Where a datagram goes.
-#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub enum Target {
-    /// The multicast group: every peer.
-    Group,
-    /// One peer's unicast socket.
-    Unicast(SocketAddr),
-}
+pub use bus_core::endpoint::Target;
 
 /// A datagram that arrived.
 #[derive(Clone, Debug)]

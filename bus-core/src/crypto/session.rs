@@ -460,6 +460,21 @@ impl EpochReceiver {
         packet: &mut [u8],
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
     ) -> Result<(PeerId, Range<usize>), OpenError> {
+        self.open_fresh_range(packet, |_| true, key_of)
+    }
+
+    /// [`EpochReceiver::open_range`], refusing with [`OpenError::Expired`] a packet whose epoch
+    /// started at a time `is_fresh` rejects (checked on every packet, cached epoch or not,
+    /// from the one parse of its header).
+    ///
+    /// # Errors
+    /// As [`EpochReceiver::open`], and [`OpenError::Expired`].
+    pub fn open_fresh_range(
+        &mut self,
+        packet: &mut [u8],
+        is_fresh: impl FnOnce(u64) -> bool,
+        key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
+    ) -> Result<(PeerId, Range<usize>), OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::MulticastData {
             return Err(OpenError::Malformed);
@@ -475,6 +490,9 @@ impl EpochReceiver {
         else {
             return Err(OpenError::Malformed);
         };
+        if !is_fresh(epoch_timestamp_ms) {
+            return Err(OpenError::Expired);
+        }
         let known = self
             .epochs
             .iter()

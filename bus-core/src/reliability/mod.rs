@@ -15,6 +15,3 @@ mod send;
 
 pub use recv::{Arrival, DedupWindow, MAX_WINDOW_SPAN, SenderWindows};
 pub use send::{Busy, DeliveryReport, ReliableSend, SendWindow, WindowLimits};
-
-#[cfg(test)]
-mod tests;

@@ -1,9 +1,10 @@
-//! Counters: what came in, what went out, and what was dropped and why.
+//! Counters: what came in, what went out, and what was dropped and why. Atomic, so the driver's
+//! threads and the application read them without taking the endpoint's lock.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bus_core::wire::FrameType;
+use crate::wire::FrameType;
 
 /// Why an incoming datagram or frame was dropped.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -98,8 +99,9 @@ impl DropReason {
         }
     }
 
-    pub(crate) fn of_open_error(e: bus_core::crypto::OpenError) -> DropReason {
-        use bus_core::crypto::OpenError;
+    /// The drop reason of a packet that would not open.
+    pub fn of_open_error(e: crate::crypto::OpenError) -> DropReason {
+        use crate::crypto::OpenError;
         match e {
             OpenError::Auth => DropReason::AuthFailure,
             OpenError::Replay => DropReason::Replay,
@@ -110,19 +112,20 @@ impl DropReason {
         }
     }
 
-    pub(crate) fn of_handshake_error(e: bus_core::crypto::handshake::HandshakeError) -> DropReason {
-        use bus_core::crypto::handshake::HandshakeError;
+    /// The drop reason of a handshake message refused.
+    pub fn of_handshake_error(e: crate::crypto::handshake::HandshakeError) -> DropReason {
+        use crate::crypto::handshake::HandshakeError;
         match e {
             HandshakeError::Malformed => DropReason::Malformed,
             HandshakeError::BadSuite => DropReason::BadSuite,
             HandshakeError::BadMac => DropReason::BadMac,
             HandshakeError::Auth => DropReason::AuthFailure,
             HandshakeError::UnknownIndex => DropReason::UnknownPeer,
-            _ => DropReason::Malformed,
         }
     }
 
-    pub(crate) fn of_decode_error(e: &bus_core::wire::DecodeError) -> DropReason {
+    /// The drop reason of bytes that would not decode.
+    pub fn of_decode_error(e: &crate::wire::DecodeError) -> DropReason {
         match e.reason() {
             "truncated" => DropReason::Truncated,
             "unknown_packet_type" => DropReason::UnknownPacketType,
@@ -133,8 +136,9 @@ impl DropReason {
     }
 }
 
+/// The counters of one endpoint. Every method takes `&self`: any thread may count and read.
 #[derive(Debug, Default)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     datagrams_in: AtomicU64,
     datagrams_out: AtomicU64,
     bytes_in: AtomicU64,
@@ -142,25 +146,36 @@ pub(crate) struct Metrics {
     frames_in: [AtomicU64; FrameType::ALL.len()],
     frames_out: [AtomicU64; FrameType::ALL.len()],
     drops: [AtomicU64; DropReason::ALL.len()],
-    pub(crate) reliable: ReliableCounters,
-    pub(crate) session_datagrams_in: AtomicU64,
+    /// Reliable messages.
+    pub reliable: ReliableCounters,
+    /// Datagrams authenticated in a unicast session.
+    pub session_datagrams_in: AtomicU64,
 }
 
 /// Counters of reliable messages, sent and received.
 #[derive(Debug, Default)]
-pub(crate) struct ReliableCounters {
-    pub(crate) sent: AtomicU64,
-    pub(crate) retransmitted: AtomicU64,
-    pub(crate) acked: AtomicU64,
-    pub(crate) expired: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) duplicates: AtomicU64,
-    pub(crate) pending: AtomicU64,
-    pub(crate) pending_peak: AtomicU64,
+pub struct ReliableCounters {
+    /// First copies sent.
+    pub sent: AtomicU64,
+    /// Copies sent again.
+    pub retransmitted: AtomicU64,
+    /// Acknowledgements from peers owed a message.
+    pub acked: AtomicU64,
+    /// Messages past their deadline with someone missing.
+    pub expired: AtomicU64,
+    /// Messages received for the first time.
+    pub received: AtomicU64,
+    /// Copies received again.
+    pub duplicates: AtomicU64,
+    /// Pending-message actors alive now.
+    pub pending: AtomicU64,
+    /// The most pending-message actors ever alive at once.
+    pub pending_peak: AtomicU64,
 }
 
 impl ReliableCounters {
-    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    /// Adds `by` to `counter`.
+    pub fn bump(counter: &AtomicU64, by: u64) {
         bump(counter, by);
     }
 }
@@ -170,33 +185,40 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Metrics {
-    pub(crate) fn datagram_in(&self, len: usize) {
+    /// A datagram of `len` bytes arrived.
+    pub fn datagram_in(&self, len: usize) {
         bump(&self.datagrams_in, 1);
         bump(&self.bytes_in, len as u64);
     }
 
-    pub(crate) fn datagrams_out(&self, count: usize, bytes: usize) {
+    /// `count` datagrams of `bytes` bytes in all were sent.
+    pub fn datagrams_out(&self, count: usize, bytes: usize) {
         bump(&self.datagrams_out, count as u64);
         bump(&self.bytes_out, bytes as u64);
     }
 
-    pub(crate) fn session_datagram_in(&self) {
+    /// A datagram opened in a unicast session.
+    pub fn session_datagram_in(&self) {
         bump(&self.session_datagrams_in, 1);
     }
 
-    pub(crate) fn frame_in(&self, frame_type: FrameType) {
+    /// A frame arrived.
+    pub fn frame_in(&self, frame_type: FrameType) {
         bump(&self.frames_in[frame_type as usize], 1);
     }
 
-    pub(crate) fn frame_out(&self, frame_type: FrameType) {
+    /// A frame was queued.
+    pub fn frame_out(&self, frame_type: FrameType) {
         bump(&self.frames_out[frame_type as usize], 1);
     }
 
-    pub(crate) fn dropped(&self, reason: DropReason) {
+    /// Something was dropped, for `reason`.
+    pub fn dropped(&self, reason: DropReason) {
         bump(&self.drops[reason as usize], 1);
     }
 
-    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+    /// A copy of every counter now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let by_kind = |counters: &[AtomicU64]| {
             FrameType::ALL

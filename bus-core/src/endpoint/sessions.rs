@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use bus_core::crypto::handshake::Initiation;
-use bus_core::crypto::{OpenError, Session};
-use bus_core::{Instant, PeerId};
+use crate::crypto::handshake::Initiation;
+use crate::crypto::{OpenError, Session};
+use crate::{Instant, PeerId};
 
 #[derive(Debug, Default)]
 struct Slots {
@@ -210,7 +210,21 @@ impl Sessions {
             .any(|o| o.addr == addr && now - o.sent_at < patience)
     }
 
-    /// Forgets everything about `addr` (the peer left).
+    /// Forgets the sessions of `peer` at every address it had (it left).
+    pub(crate) fn forget_peer(&mut self, peer: PeerId) {
+        let addrs: Vec<SocketAddr> = self
+            .by_addr
+            .iter()
+            .filter(|(_, slots)| slots.peer == Some(peer))
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in addrs {
+            self.forget(addr);
+        }
+        self.outstanding.retain(|_, o| o.peer != peer);
+    }
+
+    /// Forgets everything about `addr`.
     pub(crate) fn forget(&mut self, addr: SocketAddr) {
         if let Some(slots) = self.by_addr.remove(&addr) {
             let sessions = [slots.current, slots.previous].into_iter().flatten();

@@ -1,0 +1,140 @@
+//! What the frames of an authenticated datagram body do.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::{Delivery, Endpoint, Event, Target};
+use crate::discovery::BeaconIgnored;
+use crate::metrics::DropReason;
+use crate::rtt::{PingSample, remote_to_local};
+use crate::time::Instant;
+use crate::wire::{Frame, Frames};
+use crate::{PeerId, TopicId};
+
+impl Endpoint {
+    /// Acts on the frames of `body`, which `sender` sent from `from`. The body is parsed once,
+    /// whole, before anything is done: a datagram is taken whole or not at all.
+    pub(super) fn handle_body(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        body: &Bytes,
+    ) {
+        let frames = match Frames::new(body).collect::<Result<Vec<_>, _>>() {
+            Ok(frames) => frames,
+            Err(e) => return self.metrics.dropped(DropReason::of_decode_error(&e)),
+        };
+        let mut membership_changed = false;
+        let mut sent_at = None;
+        // Payloads for the local subscriptions, delivered together after the loop.
+        let mut arrived: Vec<(TopicId, u64, Bytes)> = Vec::new();
+        for frame in frames {
+            self.metrics.frame_in(frame.frame_type());
+            match frame {
+                Frame::Padding { .. } => {}
+                Frame::Timestamp { sent_at_us } => {
+                    sent_at = self
+                        .timings
+                        .get(&sender)
+                        .and_then(|p| p.clock_offset_us)
+                        .map(|offset| remote_to_local(sent_at_us, offset));
+                }
+                Frame::Beacon(beacon) => {
+                    if beacon.peer_id != sender {
+                        self.metrics.dropped(DropReason::SpoofedSender);
+                        continue;
+                    }
+                    match self.table.handle_beacon(now, from, &beacon) {
+                        Ok(()) => membership_changed = true,
+                        Err(BeaconIgnored::OwnBeacon) => {}
+                        Err(BeaconIgnored::WrongVersion(_)) => {
+                            self.metrics.dropped(DropReason::WrongVersion);
+                        }
+                    }
+                }
+                Frame::Publish {
+                    topic,
+                    fingerprint,
+                    payload,
+                } => arrived.push((topic, fingerprint, body.slice_ref(payload))),
+                Frame::ReliablePublish {
+                    topic,
+                    fingerprint,
+                    message_id,
+                    window,
+                    payload,
+                } => {
+                    if self.on_reliable(from, sender, message_id, window) {
+                        arrived.push((topic, fingerprint, body.slice_ref(payload)));
+                    }
+                }
+                Frame::Ack(ranges) => self.on_ack(now, sender, &ranges),
+                Frame::Ping {
+                    ping_id,
+                    sent_at_us,
+                } => {
+                    let pong = Frame::Pong {
+                        ping_id,
+                        ping_sent_at_us: sent_at_us,
+                        ping_received_at_us: now.as_micros(),
+                        sent_at_us: now.as_micros(),
+                    };
+                    let reply_to = self.table.get(&sender).map_or(from, |info| info.addr);
+                    if self.queue(Target::Unicast(reply_to), &pong).is_err() {
+                        self.metrics.dropped(DropReason::SendFailed);
+                    }
+                }
+                Frame::Pong {
+                    ping_sent_at_us,
+                    ping_received_at_us,
+                    sent_at_us,
+                    ..
+                } => {
+                    if self.table.get(&sender).is_some() {
+                        self.events.push_back(Event::Pong {
+                            peer: sender,
+                            sample: PingSample {
+                                t1: ping_sent_at_us,
+                                t2: ping_received_at_us,
+                                t3: sent_at_us,
+                                t4: now.as_micros(),
+                            },
+                        });
+                    }
+                }
+                _ => self.metrics.dropped(DropReason::UnsupportedFrame),
+            }
+        }
+        self.deliver(sender, &arrived, now, sent_at);
+        if membership_changed {
+            self.process_membership(now);
+            if let Some(addr) = self.table.get(&sender).map(|p| p.addr) {
+                self.maybe_initiate(now, sender, addr);
+            }
+        }
+    }
+
+    /// One [`Event::Deliver`] per run of payloads of one topic.
+    fn deliver(
+        &mut self,
+        from: PeerId,
+        arrived: &[(TopicId, u64, Bytes)],
+        received_at: Instant,
+        sent_at: Option<Instant>,
+    ) {
+        for run in arrived.chunk_by(|a, b| a.0 == b.0) {
+            self.events.push_back(Event::Deliver(Delivery {
+                from,
+                topic: run[0].0,
+                payloads: run
+                    .iter()
+                    .map(|(_, fingerprint, payload)| (*fingerprint, payload.clone()))
+                    .collect(),
+                received_at,
+                sent_at,
+            }));
+        }
+    }
+}

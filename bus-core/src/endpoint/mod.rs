@@ -1,0 +1,701 @@
+//! The protocol endpoint: every decision one peer makes, as a deterministic state machine.
+//!
+//! Like quinn-proto's `Endpoint`, it does no I/O. Inputs are datagrams, timeouts, the results of
+//! handshake computations and commands from the application; outputs are datagrams to send, the
+//! next instant it wants a timeout, and events. The driver (the socket actor in `bus-actors`, or
+//! the simulator) moves bytes and time and carries out what the events ask.
+//!
+//! | input | what it changes |
+//! |---|---|
+//! | [`Endpoint::handle_datagram`] | membership, sessions, deliveries, acknowledgements, handshakes |
+//! | [`Endpoint::handle_timeout`] | beacons, liveness, retransmissions, deadlines |
+//! | [`Endpoint::handle_handshake`] | sessions (a computation of [`Event::Handshake`] finished) |
+//! | [`Endpoint::publish`], [`Endpoint::publish_reliable`], [`Endpoint::subscribe`], [`Endpoint::unsubscribe`], [`Endpoint::ping`], [`Endpoint::leave`] | the outbox, the reliable window |
+//!
+//! | output | when to ask |
+//! |---|---|
+//! | [`Endpoint::poll_transmit`] | after any input, until `None` |
+//! | [`Endpoint::poll_timeout`] | after any input: the next instant to call `handle_timeout` |
+//! | [`Endpoint::poll_event`] | after any input, until `None` |
+//! | [`Endpoint::poll_wakeup`] | after a command from outside the driver: whether to wake it |
+//!
+//! Randomness comes from the seed the endpoint is created with, and wall-clock time from the
+//! caller, so with the same seed and the same inputs an endpoint does the same thing, byte for
+//! byte, encrypted or not.
+
+mod frames;
+mod handshakes;
+mod packet;
+mod reliable;
+mod security;
+mod sessions;
+
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+pub use handshakes::{HandshakeDone, HandshakeJob, HandshakeTicket};
+pub use security::Security;
+
+use crate::batch::{FrameBatcher, FrameTooLarge};
+use crate::crypto::handshake::CookieSecret;
+use crate::crypto::{EpochReceiver, SenderEpoch};
+use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
+use crate::metrics::{DropReason, Metrics};
+use crate::reliability::{Busy, DeliveryReport, SendWindow, SenderWindows, WindowLimits};
+use crate::rtt::{PingSample, RttEstimator};
+use crate::time::{Duration, Instant, WallClock};
+use crate::wire::{Beacon, Frame, FrameType, PROTOCOL_VERSION, PacketType};
+use crate::{PeerId, TopicId};
+use reliable::Pending;
+use sessions::Sessions;
+
+/// The hasher of the maps on the hot paths: keyed by a seed from the endpoint's RNG (so a
+/// remote sender cannot aim for collisions, and runs stay reproducible), and much cheaper than
+/// SipHash on the 8- and 16-byte ids they hold.
+type FastHash = foldhash::fast::FixedState;
+
+/// Where a datagram goes.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum Target {
+    /// The multicast group: every peer.
+    Group,
+    /// One peer's unicast socket.
+    Unicast(SocketAddr),
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Transmit {
+    /// Where to.
+    pub target: Target,
+    /// The whole datagram, sealed.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything an endpoint needs to know that does not change while it runs.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// This peer's id.
+    pub local_id: PeerId,
+    /// The port peers reach this one's unicast socket at (advertised in beacons).
+    pub unicast_port: u16,
+    /// Keys and trust.
+    pub security: Security,
+    /// How often to beacon.
+    pub beacon_interval: Duration,
+    /// A peer silent for this many of its advertised beacon intervals is unreachable.
+    pub liveness_factor: u32,
+    /// Unicast addresses that are sent every beacon (for networks without multicast).
+    pub seeds: Vec<SocketAddr>,
+    /// Application-defined key/value pairs, in every beacon.
+    pub metadata: Vec<(String, String)>,
+    /// The largest datagram to send, headers included.
+    pub max_datagram: usize,
+    /// Bytes queued for sending beyond which [`Endpoint::outbox_has_room`] says no.
+    pub outbox_limit: usize,
+    /// How many reliable messages may be in flight.
+    pub window: WindowLimits,
+    /// The retransmission timeout toward a peer whose round trip was never measured.
+    pub initial_rto: Duration,
+    /// The longest gap between retransmissions of a reliable message.
+    pub max_rto: Duration,
+    /// Sessions and multicast epochs are replaced this often.
+    pub rekey_after: Duration,
+    /// How far apart the peers' wall clocks may be.
+    pub max_clock_skew: Duration,
+    /// Handshakes being computed beyond which initiations without a cookie get one.
+    pub handshake_load_threshold: usize,
+}
+
+impl EndpointConfig {
+    /// The defaults of a LAN bus for peer `local_id`.
+    pub fn new(local_id: PeerId, security: Security) -> EndpointConfig {
+        EndpointConfig {
+            local_id,
+            unicast_port: 0,
+            security,
+            beacon_interval: Duration::from_secs(1),
+            liveness_factor: 3,
+            seeds: Vec::new(),
+            metadata: Vec::new(),
+            max_datagram: 1200,
+            outbox_limit: 4 << 20,
+            window: WindowLimits::default(),
+            initial_rto: RttEstimator::INITIAL_RTO,
+            max_rto: Duration::from_millis(500),
+            rekey_after: Duration::from_secs(120),
+            max_clock_skew: Duration::from_secs(60),
+            handshake_load_threshold: 8,
+        }
+    }
+}
+
+/// What the driver has measured of the path to a peer (from pings), and the endpoint uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeerTiming {
+    /// The smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// The retransmission timeout for reliable messages to it.
+    pub rto: Duration,
+    /// Its clock minus ours, in microseconds, once measured.
+    pub clock_offset_us: Option<i64>,
+}
+
+/// Payloads of one topic that arrived together in one datagram, for the local subscriptions.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The sender.
+    pub from: PeerId,
+    /// The topic.
+    pub topic: TopicId,
+    /// Each payload with the sender's schema fingerprint, in the order they were sent.
+    pub payloads: Arc<[(u64, Bytes)]>,
+    /// When the datagram arrived.
+    pub received_at: Instant,
+    /// When it was sent, on our clock, once the sender's clock offset is known.
+    pub sent_at: Option<Instant>,
+}
+
+/// Something the driver must act on or pass to the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// Messages for the local subscriptions of a topic.
+    Deliver(Delivery),
+    /// A peer joined, changed, left or became unreachable.
+    Membership(MembershipEvent),
+    /// A peer answered one of our pings.
+    Pong {
+        /// The peer.
+        peer: PeerId,
+        /// The four timestamps of the exchange.
+        sample: PingSample,
+    },
+    /// A reliable message has its outcome: acknowledged by everyone owed it, or not by the
+    /// deadline.
+    Finished {
+        /// The message's id, as [`Endpoint::publish_reliable`] returned it.
+        message_id: u64,
+        /// Who acknowledged, who left, who is missing.
+        report: DeliveryReport,
+    },
+    /// Room in the reliable window was given back: this many publishers waiting may try again.
+    WindowRoom(usize),
+    /// A handshake computation to run, off the driver's thread if it can (a Diffie-Hellman or
+    /// two); its result goes to [`Endpoint::handle_handshake`].
+    Handshake(HandshakeJob),
+}
+
+/// Why a publish was refused. The caller is at fault for the first; nobody for the second.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The message does not fit in a datagram.
+    #[error(transparent)]
+    TooLarge(#[from] FrameTooLarge),
+    /// The reliable window toward a subscriber is full.
+    #[error("busy: {0}")]
+    Busy(Busy),
+}
+
+/// Where a topic's messages go on the network, and who is owed its reliable ones.
+#[derive(Clone, Debug)]
+struct Route {
+    /// Unicast to the one remote subscriber; the group if there are several.
+    target: Target,
+    /// The remote subscribers, sorted by id.
+    subscribers: Arc<[PeerId]>,
+}
+
+/// A timestamp frame: every packet carries one, so bodies leave room for it.
+const TIMESTAMP_FRAME: Frame<'static> = Frame::Timestamp {
+    sent_at_us: u64::MAX,
+};
+
+/// One peer's protocol state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    metrics: Arc<Metrics>,
+    rng: ChaCha20Rng,
+    /// The last wall-clock reading the driver gave, and when.
+    wall: (Instant, WallClock),
+    table: PeerTable,
+    timings: HashMap<PeerId, PeerTiming, FastHash>,
+    routes: HashMap<TopicId, Route, FastHash>,
+    local_topics: BTreeSet<TopicId>,
+    next_beacon: Instant,
+    outbox: FrameBatcher<Target>,
+    /// Handshake messages, sent as they are ahead of the outbox.
+    handshake_out: VecDeque<Transmit>,
+    /// Whether the driver has drained every transmit (and so needs waking for new ones).
+    idle: bool,
+    wakeup: bool,
+    /// The counter of plaintext packets.
+    packet_counter: u64,
+    sessions: Sessions,
+    /// Our multicast epoch (secure modes), and when it started on our clock.
+    epoch: Option<(SenderEpoch, Instant)>,
+    /// Multicast epoch keys of the senders heard from.
+    epochs: EpochReceiver,
+    /// The secret of our cookies, made when first under load.
+    cookies: Option<CookieSecret>,
+    /// Handshake computations handed out and not yet handled.
+    handshakes_in_flight: usize,
+    /// The timestamp of our last initiation: each must be greater than the one before.
+    last_initiation: u64,
+    /// Peers whose initiation is being computed, so that beacons meanwhile start no other.
+    initiations_starting: BTreeSet<SocketAddr>,
+    window: SendWindow,
+    /// Reliable messages in flight, by id.
+    pending: BTreeMap<u64, Pending>,
+    /// When each pending message next needs attention, earliest first. Entries of messages
+    /// that finished meanwhile are skipped when they come up.
+    wakes: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// What each sender's reliable messages we have received.
+    senders: HashMap<PeerId, SenderWindows, FastHash>,
+    /// Message ids to acknowledge, by the address of their sender.
+    acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
+    /// Window room given back since the last [`Event::WindowRoom`].
+    room_freed: usize,
+    events: VecDeque<Event>,
+}
+
+impl Endpoint {
+    /// An endpoint whose randomness all comes from `seed` (draw it from the operating system's
+    /// random source; fix it only in tests), started at `now` / `wall`. Its first beacon is due
+    /// at once.
+    pub fn new(config: EndpointConfig, seed: [u8; 32], now: Instant, wall: WallClock) -> Endpoint {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut hasher = || FastHash::with_seed(rng.next_u64());
+        let (timings, routes, senders) = (
+            HashMap::with_hasher(hasher()),
+            HashMap::with_hasher(hasher()),
+            HashMap::with_hasher(hasher()),
+        );
+        // A random first id: a restarted peer's ids land far from its previous life's.
+        let first_message_id = rng.next_u64() >> 2;
+        let packet_type = if config.security.is_insecure() {
+            PacketType::Plain
+        } else {
+            PacketType::MulticastData
+        };
+        // The largest header a packet of this mode carries, and its tag.
+        let overhead = packet_type.header_len().unwrap_or(72) + packet_type.trailer_len();
+        let max_body = config
+            .max_datagram
+            .saturating_sub(overhead + TIMESTAMP_FRAME.encoded_len());
+        Endpoint {
+            table: PeerTable::new(config.local_id, config.liveness_factor),
+            sessions: Sessions::new(config.rekey_after),
+            window: SendWindow::new(config.window, first_message_id),
+            metrics: Arc::new(Metrics::default()),
+            rng,
+            wall: (now, wall),
+            timings,
+            routes,
+            local_topics: BTreeSet::new(),
+            next_beacon: now,
+            outbox: FrameBatcher::new(max_body).pad_full_bodies(),
+            handshake_out: VecDeque::new(),
+            idle: true,
+            wakeup: false,
+            packet_counter: 0,
+            epoch: None,
+            epochs: EpochReceiver::new(MAX_EPOCHS),
+            cookies: None,
+            handshakes_in_flight: 0,
+            last_initiation: 0,
+            initiations_starting: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            wakes: BinaryHeap::new(),
+            senders,
+            acks_owed: BTreeMap::new(),
+            room_freed: 0,
+            events: VecDeque::new(),
+            config,
+        }
+    }
+
+    /// This peer's id.
+    pub fn local_id(&self) -> PeerId {
+        self.config.local_id
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Its counters, shared: the driver adds what only it sees (datagrams sent, send failures).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Unicast sessions established by handshakes so far.
+    pub fn handshakes(&self) -> u64 {
+        self.sessions.established
+    }
+
+    /// The known peers, by id, with what is measured of the path to each.
+    pub fn peers(&self) -> impl Iterator<Item = (&PeerInfo, PeerTiming)> {
+        self.table.peers().map(|info| (info, self.timing(info.id)))
+    }
+
+    /// A known peer.
+    pub fn peer(&self, id: PeerId) -> Option<(&PeerInfo, PeerTiming)> {
+        self.table.get(&id).map(|info| (info, self.timing(id)))
+    }
+
+    /// What is measured of the path to `peer` (the defaults before any measurement).
+    pub fn timing(&self, peer: PeerId) -> PeerTiming {
+        self.timings.get(&peer).copied().unwrap_or(PeerTiming {
+            rtt: None,
+            rto: self.config.initial_rto,
+            clock_offset_us: None,
+        })
+    }
+
+    /// Records what the driver measured of the path to `peer`.
+    pub fn set_timing(&mut self, peer: PeerId, timing: PeerTiming) {
+        if self.table.get(&peer).is_some() {
+            self.timings.insert(peer, timing);
+        }
+    }
+
+    /// The remote subscribers of `topic` known now, by id.
+    pub fn subscribers(&self, topic: TopicId) -> &[PeerId] {
+        self.routes
+            .get(&topic)
+            .map_or(&[], |route| &route.subscribers[..])
+    }
+
+    /// Reliable messages in flight.
+    pub fn pending_messages(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The reliable window: what is in flight toward whom.
+    pub fn window(&self) -> &SendWindow {
+        &self.window
+    }
+
+    /// The wall clock now, from the driver's last reading and the monotonic time since.
+    fn wall_at(&self, now: Instant) -> WallClock {
+        let (read_at, wall) = self.wall;
+        wall + now.saturating_duration_since(read_at)
+    }
+
+    fn read_wall(&mut self, now: Instant, wall: WallClock) {
+        self.wall = (now, wall);
+    }
+
+    /// A datagram arrived from `from`. It is authenticated and opened as the security mode
+    /// requires, its frames parsed once and acted on; anything malformed, forged, replayed or
+    /// unexpected is dropped and counted, never acted on in part.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        wall: WallClock,
+        from: SocketAddr,
+        datagram: Bytes,
+    ) {
+        self.read_wall(now, wall);
+        self.metrics.datagram_in(datagram.len());
+        let Some((sender, body)) = self.open(now, from, datagram) else {
+            return;
+        };
+        if sender == self.config.local_id {
+            // Our own multicast, looped back.
+            return;
+        }
+        self.handle_body(now, from, sender, &body);
+    }
+
+    /// The instant [`Endpoint::poll_timeout`] returned has come: beacons, liveness,
+    /// retransmissions and deadlines.
+    pub fn handle_timeout(&mut self, now: Instant, wall: WallClock) {
+        self.read_wall(now, wall);
+        if now >= self.next_beacon {
+            self.send_beacon(&self.beacon_targets(), false);
+            self.next_beacon = next_beacon_at(now, self.config.beacon_interval, &mut self.rng);
+        }
+        self.table.handle_timeout(now);
+        self.process_membership(now);
+        self.wake_due(now);
+    }
+
+    /// The next instant at which [`Endpoint::handle_timeout`] must be called. Changed by every
+    /// input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let wake = self.wakes.peek().map(|Reverse((at, _))| *at);
+        [Some(self.next_beacon), self.table.poll_timeout(), wake]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next datagram to send, sealed; `None` once everything queued is out. Changed by
+    /// every input.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.queue_acks();
+        if let Some(transmit) = self.handshake_out.pop_front() {
+            return Some(transmit);
+        }
+        loop {
+            let Some((target, body)) = self.outbox.poll_body() else {
+                self.idle = true;
+                return None;
+            };
+            let packet = self.seal(now, target, &body);
+            self.outbox.recycle(body);
+            if !packet.is_empty() {
+                return Some(Transmit {
+                    target,
+                    bytes: packet,
+                });
+            }
+        }
+    }
+
+    /// The next event; `None` once there are none. Changed by every input.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.room_freed > 0 {
+            return Some(Event::WindowRoom(std::mem::take(&mut self.room_freed)));
+        }
+        self.events.pop_front()
+    }
+
+    /// Whether something was queued while the driver was idle: a driver woken by commands from
+    /// other threads asks after each, and drains [`Endpoint::poll_transmit`] if so. True once
+    /// per idle period.
+    pub fn poll_wakeup(&mut self) -> bool {
+        std::mem::take(&mut self.wakeup)
+    }
+
+    /// Whether the outbox has room for more best-effort messages.
+    pub fn outbox_has_room(&self) -> bool {
+        self.outbox.queued_bytes() < self.config.outbox_limit
+    }
+
+    /// Whether a frame of `len` bytes fits in a datagram.
+    ///
+    /// # Errors
+    /// [`FrameTooLarge`] naming both sizes if it does not.
+    pub fn check_fits(&self, len: usize) -> Result<(), FrameTooLarge> {
+        let max = self.outbox.max_body();
+        if len > max {
+            return Err(FrameTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Queues a best-effort message of `topic` for its remote subscribers, sharing datagrams
+    /// with what else is queued for them. Returns whether anyone remote subscribes (if nobody
+    /// does, nothing is sent).
+    ///
+    /// # Errors
+    /// [`FrameTooLarge`] if it does not fit in a datagram, whether or not anyone listens.
+    pub fn publish(
+        &mut self,
+        topic: TopicId,
+        fingerprint: u64,
+        payload: &[u8],
+    ) -> Result<bool, FrameTooLarge> {
+        let frame = Frame::Publish {
+            topic,
+            fingerprint,
+            payload,
+        };
+        match self.routes.get(&topic).map(|route| route.target) {
+            Some(target) => self.queue(target, &frame).map(|()| true),
+            None => self.check_fits(frame.encoded_len()).map(|()| false),
+        }
+    }
+
+    /// A topic gained its first local subscription: peers learn it at once.
+    pub fn subscribe(&mut self, topic: TopicId) {
+        if self.local_topics.insert(topic) {
+            self.announce_topics();
+        }
+    }
+
+    /// A topic lost its last local subscription: peers learn it at once.
+    pub fn unsubscribe(&mut self, topic: TopicId) {
+        if self.local_topics.remove(&topic) {
+            self.announce_topics();
+        }
+    }
+
+    /// Sends ping `ping_id` to `peer`, if it is known.
+    pub fn ping(&mut self, now: Instant, peer: PeerId, ping_id: u64) {
+        let Some(addr) = self.table.get(&peer).map(|p| p.addr) else {
+            return;
+        };
+        let frame = Frame::Ping {
+            ping_id,
+            sent_at_us: now.as_micros(),
+        };
+        if self.queue(Target::Unicast(addr), &frame).is_err() {
+            self.metrics.dropped(DropReason::SendFailed);
+        }
+    }
+
+    /// Says goodbye: a leaving beacon to the group and every seed.
+    pub fn leave(&mut self) {
+        self.send_beacon(&self.beacon_targets(), true);
+    }
+
+    fn queue(&mut self, target: Target, frame: &Frame<'_>) -> Result<(), FrameTooLarge> {
+        self.outbox.push(&target, frame)?;
+        self.metrics.frame_out(frame.frame_type());
+        self.mark_busy();
+        Ok(())
+    }
+
+    fn queue_encoded(
+        &mut self,
+        target: Target,
+        frame_type: FrameType,
+        frame: &[u8],
+    ) -> Result<(), FrameTooLarge> {
+        self.outbox.push_encoded(&target, frame)?;
+        self.metrics.frame_out(frame_type);
+        self.mark_busy();
+        Ok(())
+    }
+
+    /// Queues a handshake message, sent as it is.
+    fn send_raw(&mut self, addr: SocketAddr, packet: Vec<u8>) {
+        self.handshake_out.push_back(Transmit {
+            target: Target::Unicast(addr),
+            bytes: packet,
+        });
+        self.mark_busy();
+    }
+
+    fn mark_busy(&mut self) {
+        if self.idle {
+            self.idle = false;
+            self.wakeup = true;
+        }
+    }
+
+    fn beacon(&self, leaving: bool) -> Vec<u8> {
+        let config = &self.config;
+        let frame = Frame::Beacon(Beacon {
+            peer_id: config.local_id,
+            version: PROTOCOL_VERSION,
+            leaving,
+            unicast_port: config.unicast_port,
+            interval_ms: u32::try_from(config.beacon_interval.as_millis()).unwrap_or(u32::MAX),
+            topics: self.local_topics.iter().copied().collect(),
+            metadata: config
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        });
+        let mut bytes = Vec::new();
+        frame.emit(&mut bytes);
+        bytes
+    }
+
+    /// Sends our beacon to each of `targets`.
+    fn send_beacon(&mut self, targets: &[Target], leaving: bool) {
+        let beacon = self.beacon(leaving);
+        for target in targets {
+            if self
+                .queue_encoded(*target, FrameType::Beacon, &beacon)
+                .is_err()
+            {
+                // Metadata and topics too many for one datagram: the configuration is at fault.
+                self.metrics.dropped(DropReason::SendFailed);
+                return;
+            }
+        }
+    }
+
+    fn beacon_targets(&self) -> Vec<Target> {
+        std::iter::once(Target::Group)
+            .chain(self.config.seeds.iter().map(|s| Target::Unicast(*s)))
+            .collect()
+    }
+
+    /// Our topics changed: beacon to the group, the seeds, and every peer that knows us (so
+    /// they learn it without waiting for the multicast to loop).
+    fn announce_topics(&mut self) {
+        let mut targets = self.beacon_targets();
+        targets.extend(self.table.peers().map(|p| Target::Unicast(p.addr)));
+        self.send_beacon(&targets, false);
+    }
+
+    fn process_membership(&mut self, now: Instant) {
+        let mut changed = false;
+        while let Some(event) = self.table.poll_event() {
+            changed = true;
+            match &event {
+                MembershipEvent::Joined(info) => {
+                    // Introduce ourselves at once rather than at our next beacon.
+                    self.send_beacon(&[Target::Unicast(info.addr)], false);
+                }
+                MembershipEvent::Updated(_) => {}
+                MembershipEvent::Left(id) | MembershipEvent::Unreachable(id) => {
+                    self.forget(now, *id);
+                }
+            }
+            self.events.push_back(Event::Membership(event));
+        }
+        if changed {
+            self.update_routes();
+        }
+    }
+
+    fn forget(&mut self, now: Instant, id: PeerId) {
+        self.sessions.forget_peer(id);
+        self.timings.remove(&id);
+        self.senders.remove(&id);
+        self.peer_gone(now, id);
+    }
+
+    fn update_routes(&mut self) {
+        let mut subscribers: BTreeMap<TopicId, Vec<&PeerInfo>> = BTreeMap::new();
+        for peer in self.table.peers() {
+            for topic in &peer.topics {
+                subscribers.entry(*topic).or_default().push(peer);
+            }
+        }
+        let routes = subscribers.into_iter().map(|(topic, peers)| {
+            let target = match peers.as_slice() {
+                [only] => Target::Unicast(only.addr),
+                _ => Target::Group,
+            };
+            // The table yields peers by id, so these are sorted.
+            let subscribers = peers.iter().map(|p| p.id).collect();
+            (
+                topic,
+                Route {
+                    target,
+                    subscribers,
+                },
+            )
+        });
+        let mut fresh = HashMap::with_hasher(self.routes.hasher().clone());
+        fresh.extend(routes);
+        self.routes = fresh;
+    }
+}
+
+/// Multicast epochs cached: two per sender for a large cluster.
+const MAX_EPOCHS: usize = 2048;

@@ -1,0 +1,194 @@
+//! Packets: opening what arrives (plaintext, multicast epochs, unicast sessions, handshake
+//! messages) and sealing what leaves.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Endpoint, Target};
+use crate::PeerId;
+use crate::metrics::DropReason;
+use crate::time::{Duration, Instant};
+use crate::wire::{Frame, Header, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether a multicast epoch that started at `timestamp_ms` (the sender's wall clock) may still
+/// be in use at `now_ms` (ours): not older than the rekey interval plus the allowed clock skew,
+/// and not from further in the future than the skew. Bounds replays of recorded traffic to a
+/// restarted receiver without any state kept across restarts.
+fn epoch_is_fresh(now_ms: u64, rekey_after: Duration, skew: Duration, timestamp_ms: u64) -> bool {
+    let skew = duration_ms(skew);
+    let oldest = now_ms.saturating_sub(duration_ms(rekey_after) + skew);
+    (oldest..=now_ms.saturating_add(skew)).contains(&timestamp_ms)
+}
+
+/// The datagram's bytes, writable for decryption in place: without a copy when the driver
+/// handed over the only reference, as it does.
+fn writable(bytes: Bytes) -> BytesMut {
+    bytes
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
+impl Endpoint {
+    /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
+    /// body of frames, or `None` (dropped and counted, or a handshake message handled).
+    /// Nothing unauthenticated gets further.
+    pub(super) fn open(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: Bytes,
+    ) -> Option<(PeerId, Bytes)> {
+        let packet_type = match PacketType::of_datagram(&datagram) {
+            Ok(t) => t,
+            Err(e) => {
+                self.metrics.dropped(DropReason::of_decode_error(&e));
+                return None;
+            }
+        };
+        match (packet_type, self.config.security.is_insecure()) {
+            (PacketType::Plain, true) => {
+                let header = match Header::new_checked(&datagram[..]) {
+                    Ok(header) => header,
+                    Err(e) => {
+                        self.metrics.dropped(DropReason::of_decode_error(&e));
+                        return None;
+                    }
+                };
+                if header.suite() != 0 {
+                    self.metrics.dropped(DropReason::BadSuite);
+                    return None;
+                }
+                let sender = header.sender()?;
+                let body = datagram.slice(header.header_len()..);
+                Some((sender, body))
+            }
+            (PacketType::MulticastData, false) => self.open_epoch(datagram),
+            (PacketType::Data, false) => self.open_session(now, datagram),
+            (PacketType::HandshakeInit, false) => {
+                self.handle_initiation(now, from, &datagram);
+                None
+            }
+            (PacketType::HandshakeResponse, false) => {
+                self.handle_response(now, &datagram);
+                None
+            }
+            (PacketType::CookieReply, false) => {
+                self.handle_cookie(now, &datagram);
+                None
+            }
+            // Plaintext on a secure bus, or encrypted packets on an insecure one.
+            _ => {
+                self.metrics.dropped(DropReason::UnsupportedPacket);
+                None
+            }
+        }
+    }
+
+    fn open_epoch(&mut self, bytes: Bytes) -> Option<(PeerId, Bytes)> {
+        let now_ms = self.wall.1.as_millis();
+        let mut packet = writable(bytes);
+        let (rekey_after, skew) = (self.config.rekey_after, self.config.max_clock_skew);
+        let fresh = |timestamp_ms| epoch_is_fresh(now_ms, rekey_after, skew, timestamp_ms);
+        let (security, epochs) = (&self.config.security, &mut self.epochs);
+        let opened = epochs.open_fresh_range(&mut packet, fresh, |sender, material, ts| {
+            security.epoch_key(sender, material, ts)
+        });
+        match opened {
+            Ok((sender, range)) => Some((sender, packet.freeze().slice(range))),
+            Err(e) => {
+                self.metrics.dropped(DropReason::of_open_error(e));
+                None
+            }
+        }
+    }
+
+    fn open_session(&mut self, now: Instant, bytes: Bytes) -> Option<(PeerId, Bytes)> {
+        let index = match Header::new_checked(&bytes[..]) {
+            Ok(header) => header.session_index(),
+            Err(e) => {
+                self.metrics.dropped(DropReason::of_decode_error(&e));
+                return None;
+            }
+        };
+        let mut packet = writable(bytes);
+        match self.sessions.open(index, &mut packet, now) {
+            Ok((peer, range)) => {
+                self.metrics.session_datagram_in();
+                Some((peer, packet.freeze().slice(range)))
+            }
+            Err(e) => {
+                self.metrics.dropped(DropReason::of_open_error(e));
+                None
+            }
+        }
+    }
+
+    /// Wraps a body of frames into a packet: in insecure mode a plain header, a timestamp frame
+    /// dating the frames, then the body; in the secure modes the same timestamp and body sealed
+    /// under the session with the target if there is one, else under our current multicast
+    /// epoch, started afresh every `rekey_after`. Empty if it could not be sealed.
+    pub(super) fn seal(&mut self, now: Instant, target: Target, body: &[u8]) -> Vec<u8> {
+        let timestamp = Frame::Timestamp {
+            sent_at_us: now.as_micros(),
+        };
+        if self.config.security.is_insecure() {
+            let header = HeaderRepr {
+                suite: 0,
+                flags: HeaderFlags::empty(),
+                session_index: 0,
+                counter: self.packet_counter,
+                extension: HeaderExtension::Plain {
+                    sender: self.config.local_id,
+                },
+            };
+            self.packet_counter += 1;
+            let mut packet =
+                Vec::with_capacity(header.buffer_len() + timestamp.encoded_len() + body.len());
+            header.emit(&mut packet);
+            timestamp.emit(&mut packet);
+            packet.extend_from_slice(body);
+            return packet;
+        }
+        let mut plaintext = Vec::with_capacity(timestamp.encoded_len() + body.len());
+        timestamp.emit(&mut plaintext);
+        plaintext.extend_from_slice(body);
+        if let Target::Unicast(addr) = target {
+            let mut packet = Vec::with_capacity(plaintext.len() + 32);
+            if self.sessions.seal(addr, &plaintext, &mut packet, now) {
+                return packet;
+            }
+        }
+        let rekey_after = self.config.rekey_after;
+        let stale = self
+            .epoch
+            .as_ref()
+            .is_none_or(|(e, started)| now - *started >= rekey_after || e.sent() >= 1 << 32);
+        if stale {
+            let wall_ms = self.wall_at(now).as_millis();
+            let local = self.config.local_id;
+            // None only if our own key is missing, which the configuration rules out; the
+            // old epoch then stays until the next try.
+            if let Some(fresh) = self
+                .config
+                .security
+                .new_epoch(local, wall_ms, &mut self.rng)
+            {
+                self.epoch = Some((fresh, now));
+            }
+        }
+        let mut packet = Vec::with_capacity(plaintext.len() + 88);
+        if let Some((epoch, _)) = self.epoch.as_mut()
+            && epoch.seal(&plaintext, &mut packet).is_ok()
+        {
+            return packet;
+        }
+        // Counted: the body is lost, and nothing else can be done about it here.
+        self.metrics.dropped(DropReason::SendFailed);
+        Vec::new()
+    }
+}

@@ -1,0 +1,252 @@
+//! Reliable messages: the sender's table of messages in flight (acknowledgement sets,
+//! retransmission schedules, the window), and the receiver's dedup windows and
+//! acknowledgements owed.
+
+use std::cmp::Reverse;
+
+use bytes::Bytes;
+
+use super::{Endpoint, Event, PublishError, Target};
+use crate::metrics::{DropReason, ReliableCounters};
+use crate::reliability::{Arrival, ReliableSend};
+use crate::time::{Duration, Instant};
+use crate::wire::{AckRanges, Frame, FrameType};
+use crate::{PeerId, TopicId};
+
+/// A reliable message in flight.
+#[derive(Debug)]
+pub(super) struct Pending {
+    send: ReliableSend,
+    /// The encoded frame, sent again as it is.
+    frame: Bytes,
+    payload_len: usize,
+}
+
+/// Senders whose reliable-message windows are kept at once; beyond that the oldest is forgotten
+/// (in plaintext mode anyone can claim to be a sender, so this must be bounded).
+const MAX_SENDERS: usize = 4096;
+
+/// Ranges per ack frame: a few hundred bytes at worst (the ids of one sender lie within its
+/// window, so gaps and lengths take a few bytes each), well inside a datagram.
+const RANGES_PER_ACK: usize = 64;
+
+impl Endpoint {
+    /// Publishes a reliable message of `topic` to every remote subscriber known now: sent at
+    /// once, retransmitted to each until it acknowledges, finished by [`Event::Finished`] when
+    /// all have (or left), or at `deadline` with those missing named. Returns its id, or `None`
+    /// if nobody remote subscribes (nothing is sent).
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] if it does not fit in a datagram (whether or not anyone
+    /// listens); [`PublishError::Busy`] if the window toward a subscriber is full (retry after
+    /// [`Event::WindowRoom`]).
+    pub fn publish_reliable(
+        &mut self,
+        now: Instant,
+        topic: TopicId,
+        fingerprint: u64,
+        payload: &[u8],
+        deadline: Duration,
+    ) -> Result<Option<u64>, PublishError> {
+        let probe = Frame::ReliablePublish {
+            topic,
+            fingerprint,
+            message_id: u64::MAX,
+            window: u64::MAX,
+            payload,
+        };
+        self.check_fits(probe.encoded_len())?;
+        let Some(subscribers) = self.routes.get(&topic).map(|r| r.subscribers.clone()) else {
+            return Ok(None);
+        };
+        let owed: Vec<(PeerId, Duration)> = subscribers
+            .iter()
+            .filter(|id| self.table.get(id).is_some())
+            .map(|id| (*id, self.timing(*id).rto))
+            .collect();
+        let peers: Vec<PeerId> = owed.iter().map(|(id, _)| *id).collect();
+        let message_id = self
+            .window
+            .open(&peers, payload.len())
+            .map_err(PublishError::Busy)?;
+        let frame = Frame::ReliablePublish {
+            topic,
+            fingerprint,
+            message_id,
+            window: message_id.saturating_sub(self.window.floor()),
+            payload,
+        };
+        let mut bytes = Vec::with_capacity(frame.encoded_len());
+        frame.emit(&mut bytes);
+        let first = match owed.as_slice() {
+            [(only, _)] => self.table.get(only).map(|p| Target::Unicast(p.addr)),
+            _ => Some(Target::Group),
+        };
+        let send = ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
+        let pending = Pending {
+            send,
+            frame: Bytes::from(bytes),
+            payload_len: payload.len(),
+        };
+        if let Some(first) = first {
+            // Invariant: the frame was checked to fit above.
+            let _ = self.queue_encoded(first, FrameType::ReliablePublish, &pending.frame);
+        }
+        ReliableCounters::bump(&self.metrics.reliable.sent, 1);
+        if let Some(at) = pending.send.poll_timeout() {
+            self.wakes.push(Reverse((at, message_id)));
+        }
+        self.pending.insert(message_id, pending);
+        Ok(Some(message_id))
+    }
+
+    /// A reliable message from `sender`: delivers it if new, and owes `from` an
+    /// acknowledgement either way (our first one may have been lost). Returns whether it is
+    /// new.
+    pub(super) fn on_reliable(
+        &mut self,
+        from: std::net::SocketAddr,
+        sender: PeerId,
+        message_id: u64,
+        window: u64,
+    ) -> bool {
+        if self.senders.len() >= MAX_SENDERS
+            && !self.senders.contains_key(&sender)
+            && let Some(evicted) = self.senders.keys().next().copied()
+        {
+            self.senders.remove(&evicted);
+        }
+        let windows = self.senders.entry(sender).or_default();
+        let new = match windows.on_arrival(message_id, message_id.saturating_sub(window)) {
+            Arrival::New => {
+                ReliableCounters::bump(&self.metrics.reliable.received, 1);
+                true
+            }
+            Arrival::Duplicate => {
+                ReliableCounters::bump(&self.metrics.reliable.duplicates, 1);
+                false
+            }
+            Arrival::OutOfWindow => {
+                self.metrics.dropped(DropReason::OutOfWindow);
+                return false;
+            }
+        };
+        self.acks_owed.entry(from).or_default().push(message_id);
+        self.mark_busy();
+        new
+    }
+
+    /// Acknowledgements from `peer` for the ids in `ranges`.
+    pub(super) fn on_ack(&mut self, now: Instant, peer: PeerId, ranges: &AckRanges) {
+        let mut done = Vec::new();
+        for range in ranges.ranges() {
+            for (id, pending) in self.pending.range_mut(range.clone()) {
+                if pending.send.on_ack(peer) {
+                    done.push(*id);
+                }
+            }
+        }
+        ReliableCounters::bump(&self.metrics.reliable.acked, done.len() as u64);
+        for id in done {
+            self.peer_done(now, id, peer);
+        }
+    }
+
+    /// `peer` left: nobody waits for it any more.
+    pub(super) fn peer_gone(&mut self, now: Instant, peer: PeerId) {
+        let owing: Vec<u64> = self
+            .pending
+            .iter_mut()
+            .filter_map(|(id, p)| p.send.on_peer_left(peer).then_some(*id))
+            .collect();
+        for id in owing {
+            self.peer_done(now, id, peer);
+        }
+    }
+
+    /// `peer` is done with message `id`; finishes it if that was the last one owed it.
+    fn peer_done(&mut self, now: Instant, id: u64, peer: PeerId) {
+        if !self.finish_if_settled(now, id, Some(peer))
+            && let Some(pending) = self.pending.get(&id)
+        {
+            self.window.release_peer(peer, pending.payload_len);
+            self.room_freed += 1;
+        }
+    }
+
+    /// Finishes message `id` if it has an outcome, releasing the window's room for `done` and
+    /// for every peer still missing in one go. Returns whether it finished.
+    fn finish_if_settled(&mut self, now: Instant, id: u64, done: Option<PeerId>) -> bool {
+        let Some(pending) = self.pending.get(&id) else {
+            return false;
+        };
+        let Some(report) = pending.send.outcome(now) else {
+            return false;
+        };
+        if !report.missing.is_empty() {
+            ReliableCounters::bump(&self.metrics.reliable.expired, 1);
+        }
+        for peer in done.iter().chain(&report.missing) {
+            self.window.release_peer(*peer, pending.payload_len);
+        }
+        self.window.close(id);
+        self.pending.remove(&id);
+        self.room_freed += 1;
+        self.events.push_back(Event::Finished {
+            message_id: id,
+            report,
+        });
+        true
+    }
+
+    /// Retransmits every message whose time has come to the peers still missing it, and
+    /// finishes those past their deadline.
+    pub(super) fn wake_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.wakes.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop();
+            // A message that finished meanwhile has nothing left to do.
+            let Some(pending) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            let due = pending.send.poll_retransmits(now);
+            let frame = pending.frame.clone();
+            ReliableCounters::bump(&self.metrics.reliable.retransmitted, due.len() as u64);
+            for peer in due {
+                // Its address now: a peer that moved is retransmitted to where it is.
+                if let Some(addr) = self.table.get(&peer).map(|p| p.addr) {
+                    let _ = self.queue_encoded(
+                        Target::Unicast(addr),
+                        FrameType::ReliablePublish,
+                        &frame,
+                    );
+                }
+            }
+            if self.finish_if_settled(now, id, None) {
+                continue;
+            }
+            if let Some(next) = self.pending.get(&id).and_then(|p| p.send.poll_timeout()) {
+                self.wakes.push(Reverse((next, id)));
+            }
+        }
+    }
+
+    /// Turns the acknowledgements owed into ack frames, batched per sender: the ids merged into
+    /// ranges first, so a run of consecutive ids costs one range whatever its length.
+    pub(super) fn queue_acks(&mut self) {
+        for (to, ids) in std::mem::take(&mut self.acks_owed) {
+            let all = AckRanges::from_ranges(ids.iter().map(|id| *id..=*id));
+            for chunk in all.ranges().chunks(RANGES_PER_ACK) {
+                let ranges = AckRanges::from_ranges(chunk.iter().cloned());
+                if self
+                    .queue(Target::Unicast(to), &Frame::Ack(ranges))
+                    .is_err()
+                {
+                    self.metrics.dropped(DropReason::SendFailed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The production endpoint on the simulated network: [`SimEndpoint`] is a [`Node`] that feeds an
+//! [`Endpoint`] the datagrams and timeouts of a [`Simulation`](crate::sim::Simulation), runs its
+//! handshake computations inline, and records what it delivers and reports. The protocol under
+//! test is the one the actors drive; only addresses and the clock are simulated.
+//!
+//! Node `i` has the address 127.0.0.1:40000+i, and its wall clock reads
+//! [`SIM_WALL_CLOCK_START`] plus the virtual time.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use super::{Delivery, Endpoint, EndpointConfig, Event, Target};
+use crate::discovery::MembershipEvent;
+use crate::reliability::DeliveryReport;
+use crate::sim::{Destination, Node, NodeId, Transmit};
+use crate::time::{Duration, Instant, WallClock};
+
+/// The wall clock at virtual time zero: 2026-01-01T00:00:00Z.
+pub const SIM_WALL_CLOCK_START: WallClock = WallClock::from_nanos(1_767_225_600 * 1_000_000_000);
+
+/// The address of node `node`.
+pub fn sim_addr(node: NodeId) -> SocketAddr {
+    let port = 40_000 + u16::try_from(node.0).unwrap_or(u16::MAX - 40_000);
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+fn sim_node(addr: SocketAddr) -> Option<NodeId> {
+    let index = addr.port().checked_sub(40_000)?;
+    (addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)).then_some(NodeId(usize::from(index)))
+}
+
+/// What the application on a node does after every input: publish, subscribe, and so on.
+pub type App = Box<dyn FnMut(&mut Endpoint, Instant)>;
+
+/// An [`Endpoint`] as a simulated node, and what it has seen.
+pub struct SimEndpoint {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// What it delivered to its application, in order.
+    pub delivered: Vec<Delivery>,
+    /// The outcomes of its reliable messages, in the order they finished.
+    pub finished: Vec<(u64, DeliveryReport)>,
+    /// Its membership events, in order.
+    pub membership: Vec<MembershipEvent>,
+    app: Option<App>,
+}
+
+impl std::fmt::Debug for SimEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimEndpoint")
+            .field("endpoint", &self.endpoint)
+            .field("delivered", &self.delivered.len())
+            .field("finished", &self.finished.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimEndpoint {
+    /// Node `node` running an endpoint of `config` (its unicast port is set to the node's),
+    /// its randomness from `seed`.
+    pub fn new(node: NodeId, mut config: EndpointConfig, seed: [u8; 32]) -> SimEndpoint {
+        config.unicast_port = sim_addr(node).port();
+        SimEndpoint {
+            endpoint: Endpoint::new(config, seed, Instant::ZERO, SIM_WALL_CLOCK_START),
+            delivered: Vec::new(),
+            finished: Vec::new(),
+            membership: Vec::new(),
+            app: None,
+        }
+    }
+
+    /// Runs `app` after every input from now on.
+    pub fn with_app(mut self, app: impl FnMut(&mut Endpoint, Instant) + 'static) -> Self {
+        self.app = Some(Box::new(app));
+        self
+    }
+
+    /// Replaces the application.
+    pub fn set_app(&mut self, app: impl FnMut(&mut Endpoint, Instant) + 'static) {
+        self.app = Some(Box::new(app));
+    }
+
+    /// Runs the application now (as after an input), then handles every event until there are
+    /// none.
+    pub fn settle(&mut self, now: Instant) {
+        loop {
+            if let Some(app) = self.app.as_mut() {
+                app(&mut self.endpoint, now);
+            }
+            let mut any = false;
+            while let Some(event) = self.endpoint.poll_event() {
+                any = true;
+                match event {
+                    Event::Handshake(job) => self.endpoint.handle_handshake(now, job.run()),
+                    Event::Deliver(delivery) => self.delivered.push(delivery),
+                    Event::Finished { message_id, report } => {
+                        self.finished.push((message_id, report));
+                    }
+                    Event::Membership(event) => self.membership.push(event),
+                    Event::WindowRoom(_) | Event::Pong { .. } => {}
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+}
+
+fn wall(now: Instant) -> WallClock {
+    SIM_WALL_CLOCK_START + Duration::from_micros(now.as_micros())
+}
+
+impl Node for SimEndpoint {
+    fn handle_datagram(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        let datagram = Bytes::copy_from_slice(bytes);
+        self.endpoint
+            .handle_datagram(now, wall(now), sim_addr(from), datagram);
+        self.settle(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now, wall(now));
+        self.settle(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        loop {
+            let transmit = self.endpoint.poll_transmit(now)?;
+            let destination = match transmit.target {
+                Target::Group => Destination::Multicast,
+                Target::Unicast(addr) => match sim_node(addr) {
+                    Some(node) => Destination::Unicast(node),
+                    // No node has that address: the datagram goes nowhere.
+                    None => continue,
+                },
+            };
+            return Some(Transmit {
+                destination,
+                bytes: transmit.bytes,
+            });
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+}
