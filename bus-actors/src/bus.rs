@@ -147,7 +147,7 @@ impl BusBuilder {
         }
         let transport = match transport {
             Some(factory) => factory(&config)?,
-            None => Box::new(UdpTransport::bind(&config)?),
+            None => Box::new(UdpTransport::bind(&config.udp_options())?),
         };
         let local_addr = transport.local_addr();
         let mut endpoint_seed = [0u8; 32];

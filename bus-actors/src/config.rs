@@ -12,35 +12,12 @@ use bus_core::reliability::WindowLimits;
 use bus_core::{Duration, PeerId, Topic, TopicId};
 
 use crate::error::Error;
-use crate::transport::Transport;
+use crate::transport::{Interface, Transport, UdpOptions};
 
 /// The default multicast group (as in the Pavillion protocol document).
 pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 28, 12);
 /// The default multicast port.
 pub const DEFAULT_PORT: u16 = 1783;
-
-/// The interface the bus joins its group on and sends from.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum Interface {
-    /// An IPv4 interface, by its address. The default is 127.0.0.1: nothing leaves the host.
-    V4(Ipv4Addr),
-    /// An IPv6 interface, by its address and index (`ip link` shows the index).
-    V6 {
-        /// The interface's address; the unicast socket binds to it.
-        addr: std::net::Ipv6Addr,
-        /// The interface index, for joining the group and sending multicast.
-        index: u32,
-    },
-}
-
-impl Interface {
-    pub(crate) fn ip(&self) -> IpAddr {
-        match *self {
-            Interface::V4(ip) => IpAddr::V4(ip),
-            Interface::V6 { addr, .. } => IpAddr::V6(addr),
-        }
-    }
-}
 
 pub(crate) type TransportFactory = Box<dyn FnOnce(&Config) -> Result<Box<dyn Transport>, Error>>;
 
@@ -80,6 +57,19 @@ pub(crate) const LOOPBACK_MAX_DATAGRAM: usize = 16 * 1024;
 pub(crate) const LAN_MAX_DATAGRAM: usize = 1200;
 
 impl Config {
+    /// What the UDP sockets are bound and tuned with.
+    pub(crate) fn udp_options(&self) -> UdpOptions {
+        UdpOptions {
+            interface: self.interface,
+            group: self.group,
+            unicast_port: self.unicast_port,
+            recv_buffer: self.recv_buffer,
+            send_buffer: self.send_buffer,
+            multicast_ttl: self.multicast_ttl,
+            busy_poll: self.busy_poll,
+        }
+    }
+
     /// What the endpoint of peer `local_id`, reachable at `unicast_port`, runs with.
     pub(crate) fn endpoint_config(&self, local_id: PeerId, unicast_port: u16) -> EndpointConfig {
         EndpointConfig {
@@ -372,7 +362,7 @@ impl BusBuilder {
     #[cfg(feature = "sim")]
     pub fn inject_faults(mut self, faults: crate::transport::Faults) -> Self {
         self.transport = Some(Box::new(move |config| {
-            let udp = crate::transport::UdpTransport::bind(config)?;
+            let udp = crate::transport::UdpTransport::bind(&config.udp_options())?;
             Ok(Box::new(crate::transport::FaultyTransport::new(
                 udp, faults,
             )))

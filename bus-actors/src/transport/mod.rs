@@ -7,7 +7,7 @@ mod registration;
 mod sim;
 mod udp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
@@ -17,9 +17,32 @@ use futures_util::stream::LocalBoxStream;
 pub use fault::{Faults, FaultyTransport};
 #[cfg(feature = "sim")]
 pub use sim::{SimHub, SimTransport};
-pub(crate) use udp::UdpTransport;
+pub(crate) use udp::{UdpOptions, UdpTransport};
 
 pub use bus_core::endpoint::Target;
+
+/// The interface the bus joins its group on and sends from.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Interface {
+    /// An IPv4 interface, by its address. The default is 127.0.0.1: nothing leaves the host.
+    V4(Ipv4Addr),
+    /// An IPv6 interface, by its address and index (`ip link` shows the index).
+    V6 {
+        /// The interface's address; the unicast socket binds to it.
+        addr: std::net::Ipv6Addr,
+        /// The interface index, for joining the group and sending multicast.
+        index: u32,
+    },
+}
+
+impl Interface {
+    pub(crate) fn ip(&self) -> IpAddr {
+        match *self {
+            Interface::V4(ip) => IpAddr::V4(ip),
+            Interface::V6 { addr, .. } => IpAddr::V6(addr),
+        }
+    }
+}
 
 /// A datagram that arrived.
 #[derive(Clone, Debug)]

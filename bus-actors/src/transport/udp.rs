@@ -14,13 +14,25 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use super::Interface;
 use super::registration::register;
 use super::{Datagram, SendReport, Target, Transport};
-use crate::config::{Config, Interface};
 use crate::error::{Error, socket_error};
 
 /// The largest datagram the receive loop accepts.
 const RECV_BUFFER: usize = 64 * 1024;
+
+/// What the sockets are bound and tuned with (from the bus's configuration).
+#[derive(Clone, Debug)]
+pub(crate) struct UdpOptions {
+    pub(crate) interface: Interface,
+    pub(crate) group: SocketAddr,
+    pub(crate) unicast_port: u16,
+    pub(crate) recv_buffer: usize,
+    pub(crate) send_buffer: usize,
+    pub(crate) multicast_ttl: u32,
+    pub(crate) busy_poll: std::time::Duration,
+}
 
 #[derive(Debug)]
 pub(crate) struct UdpTransport {
@@ -32,7 +44,7 @@ pub(crate) struct UdpTransport {
 
 impl UdpTransport {
     /// Binds the unicast socket on the configured interface and joins the group there.
-    pub(crate) fn bind(config: &Config) -> Result<UdpTransport, Error> {
+    pub(crate) fn bind(config: &UdpOptions) -> Result<UdpTransport, Error> {
         let domain = match config.interface {
             Interface::V4(_) => Domain::IPV4,
             Interface::V6 { .. } => Domain::IPV6,
@@ -116,7 +128,7 @@ impl UdpTransport {
     }
 }
 
-fn new_socket(domain: Domain, config: &Config) -> Result<Socket, Error> {
+fn new_socket(domain: Domain, config: &UdpOptions) -> Result<Socket, Error> {
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
         .map_err(socket_error("create UDP socket"))?;
     socket

@@ -4,16 +4,7 @@
 //! initiations, and mac1 so that a responder rejects junk with one keyed hash before any
 //! Diffie-Hellman.
 //!
-//! ```text
-//! HS_INIT, 116 bytes                      HS_RESP, 92 bytes
-//!   0  type 0x01, suite, mode, 0            0  type 0x02, suite, mode, 0
-//!   4  sender index (u32 LE)                4  sender index (responder's)
-//!   8  client id (16)                       8  receiver index (the initiator's)
-//!  24  ephemeral public key (32)           12  ephemeral public key (32)
-//!  56  encrypted timestamp+flags (12+16)   44  tag of the empty payload (16)
-//!  84  mac1 over bytes 0..84 (16)          60  mac1 over bytes 0..60 (16)
-//! 100  mac2 (16, zero: cookies reserved)   76  mac2 (16, zero)
-//! ```
+//! The byte layouts are in [`crate::wire::handshake`].
 
 use orion::hazardous::aead::xchacha20poly1305::{
     Nonce as XNonce, SecretKey as XKey, Tag as XTag, XChaCha20Poly1305,
@@ -27,11 +18,13 @@ use super::noise::{HandshakeKeys, HandshakeState, KEY_LEN, KK, Keypair, NN_PSK0,
 use super::session::{SUITE_CHACHA, Session};
 use crate::PeerId;
 use crate::time::Instant;
+use crate::wire::PacketType;
+use crate::wire::handshake::{HandshakePacket, cookie_reply, emit_prefix, init, response};
 
 /// The size of a handshake initiation.
-pub const INIT_LEN: usize = 116;
+pub const INIT_LEN: usize = init::LEN;
 /// The size of a handshake response.
-pub const RESP_LEN: usize = 92;
+pub const RESP_LEN: usize = response::LEN;
 const MAC_LEN: usize = 16;
 
 /// Which kind of credentials a handshake uses; its byte is in every handshake message.
@@ -178,7 +171,7 @@ pub enum HandshakeError {
 }
 
 /// The size of a cookie reply.
-pub const COOKIE_REPLY_LEN: usize = 64;
+pub const COOKIE_REPLY_LEN: usize = cookie_reply::LEN;
 
 /// `K_cookie = BLAKE2b-256("pvl1 cookie" ‖ K_mac1)`: the key a cookie travels under.
 fn cookie_key(mac1_key: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
@@ -250,8 +243,8 @@ impl CookieSecret {
         initiation.len() == INIT_LEN
             && mac1_matches(
                 &pad_key(&self.cookie(source)),
-                &initiation[..100],
-                &initiation[100..116],
+                &initiation[init::field::MAC2_COVERS],
+                &initiation[init::field::MAC2],
             )
     }
 
@@ -278,16 +271,22 @@ impl CookieSecret {
         let tag = XChaCha20Poly1305::seal_inplace(
             &XKey::from(key),
             &nonce,
-            Some(&initiation[84..100]),
+            Some(&initiation[init::field::MAC1]),
             &mut cookie,
         )
         .map_err(|_| CryptoError::Seal)?;
         let mut reply = [0u8; COOKIE_REPLY_LEN];
-        reply[..4].copy_from_slice(&[0x03, SUITE_CHACHA, header.mode as u8, 0]);
-        reply[4..8].copy_from_slice(&header.sender_index.to_le_bytes());
-        reply[8..32].copy_from_slice(nonce.as_ref());
-        reply[32..48].copy_from_slice(&cookie);
-        reply[48..64].copy_from_slice(tag.unprotected_as_ref());
+        emit_prefix(
+            &mut reply,
+            PacketType::CookieReply,
+            SUITE_CHACHA,
+            header.mode as u8,
+        );
+        reply[cookie_reply::field::RECEIVER_INDEX]
+            .copy_from_slice(&header.sender_index.to_le_bytes());
+        reply[cookie_reply::field::NONCE].copy_from_slice(nonce.as_ref());
+        reply[cookie_reply::field::COOKIE].copy_from_slice(&cookie);
+        reply[cookie_reply::field::TAG].copy_from_slice(tag.unprotected_as_ref());
         Ok(reply)
     }
 }
@@ -308,26 +307,38 @@ pub struct InitHeader {
 /// # Errors
 /// [`HandshakeError::Malformed`] or [`HandshakeError::BadSuite`].
 pub fn peek_init(packet: &[u8]) -> Result<InitHeader, HandshakeError> {
-    if packet.len() != INIT_LEN || packet[0] != 0x01 || packet[3] != 0 {
-        return Err(HandshakeError::Malformed);
-    }
-    if packet[1] != SUITE_CHACHA {
-        return Err(HandshakeError::BadSuite);
-    }
-    let mode = match packet[2] {
-        1 => Mode::Psk,
-        2 => Mode::PublicKey,
-        _ => return Err(HandshakeError::BadSuite),
-    };
+    let view = checked(packet, PacketType::HandshakeInit)?;
+    let mode = mode_of(view.mode())?;
     let mut client = [0; 16];
-    client.copy_from_slice(&packet[8..24]);
-    let mut index = [0; 4];
-    index.copy_from_slice(&packet[4..8]);
+    client.copy_from_slice(&packet[init::field::CLIENT]);
     Ok(InitHeader {
         client: PeerId(client),
-        sender_index: u32::from_le_bytes(index),
+        sender_index: view.u32_at(init::field::SENDER_INDEX),
         mode,
     })
+}
+
+/// A view of `packet` as a handshake message of `packet_type` in our suite.
+fn checked(
+    packet: &[u8],
+    packet_type: PacketType,
+) -> Result<HandshakePacket<&[u8]>, HandshakeError> {
+    let view = HandshakePacket::new_checked(packet).map_err(|_| HandshakeError::Malformed)?;
+    if view.packet_type() != packet_type {
+        return Err(HandshakeError::Malformed);
+    }
+    if view.suite() != SUITE_CHACHA {
+        return Err(HandshakeError::BadSuite);
+    }
+    Ok(view)
+}
+
+fn mode_of(byte: u8) -> Result<Mode, HandshakeError> {
+    match byte {
+        1 => Ok(Mode::Psk),
+        2 => Ok(Mode::PublicKey),
+        _ => Err(HandshakeError::BadSuite),
+    }
 }
 
 /// The cheap checks of an initiation, for a responder to run on its receive path before any
@@ -344,7 +355,11 @@ pub fn check_initiation(
         return Err(HandshakeError::BadSuite);
     }
     let mut mac1_key = credentials.mac1_key(header.client, false);
-    let valid = mac1_matches(&mac1_key, &initiation[..84], &initiation[84..100]);
+    let valid = mac1_matches(
+        &mac1_key,
+        &initiation[init::field::MAC1_COVERS],
+        &initiation[init::field::MAC1],
+    );
     mac1_key.zeroize();
     if valid {
         Ok(header)
@@ -356,10 +371,10 @@ pub fn check_initiation(
 /// The initiator's session index a response or cookie reply is addressed to, so the
 /// initiator can find the initiation it answers.
 pub fn response_index(reply: &[u8]) -> Option<u32> {
-    let at = if reply.first() == Some(&0x03) {
-        4..8
+    let at = if reply.first() == Some(&(PacketType::CookieReply as u8)) {
+        cookie_reply::field::RECEIVER_INDEX
     } else {
-        8..12
+        response::field::RECEIVER_INDEX
     };
     let bytes = reply.get(at)?;
     Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
@@ -412,16 +427,21 @@ impl Initiation {
         payload[..8].copy_from_slice(&timestamp.to_be_bytes());
         let message = state.write_message(&payload)?;
         let mut packet = [0u8; INIT_LEN];
-        packet[..4].copy_from_slice(&[0x01, SUITE_CHACHA, mode as u8, 0]);
-        packet[4..8].copy_from_slice(&sender_index.to_le_bytes());
-        packet[8..24].copy_from_slice(client.as_bytes());
-        if message.len() != 60 {
+        emit_prefix(
+            &mut packet,
+            PacketType::HandshakeInit,
+            SUITE_CHACHA,
+            mode as u8,
+        );
+        packet[init::field::SENDER_INDEX].copy_from_slice(&sender_index.to_le_bytes());
+        packet[init::field::CLIENT].copy_from_slice(client.as_bytes());
+        if message.len() != init::field::NOISE.len() {
             return Err(CryptoError::Seal);
         }
-        packet[24..84].copy_from_slice(&message);
+        packet[init::field::NOISE].copy_from_slice(&message);
         let mac1_key = credentials.mac1_key(client, true);
-        let mac = mac1(&mac1_key, &packet[..84]);
-        packet[84..100].copy_from_slice(&mac);
+        let mac = mac1(&mac1_key, &packet[init::field::MAC1_COVERS]);
+        packet[init::field::MAC1].copy_from_slice(&mac);
         Ok((
             Initiation {
                 state,
@@ -445,28 +465,29 @@ impl Initiation {
     /// [`HandshakeError`] if the reply is malformed, for another initiation, or does not
     /// authenticate.
     pub fn accept_cookie(&mut self, reply: &[u8]) -> Result<[u8; INIT_LEN], HandshakeError> {
-        if reply.len() != COOKIE_REPLY_LEN || reply[0] != 0x03 || reply[3] != 0 {
+        let view = HandshakePacket::new_checked(reply).map_err(|_| HandshakeError::Malformed)?;
+        if view.packet_type() != PacketType::CookieReply {
             return Err(HandshakeError::Malformed);
         }
-        if response_index(reply) != Some(self.sender_index) {
+        if view.u32_at(cookie_reply::field::RECEIVER_INDEX) != self.sender_index {
             return Err(HandshakeError::UnknownIndex);
         }
         let mut nonce = [0u8; 24];
-        nonce.copy_from_slice(&reply[8..32]);
+        nonce.copy_from_slice(&reply[cookie_reply::field::NONCE]);
         let mut cookie = [0u8; MAC_LEN];
-        cookie.copy_from_slice(&reply[32..48]);
+        cookie.copy_from_slice(&reply[cookie_reply::field::COOKIE]);
         let mut tag = [0u8; 16];
-        tag.copy_from_slice(&reply[48..64]);
+        tag.copy_from_slice(&reply[cookie_reply::field::TAG]);
         XChaCha20Poly1305::open_inplace(
             &XKey::from(cookie_key(&self.mac1_key)),
             &XNonce::from(nonce),
             &XTag::from(tag),
-            Some(&self.packet[84..100]),
+            Some(&self.packet[init::field::MAC1]),
             &mut cookie,
         )
         .map_err(|_| HandshakeError::Auth)?;
-        let mac2 = mac1(&pad_key(&cookie), &self.packet[..100]);
-        self.packet[100..116].copy_from_slice(&mac2);
+        let mac2 = mac1(&pad_key(&cookie), &self.packet[init::field::MAC2_COVERS]);
+        self.packet[init::field::MAC2].copy_from_slice(&mac2);
         Ok(self.packet)
     }
 
@@ -476,24 +497,21 @@ impl Initiation {
     /// [`HandshakeError`] says why; the initiation stays usable for a genuine response only
     /// if the failure happened before the Noise read (wrong size, index or mac1).
     pub fn finish(mut self, response: &[u8], now: Instant) -> Result<Session, HandshakeError> {
-        if response.len() != RESP_LEN || response[0] != 0x02 || response[3] != 0 {
-            return Err(HandshakeError::Malformed);
-        }
-        if response[1] != SUITE_CHACHA {
-            return Err(HandshakeError::BadSuite);
-        }
-        if response_index(response) != Some(self.sender_index) {
+        let view = checked(response, PacketType::HandshakeResponse)?;
+        if view.u32_at(response::field::RECEIVER_INDEX) != self.sender_index {
             return Err(HandshakeError::UnknownIndex);
         }
-        if !mac1_matches(&self.mac1_key, &response[..60], &response[60..76]) {
+        if !mac1_matches(
+            &self.mac1_key,
+            &response[response::field::MAC1_COVERS],
+            &response[response::field::MAC1],
+        ) {
             return Err(HandshakeError::BadMac);
         }
         self.state
-            .read_message(&response[12..60])
+            .read_message(&response[response::field::NOISE])
             .map_err(|_| HandshakeError::Auth)?;
-        let mut index = [0; 4];
-        index.copy_from_slice(&response[4..8]);
-        let remote_index = u32::from_le_bytes(index);
+        let remote_index = view.u32_at(response::field::SENDER_INDEX);
         let state = std::mem::replace(&mut self.state, placeholder());
         let transport = state.into_transport().map_err(|_| HandshakeError::Auth)?;
         Session::new(&transport, self.sender_index, remote_index, now)
@@ -545,22 +563,27 @@ pub fn respond(
     )
     .map_err(|_| HandshakeError::Auth)?;
     let payload = state
-        .read_message(&initiation[24..84])
+        .read_message(&initiation[init::field::NOISE])
         .map_err(|_| HandshakeError::Auth)?;
     let mut timestamp = [0; 8];
     timestamp.copy_from_slice(payload.get(..8).ok_or(HandshakeError::Malformed)?);
     let message = state.write_message(&[]).map_err(|_| HandshakeError::Auth)?;
     let mut response = [0u8; RESP_LEN];
-    response[..4].copy_from_slice(&[0x02, SUITE_CHACHA, header.mode as u8, 0]);
-    response[4..8].copy_from_slice(&local_index.to_le_bytes());
-    response[8..12].copy_from_slice(&header.sender_index.to_le_bytes());
-    if message.len() != 48 {
+    emit_prefix(
+        &mut response,
+        PacketType::HandshakeResponse,
+        SUITE_CHACHA,
+        header.mode as u8,
+    );
+    response[response::field::SENDER_INDEX].copy_from_slice(&local_index.to_le_bytes());
+    response[response::field::RECEIVER_INDEX].copy_from_slice(&header.sender_index.to_le_bytes());
+    if message.len() != response::field::NOISE.len() {
         return Err(HandshakeError::Auth);
     }
-    response[12..60].copy_from_slice(&message);
-    let mac = mac1(&mac1_key, &response[..60]);
+    response[response::field::NOISE].copy_from_slice(&message);
+    let mac = mac1(&mac1_key, &response[response::field::MAC1_COVERS]);
     mac1_key.zeroize();
-    response[60..76].copy_from_slice(&mac);
+    response[response::field::MAC1].copy_from_slice(&mac);
     let transport = state.into_transport().map_err(|_| HandshakeError::Auth)?;
     let session = Session::new(&transport, local_index, header.sender_index, now)
         .map_err(|_| HandshakeError::Auth)?;

@@ -235,3 +235,165 @@ impl Sessions {
         self.outstanding.retain(|_, o| o.addr != addr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::crypto::handshake::{Credentials, PresharedKey, respond};
+    use crate::crypto::noise::Keypair;
+
+    const ALICE: PeerId = PeerId([1; 16]);
+    const BOB: PeerId = PeerId([2; 16]);
+    const REKEY: std::time::Duration = std::time::Duration::from_secs(120);
+
+    fn alice_addr() -> SocketAddr {
+        "127.0.0.1:40001".parse().unwrap()
+    }
+
+    fn bob_addr() -> SocketAddr {
+        "127.0.0.1:40002".parse().unwrap()
+    }
+
+    /// A handshake between Alice (initiator, index `a`) and Bob (responder, index `b`) at `now`:
+    /// Alice's session and Bob's.
+    fn pair(a: u32, b: u32, now: Instant) -> (Session, Session) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(a) << 32 | u64::from(b));
+        let psk = Credentials::Psk(PresharedKey([7; 32]));
+        let mut ephemeral = || Keypair::generate(&mut rng).unwrap();
+        let (initiation, init) = Initiation::start(ALICE, &psk, a, 1, ephemeral()).unwrap();
+        let accepted = respond(&init, &psk, b, now, ephemeral()).unwrap();
+        let alice = initiation.finish(&accepted.response, now).unwrap();
+        (alice, accepted.session)
+    }
+
+    fn sealed(sessions: &mut Sessions, to: SocketAddr, body: &[u8], now: Instant) -> Vec<u8> {
+        let mut packet = Vec::new();
+        assert!(
+            sessions.seal(to, body, &mut packet, now),
+            "no session to seal with"
+        );
+        packet
+    }
+
+    fn index_of(packet: &[u8]) -> u32 {
+        crate::wire::Header::new_checked(packet)
+            .unwrap()
+            .session_index()
+    }
+
+    /// Opens `packet` at `sessions` and returns its sender and body.
+    fn open(sessions: &mut Sessions, mut packet: Vec<u8>, now: Instant) -> (PeerId, Vec<u8>) {
+        let index = index_of(&packet);
+        let (peer, range) = sessions.open(index, &mut packet, now).unwrap();
+        (peer, packet[range].to_vec())
+    }
+
+    #[test]
+    fn the_responder_sends_only_once_the_initiator_has_used_the_session() {
+        let (mut alice, mut bob) = (Sessions::new(REKEY), Sessions::new(REKEY));
+        let (a, b) = pair(1, 2, Instant::ZERO);
+        alice.install(bob_addr(), BOB, a, true);
+        bob.install(alice_addr(), ALICE, b, false);
+        let mut out = Vec::new();
+        assert!(
+            !bob.seal(alice_addr(), b"too early", &mut out, Instant::ZERO),
+            "key confirmation: Alice may not have the response yet"
+        );
+        let packet = sealed(&mut alice, bob_addr(), b"hello", Instant::ZERO);
+        assert_eq!(
+            open(&mut bob, packet, Instant::ZERO),
+            (ALICE, b"hello".to_vec())
+        );
+        let reply = sealed(&mut bob, alice_addr(), b"back", Instant::ZERO);
+        assert_eq!(
+            open(&mut alice, reply, Instant::ZERO),
+            (BOB, b"back".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_lost_response_strands_nothing() {
+        let mut bob = Sessions::new(REKEY);
+        // Bob answered twice; Alice only got the second answer.
+        let (_, first) = pair(1, 2, Instant::ZERO);
+        let (mut second_alice, second) = pair(3, 4, Instant::ZERO);
+        bob.install(alice_addr(), ALICE, first, false);
+        bob.install(alice_addr(), ALICE, second, false);
+        let mut packet = Vec::new();
+        second_alice.seal(b"on the second", &mut packet).unwrap();
+        assert_eq!(
+            open(&mut bob, packet, Instant::ZERO),
+            (ALICE, b"on the second".to_vec())
+        );
+        // The first will never be used: it is gone, and Bob sends on the second.
+        let mut stale = Vec::new();
+        let (mut first_alice, _) = pair(1, 2, Instant::ZERO);
+        first_alice.seal(b"x", &mut stale).unwrap();
+        let index = index_of(&stale);
+        assert_eq!(
+            bob.open(index, &mut stale, Instant::ZERO),
+            Err(OpenError::UnknownSender)
+        );
+        assert!(bob.seal(alice_addr(), b"reply", &mut Vec::new(), Instant::ZERO));
+    }
+
+    #[test]
+    fn the_previous_session_opens_while_its_packets_drain() {
+        let (mut alice, mut bob) = (Sessions::new(REKEY), Sessions::new(REKEY));
+        let (a1, b1) = pair(1, 2, Instant::ZERO);
+        alice.install(bob_addr(), BOB, a1, true);
+        bob.install(alice_addr(), ALICE, b1, false);
+        let hello = sealed(&mut alice, bob_addr(), b"hello", Instant::ZERO);
+        open(&mut bob, hello, Instant::ZERO);
+        // Bob sends on the first session; Alice rekeys before that packet arrives.
+        let in_flight = sealed(&mut bob, alice_addr(), b"in flight", Instant::ZERO);
+        open(&mut alice, in_flight.clone(), Instant::ZERO);
+        let later = Instant::ZERO + REKEY;
+        let (a2, b2) = pair(5, 6, later);
+        alice.install(bob_addr(), BOB, a2, true);
+        bob.install(alice_addr(), ALICE, b2, false);
+        let still = sealed(&mut bob, alice_addr(), b"still the first", later);
+        assert_eq!(
+            open(&mut alice, still, later),
+            (BOB, b"still the first".to_vec())
+        );
+        // Alice sends on the new one, which promotes it at Bob.
+        let fresh = sealed(&mut alice, bob_addr(), b"new", later);
+        assert_eq!(index_of(&fresh), 6);
+        assert_eq!(open(&mut bob, fresh, later), (ALICE, b"new".to_vec()));
+    }
+
+    #[test]
+    fn an_expired_session_neither_seals_nor_opens() {
+        let (mut alice, mut bob) = (Sessions::new(REKEY), Sessions::new(REKEY));
+        let (a, b) = pair(1, 2, Instant::ZERO);
+        alice.install(bob_addr(), BOB, a, true);
+        bob.install(alice_addr(), ALICE, b, false);
+        let hello = sealed(&mut alice, bob_addr(), b"hello", Instant::ZERO);
+        open(&mut bob, hello, Instant::ZERO);
+        let mut old = sealed(&mut alice, bob_addr(), b"old", Instant::ZERO);
+        // 1.5 x the rekey interval: rejected both ways.
+        let late = Instant::ZERO + REKEY * 3 / 2;
+        assert!(!alice.seal(bob_addr(), b"late", &mut Vec::new(), late));
+        let index = index_of(&old);
+        assert_eq!(bob.open(index, &mut old, late), Err(OpenError::Expired));
+    }
+
+    #[test]
+    fn forgetting_a_peer_forgets_its_sessions_at_every_address() {
+        let mut bob = Sessions::new(REKEY);
+        let (mut a, b) = pair(1, 2, Instant::ZERO);
+        bob.install(alice_addr(), ALICE, b, false);
+        bob.forget_peer(ALICE);
+        let mut packet = Vec::new();
+        a.seal(b"gone", &mut packet).unwrap();
+        let index = index_of(&packet);
+        assert_eq!(
+            bob.open(index, &mut packet, Instant::ZERO),
+            Err(OpenError::UnknownSender)
+        );
+        assert!(bob.current_since(alice_addr()).is_none());
+    }
+}

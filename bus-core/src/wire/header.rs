@@ -49,11 +49,13 @@ pub const TAG_LEN: usize = 16;
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 #[repr(u8)]
 pub enum PacketType {
-    /// Handshake initiation (client → server), 116 bytes.
+    /// Handshake initiation (client → server), [`init::LEN`](super::handshake::init::LEN) bytes.
     HandshakeInit = 0x01,
-    /// Handshake response (server → client), 92 bytes.
+    /// Handshake response (server → client), [`response::LEN`](super::handshake::response::LEN)
+    /// bytes.
     HandshakeResponse = 0x02,
-    /// Cookie reply sent under load instead of a response, 64 bytes.
+    /// Cookie reply sent under load instead of a response,
+    /// [`cookie_reply::LEN`](super::handshake::cookie_reply::LEN) bytes.
     CookieReply = 0x03,
     /// Frames encrypted under a unicast session, addressed by the receiver's session index.
     Data = 0x04,
@@ -80,9 +82,9 @@ impl PacketType {
     /// The exact size of a handshake message; `None` for packets that carry frames.
     pub const fn fixed_len(self) -> Option<usize> {
         match self {
-            PacketType::HandshakeInit => Some(116),
-            PacketType::HandshakeResponse => Some(92),
-            PacketType::CookieReply => Some(64),
+            PacketType::HandshakeInit => Some(super::handshake::init::LEN),
+            PacketType::HandshakeResponse => Some(super::handshake::response::LEN),
+            PacketType::CookieReply => Some(super::handshake::cookie_reply::LEN),
             PacketType::Data | PacketType::MulticastData | PacketType::Plain => None,
         }
     }

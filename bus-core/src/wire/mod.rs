@@ -15,6 +15,7 @@
 
 mod codec;
 mod frame;
+pub mod handshake;
 mod header;
 
 pub use codec::{LenCounter, MAX_VARINT_LEN, Reader, Sink, varint_len};
