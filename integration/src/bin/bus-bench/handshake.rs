@@ -1,0 +1,60 @@
+//! `handshake`: handshakes per second, PSK and public-key.
+
+use super::*;
+
+/// Complete handshakes per second (both sides' work, on one core), PSK and public-key mode.
+pub(super) fn handshakes(args: &Args) -> Res<()> {
+    use bus_core::crypto::handshake::{Credentials, Initiation, PresharedKey, respond};
+    use bus_core::crypto::noise::Keypair;
+    let secs: f64 = args.num("secs", 2.0)?;
+    let client = Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
+    let server = Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
+    let modes = [
+        (
+            "psk",
+            Credentials::Psk(PresharedKey(BENCH_KEY)),
+            Credentials::Psk(PresharedKey(BENCH_KEY)),
+        ),
+        (
+            "public_key",
+            Credentials::PublicKey {
+                local: client.clone(),
+                remote: *server.public(),
+            },
+            Credentials::PublicKey {
+                local: server.clone(),
+                remote: *client.public(),
+            },
+        ),
+    ];
+    let id = bus_actors::PeerId([1; 16]);
+    for (name, initiator, responder) in modes {
+        let started = Instant::now();
+        let mut done = 0u64;
+        while started.elapsed().as_secs_f64() < secs {
+            let (initiation, init) = Initiation::start(
+                id,
+                &initiator,
+                1,
+                done,
+                Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            let accepted = respond(
+                &init,
+                &responder,
+                2,
+                bus_actors::Instant::ZERO,
+                Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            initiation
+                .finish(&accepted.response, bus_actors::Instant::ZERO)
+                .map_err(|e| e.to_string())?;
+            done += 1;
+        }
+        let rate = done as f64 / started.elapsed().as_secs_f64();
+        println!("peer=bus mode=handshake kind={name} handshakes_per_s={rate:.0}");
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `lat` and `udp-lat`: ping-pong latency through the bus, and over raw UDP for the floor.
+
+use super::*;
+
+/// A ping of the latency benchmark, echoed back as a [`Pong`].
+#[derive(Clone, Debug, Deserialize, Serialize, Topic)]
+#[topic(name = "bench/ping")]
+pub(super) struct Ping {
+    seq: u64,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// The echo of a [`Ping`].
+#[derive(Clone, Debug, Deserialize, Serialize, Topic)]
+#[topic(name = "bench/pong")]
+pub(super) struct Pong {
+    seq: u64,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// Ping-pong, one in flight: round-trip percentiles through both buses and their actors.
+pub(super) async fn lat(args: &Args) -> Res<()> {
+    let size: usize = args.num("size", 64)?;
+    let count: usize = args.num("count", 10_000)?;
+    let warmup: usize = args.num("warmup-count", 500)?;
+    let reliability = args.str("reliability", "best_effort").to_owned();
+    if reliability != "best_effort" {
+        return Err("lat: only best_effort is measured".into());
+    }
+    let link = Link::from_args(args)?;
+    let group = test_group();
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["_lat-pong", "--group", &group.to_string()])
+        .args(link.child_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn pong: {e}"))?;
+    let bus = bench_builder(group, &link, 3)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pongs = integration::subscribe::<Pong>(&bus).await;
+    let mut ev = events(&bus);
+    await_subscribers(&bus, &mut ev, Ping::ID, 1, Duration::from_secs(30)).await;
+    let data = vec![0x5a; size.saturating_sub(8)];
+    let mut rtts = Vec::with_capacity(count);
+    let started = Instant::now();
+    for seq in 0..(warmup + count) as u64 {
+        let sent = Instant::now();
+        bus.publish(Ping {
+            seq,
+            data: data.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        loop {
+            let pong = tokio::time::timeout(Duration::from_secs(5), pongs.recv())
+                .await
+                .map_err(|_| format!("lat: no pong for {seq} within 5 s"))?
+                .ok_or("lat: pong channel closed")?;
+            if pong.message.seq == seq {
+                break;
+            }
+        }
+        if seq as usize >= warmup {
+            rtts.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "peer=bus mode=lat transport=udp reliability=best_effort size={size} msgs_per_s={:.0} {}",
+        (warmup + count) as f64 / elapsed,
+        rtt_fields(&mut rtts)
+    );
+    let _ = bus.shutdown().await;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Percentiles of sorted round-trip times, as the result line's fields.
+pub(super) fn rtt_fields(rtts: &mut [f64]) -> String {
+    rtts.sort_by(f64::total_cmp);
+    let pct = |q: f64| rtts[((rtts.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50_us={:.1} p90_us={:.1} p99_us={:.1}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    )
+}
+
+/// The floor for `lat`: ping-pong over plain blocking UDP sockets between this process and a
+/// child echoing on 127.0.0.1, one datagram in flight, no bus.
+pub(super) fn udp_lat(args: &Args) -> Res<()> {
+    let size: usize = args.num("size", 64)?;
+    let count: usize = args.num("count", 10_000)?;
+    let warmup: usize = args.num("warmup-count", 500)?;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["_udp-echo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn echo: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no child stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let echo: SocketAddr = line
+        .trim()
+        .parse()
+        .map_err(|e| format!("echo address {line:?}: {e}"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0x5a; size.max(8)];
+    let mut rtts = Vec::with_capacity(count);
+    for seq in 0..(warmup + count) as u64 {
+        buf[..8].copy_from_slice(&seq.to_be_bytes());
+        let sent = Instant::now();
+        socket.send_to(&buf, echo).map_err(|e| e.to_string())?;
+        loop {
+            let (n, _) = socket
+                .recv_from(&mut buf)
+                .map_err(|e| format!("udp-lat: no echo of {seq}: {e}"))?;
+            if n >= 8 && buf[..8] == seq.to_be_bytes() {
+                break;
+            }
+        }
+        if seq as usize >= warmup {
+            rtts.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    println!(
+        "peer=raw_udp mode=lat transport=udp reliability=best_effort size={size} {}",
+        rtt_fields(&mut rtts)
+    );
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Child of `udp-lat`: prints its address, echoes every datagram to its sender.
+pub(super) fn udp_echo(_: &Args) -> Res<()> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    println!("{}", socket.local_addr().map_err(|e| e.to_string())?);
+    let mut buf = vec![0; 65_536];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        socket.send_to(&buf[..n], from).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Echoes every ping it receives as a pong.
+pub(super) struct Echo(bus_actors::Bus);
+
+impl Actor for Echo {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<Ping>> for Echo {
+    type Result = ();
+    fn handle(&mut self, ping: Event<Ping>, ctx: &mut Context<Self>) {
+        let bus = self.0.clone();
+        let Ping { seq, data } = ping.into_message();
+        ctx.spawn(
+            async move {
+                let _ = bus.publish(Pong { seq, data }).await;
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+pub(super) async fn lat_pong(args: Args) -> Res<()> {
+    let group: SocketAddr = args
+        .str("group", "")
+        .parse()
+        .map_err(|e| format!("--group: {e}"))?;
+    let bus = bench_builder(group, &Link::from_args(&args)?, 4)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    bus.subscribe::<Ping>(Echo(bus.clone()).start().recipient())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+    let _ = bus.shutdown().await;
+    Ok(())
+}

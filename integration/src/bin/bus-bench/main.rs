@@ -1,0 +1,233 @@
+//! Loopback benchmarks of the bus, with the interface and output of the Zenoh harness in
+//! `shared/peer-bench/zenoh`, so `compare.sh` can run both side by side.
+//!
+//! ```text
+//! bus-bench thr --size N [--secs S] [--warmup S] [--reliability best_effort] [--runs R]
+//! ```
+//!
+//! `thr`: the parent publishes as fast as it can; a child process (this binary, spawned with a
+//! hidden subcommand) subscribes and counts deliveries for `--secs` after `--warmup`, then
+//! reports. One line per result on stdout:
+//! `peer=bus mode=thr transport=udp reliability=best_effort size=64 msgs_per_s=... mb_per_s=...`
+//! With `--runs R` > 1, each run goes to stderr and the median to stdout.
+//!
+//! Everything stays on loopback: both peers bind to 127.0.0.1 and join their group there, on a
+//! port of their own.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+mod handshake;
+mod lat;
+mod mem;
+mod thr;
+
+use actix::prelude::*;
+use bus_actors::transport::{Faults, SimHub};
+use bus_actors::{Event, Topic, WindowLimits};
+use bus_core::sim::{LinkConfig, NodeId};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use integration::{await_subscribers, builder, events, secure_builder, sim_builders, test_group};
+use serde::{Deserialize, Serialize};
+
+/// The benchmark's message: opaque bytes of the requested size.
+#[derive(Clone, Debug, Deserialize, Serialize, Topic)]
+#[topic(name = "bench/thr")]
+pub(crate) struct Blob {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+type Res<T> = Result<T, String>;
+
+use handshake::handshakes;
+use lat::{lat, lat_pong, udp_echo, udp_lat};
+use mem::{mem, mem_one};
+use thr::{thr, thr_sub};
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(raw: &[String]) -> Res<Args> {
+        let mut map = HashMap::new();
+        let mut it = raw.iter().peekable();
+        while let Some(flag) = it.next() {
+            let name = flag
+                .strip_prefix("--")
+                .ok_or(format!("unexpected argument {flag:?}"))?;
+            // A flag with no value (`--encrypted`) means true.
+            let value = match it.peek() {
+                Some(next) if !next.starts_with("--") => it.next().cloned().unwrap_or_default(),
+                _ => "true".to_owned(),
+            };
+            map.insert(name.to_owned(), value);
+        }
+        Ok(Args(map))
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Res<T> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("--{name}: bad number {v:?}")),
+        }
+    }
+
+    fn str<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
+        self.0.get(name).map_or(default, String::as_str)
+    }
+}
+
+fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = raw.split_first() else {
+        eprintln!(
+            "usage: bus-bench thr --size N [--secs S] [--warmup S] [--reliability R] [--runs R]"
+        );
+        return ExitCode::from(2);
+    };
+    // `_mem WHAT --flags`: the one command with a positional argument.
+    let (what, rest) = match (command.as_str(), rest.split_first()) {
+        ("_mem", Some((what, flags))) => (what.as_str(), flags),
+        _ => ("", rest),
+    };
+    let result = Args::parse(rest).and_then(|args| match command.as_str() {
+        "thr" => thr(&args),
+        "mem" => mem(&args),
+        "_mem" => System::new().block_on(mem_one(what, &args)),
+        "handshake" => handshakes(&args),
+        "lat" => System::new().block_on(lat(&args)),
+        "_lat-pong" => System::new().block_on(lat_pong(args)),
+        "udp-lat" => udp_lat(&args),
+        "_udp-echo" => udp_echo(&args),
+        "_thr-sub" => System::new().block_on(thr_sub(args)),
+        other => Err(format!("unknown command {other:?}")),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bus-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// CPU time (user and system) this process has used, in seconds; 0 where unknown.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, after the parenthesised command name.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    // The kernel's USER_HZ, 100 on Linux.
+    ticks / 100.0
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> Res<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| e.to_string())?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or("unreadable /proc/self/statm")?;
+    Ok(pages * 4096)
+}
+
+/// The benchmark cluster's key, for `--encrypted` runs.
+const BENCH_KEY: [u8; 32] = [0xbe; 32];
+
+/// How the benchmark's buses talk: what both sides of a run must agree on.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    /// Share of sent datagrams dropped (both directions), for the loss scenario.
+    loss: f64,
+    encrypted: bool,
+    /// `None`: the bus's default for loopback.
+    max_datagram: Option<usize>,
+    /// Microseconds to keep polling after each datagram; 0: off (the default).
+    busy_poll_us: u64,
+}
+
+impl Link {
+    fn from_args(args: &Args) -> Res<Link> {
+        Ok(Link {
+            loss: args.num("loss", 0.0)?,
+            encrypted: args.str("encrypted", "false") == "true",
+            max_datagram: args
+                .0
+                .get("max-datagram")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|_| "--max-datagram: bad number")?,
+            busy_poll_us: args.num("busy-poll-us", 0)?,
+        })
+    }
+
+    /// The same link, as arguments for a child process.
+    fn child_args(&self) -> Vec<String> {
+        let mut out = vec![
+            "--loss".to_owned(),
+            self.loss.to_string(),
+            "--encrypted".to_owned(),
+            self.encrypted.to_string(),
+        ];
+        if let Some(bytes) = self.max_datagram {
+            out.extend(["--max-datagram".to_owned(), bytes.to_string()]);
+        }
+        if self.busy_poll_us > 0 {
+            out.extend(["--busy-poll-us".to_owned(), self.busy_poll_us.to_string()]);
+        }
+        out
+    }
+}
+
+/// A bus on `group` over `link`.
+fn bench_builder(group: SocketAddr, link: &Link, seed: u64) -> bus_actors::BusBuilder {
+    let builder = if link.encrypted {
+        secure_builder(group, BENCH_KEY)
+    } else {
+        builder(group)
+    };
+    let builder = match link.max_datagram {
+        Some(bytes) => builder.max_datagram(bytes),
+        None => builder,
+    }
+    .busy_poll(bus_actors::Duration::from_micros(link.busy_poll_us));
+    if link.loss > 0.0 {
+        builder.liveness_factor(10).inject_faults(Faults {
+            loss: link.loss,
+            duplicate: 0.0,
+            seed,
+        })
+    } else {
+        builder
+    }
+}
+
+/// Parent: spawn the counting subscribers, publish until they report; the slowest one's rate.
+/// Counts deliveries.
+struct Count(Arc<AtomicU64>);
+
+impl Actor for Count {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<Blob>> for Count {
+    type Result = ();
+    fn handle(&mut self, _: Event<Blob>, _: &mut Context<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,217 @@
+//! `mem`: resident bytes per pending message, subscription, known peer and bare actor, each
+//! measured in a process of its own.
+
+use super::*;
+
+/// Each memory figure in a process of its own: memory freed by one measurement would be reused
+/// by the next and make it look smaller.
+pub(super) fn mem(args: &Args) -> Res<()> {
+    let count: u64 = args.num("count", 20_000)?;
+    let size: usize = args.num("size", 64)?;
+    for what in ["pending", "subscriptions", "peers", "actors"] {
+        let status = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args([
+                "_mem",
+                what,
+                "--count",
+                &count.to_string(),
+                "--size",
+                &size.to_string(),
+            ])
+            .status()
+            .map_err(|e| format!("spawn mem {what}: {e}"))?;
+        if !status.success() {
+            return Err(format!("mem {what} failed: {status}"));
+        }
+    }
+    Ok(())
+}
+
+/// One memory measurement (`_mem WHAT`), in this process.
+pub(super) async fn mem_one(what: &str, args: &Args) -> Res<()> {
+    let count: u64 = args.num("count", 20_000)?;
+    match what {
+        "pending" => mem_pending(count, args.num("size", 64)?).await,
+        "subscriptions" => mem_subscriptions(count).await,
+        "peers" => mem_peers(count.min(2000)).await,
+        "actors" => mem_bare_actors(count).await,
+        other => Err(format!("unknown memory measurement {other:?}")),
+    }
+}
+
+/// Memory per pending reliable message: a publisher whose one subscriber is cut off holds
+/// `count` messages of `size` bytes in flight; the growth of the resident set is divided among
+/// them. Runs on the simulated network.
+pub(super) async fn mem_pending(count: u64, size: usize) -> Res<()> {
+    let hub = SimHub::new(1, 2, LinkConfig::default());
+    let mut make = sim_builders(&hub, 1);
+    let room = usize::try_from(count + count / 10 + 1).map_err(|e| e.to_string())?;
+    let limits = WindowLimits {
+        per_peer_messages: room,
+        per_peer_bytes: usize::MAX / 2,
+        total_messages: room,
+    };
+    let publisher = make()
+        .reliable_window(limits)
+        .reliable_deadline(bus_actors::Duration::from_secs(600))
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let subscriber = make().start().await.map_err(|e| e.to_string())?;
+    subscriber
+        .subscribe::<Blob>(Count(Arc::new(AtomicU64::new(0))).start().recipient())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ev = events(&publisher);
+    await_subscribers(&publisher, &mut ev, Blob::ID, 1, Duration::from_secs(10)).await;
+    hub.with_network(|net| net.partition(&[NodeId(0)], &[NodeId(1)]));
+    // Warm up allocators with a first batch, then measure the next.
+    let data = vec![0x5a; size];
+    let mut held = Vec::new();
+    let mut measure = |n: u64| {
+        for _ in 0..n {
+            let bus = publisher.clone();
+            let blob = Blob { data: data.clone() };
+            held.push(actix::spawn(
+                async move { bus.publish_reliable(blob).await },
+            ));
+        }
+    };
+    measure(count / 10);
+    while publisher.metrics().reliable.pending < count / 10 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = rss_bytes()?;
+    measure(count);
+    while publisher.metrics().reliable.pending < count + count / 10 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = rss_bytes()?;
+    let per_message = after.saturating_sub(before) as f64 / count as f64;
+    // Part of that is the publisher's own: the spawned task holding its `publish_reliable`
+    // future (a task adds a header of about 100 bytes).
+    let future = std::mem::size_of_val(&publisher.publish_reliable(Blob { data: Vec::new() }));
+    println!(
+        "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0} publisher_future_bytes={future}"
+    );
+    Ok(())
+}
+
+/// The floor under the figures above: the resident set of an actix actor that holds nothing
+/// (its context, mailbox and task), `count` of them alive at once.
+pub(super) async fn mem_bare_actors(count: u64) -> Res<()> {
+    struct Bare;
+    impl Actor for Bare {
+        type Context = Context<Self>;
+    }
+    let mut held: Vec<Addr<Bare>> = (0..count / 10).map(|_| Bare.start()).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = rss_bytes()?;
+    held.extend((0..count).map(|_| Bare.start()));
+    // Let every actor's task run once, as a live actor's has.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let per_actor = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    println!("peer=actix mode=mem actors={count} bytes_per_bare_actor={per_actor:.0}");
+    Ok(())
+}
+
+/// Memory per subscription: `count` subscriptions of one recipient (so that only the bus's
+/// side grows: a subscription actor, its counters, its registry entry).
+pub(super) async fn mem_subscriptions(count: u64) -> Res<()> {
+    let bus = &builder(test_group())
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let recipient = Count(Arc::new(AtomicU64::new(0))).start().recipient();
+    let mut held = Vec::new();
+    let mut subscribe = async |n: u64| -> Res<()> {
+        for _ in 0..n {
+            let subscription = bus
+                .subscribe::<Blob>(recipient.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            held.push(subscription);
+        }
+        // Let the subscription actors start.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    };
+    subscribe(count / 10).await?;
+    let before = rss_bytes()?;
+    subscribe(count).await?;
+    let per_subscription = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    println!(
+        "peer=bus mode=mem subscriptions={count} bytes_per_subscription={per_subscription:.0}"
+    );
+    Ok(())
+}
+
+/// Memory per known peer: a bus on loopback hears beacons from `count` peers (crafted here,
+/// each with an id and port of its own, none of them listening), and its resident set grows by
+/// what it keeps for each: table entry, snapshot, peer actor.
+pub(super) async fn mem_peers(count: u64) -> Res<()> {
+    use bus_core::wire::{Beacon, Frame, HeaderExtension, HeaderFlags, HeaderRepr};
+    let bus = builder(test_group())
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let send_beacons = |from: u64, to: u64| -> Res<()> {
+        for i in from..to {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i + 1).to_be_bytes());
+            let sender = bus_actors::PeerId(id);
+            let mut packet = Vec::new();
+            HeaderRepr {
+                suite: 0,
+                flags: HeaderFlags::empty(),
+                session_index: 0,
+                counter: i,
+                extension: HeaderExtension::Plain { sender },
+            }
+            .emit(&mut packet);
+            Frame::Beacon(Beacon {
+                peer_id: sender,
+                version: bus_core::wire::PROTOCOL_VERSION,
+                leaving: false,
+                unicast_port: 20_000 + u16::try_from(i % 40_000).unwrap_or(0),
+                // Long enough that none expires while measuring.
+                interval_ms: 600_000,
+                topics: Vec::new(),
+                metadata: Vec::new(),
+            })
+            .emit(&mut packet);
+            socket
+                .send_to(&packet, bus.local_addr())
+                .map_err(|e| e.to_string())?;
+            if i % 64 == 0 {
+                // Paced so that the receive buffer never overflows.
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        Ok(())
+    };
+    let known = |n: u64| {
+        let bus = bus.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while (bus.peers().len() as u64) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            bus.peers().len() as u64 >= n
+        }
+    };
+    send_beacons(0, count / 10)?;
+    if !known(count / 10).await {
+        return Err("mem: the crafted peers were not all discovered".into());
+    }
+    let before = rss_bytes()?;
+    send_beacons(count / 10, count + count / 10)?;
+    if !known(count + count / 10).await {
+        return Err("mem: the crafted peers were not all discovered".into());
+    }
+    let per_peer = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    println!("peer=bus mode=mem peers={count} bytes_per_peer={per_peer:.0}");
+    let _ = bus.shutdown().await;
+    Ok(())
+}
