@@ -35,7 +35,10 @@ pub use bus_core::endpoint::Security;
 pub use bus_core::metrics::{DropReason, MetricsSnapshot, ReliableStats};
 pub use bus_core::reliability::{Busy, DeliveryReport, WindowLimits};
 pub use bus_core::wire::FrameType;
-pub use bus_core::{Duration, Encoding, Envelope, Instant, PayloadError, PeerId, Topic, TopicId};
+pub use bus_core::{
+    Duration, Encoding, Envelope, Error as CoreError, FrameTooLarge, Instant, PayloadError, PeerId,
+    Topic, TopicId,
+};
 pub use bus_macros::Topic;
 pub use config::{BusBuilder, DEFAULT_GROUP, DEFAULT_PORT};
 pub use error::Error;
