@@ -19,3 +19,7 @@ struct GettingStarted;
 #[cfg(doctest)]
 #[doc = include_str!("src/reliable.md")]
 struct Reliable;
+
+#[cfg(doctest)]
+#[doc = include_str!("src/architecture.md")]
+struct Architecture;
