@@ -177,7 +177,12 @@ impl SocketActor {
         if !self.flushing {
             self.flushing = true;
             let work = send_transmits(self.shared.clone(), self.transport.clone());
-            ctx.spawn(work.into_actor(self).map(|(), act, _| act.flushing = false));
+            // Commands that arrived meanwhile rang no bell (the endpoint was not idle) but may
+            // have set a timer: re-arm once the endpoint has nothing left to send.
+            ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
+                act.flushing = false;
+                act.rearm(ctx);
+            }));
         }
         self.rearm(ctx);
     }

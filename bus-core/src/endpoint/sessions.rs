@@ -6,7 +6,7 @@
 //! confirmation, so a lost response cannot strand traffic). Until a session exists, unicast
 //! traffic is sealed under the sender's multicast epoch.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::crypto::handshake::Initiation;
@@ -44,12 +44,12 @@ pub(crate) struct Sessions {
     /// Sessions older than this neither send nor receive (1.5 × the rekey interval, as
     /// WireGuard's 180 s to its 120 s).
     reject_after: std::time::Duration,
-    by_addr: HashMap<SocketAddr, Slots>,
-    addr_of_index: HashMap<u32, SocketAddr>,
+    by_addr: BTreeMap<SocketAddr, Slots>,
+    addr_of_index: BTreeMap<u32, SocketAddr>,
     /// Initiations sent, by our session index.
-    pub(crate) outstanding: HashMap<u32, Outstanding>,
+    pub(crate) outstanding: BTreeMap<u32, Outstanding>,
     /// The newest handshake timestamp accepted from each initiator.
-    pub(crate) last_timestamp: HashMap<PeerId, u64>,
+    pub(crate) last_timestamp: BTreeMap<PeerId, u64>,
     /// Complete handshakes.
     pub(crate) established: u64,
 }
@@ -58,10 +58,10 @@ impl Sessions {
     pub(crate) fn new(rekey_after: std::time::Duration) -> Sessions {
         Sessions {
             reject_after: rekey_after * 3 / 2,
-            by_addr: HashMap::new(),
-            addr_of_index: HashMap::new(),
-            outstanding: HashMap::new(),
-            last_timestamp: HashMap::new(),
+            by_addr: BTreeMap::new(),
+            addr_of_index: BTreeMap::new(),
+            outstanding: BTreeMap::new(),
+            last_timestamp: BTreeMap::new(),
             established: 0,
         }
     }
