@@ -101,10 +101,8 @@ fn open_packet(
     key: &[u8; KEY_LEN],
     replay: &mut ReplayWindow,
     packet: &mut [u8],
+    (counter, header_len): (u64, usize),
 ) -> Result<Range<usize>, OpenError> {
-    let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
-    let counter = header.counter();
-    let header_len = header.header_len();
     if !replay.check(counter) {
         return Err(OpenError::Replay);
     }
@@ -208,7 +206,8 @@ impl Session {
         if header.suite() != SUITE_CHACHA {
             return Err(OpenError::BadSuite(header.suite()));
         }
-        open_packet(&self.recv.key, &mut self.replay, packet)
+        let fields = (header.counter(), header.header_len());
+        open_packet(&self.recv.key, &mut self.replay, packet, fields)
     }
 }
 
@@ -493,6 +492,7 @@ impl EpochReceiver {
         if !is_fresh(epoch_timestamp_ms) {
             return Err(OpenError::Expired);
         }
+        let fields = (header.counter(), header.header_len());
         let known = self
             .epochs
             .iter()
@@ -500,7 +500,7 @@ impl EpochReceiver {
         let body = match known {
             Some(i) => {
                 let epoch = &mut self.epochs[i];
-                open_packet(&epoch.key.key, &mut epoch.replay, packet)?
+                open_packet(&epoch.key.key, &mut epoch.replay, packet, fields)?
             }
             None => {
                 let key = key_of(sender, &epoch_material, epoch_timestamp_ms)
@@ -511,7 +511,7 @@ impl EpochReceiver {
                     key: DirectionKey { key },
                     replay: ReplayWindow::default(),
                 };
-                let body = open_packet(&epoch.key.key, &mut epoch.replay, packet)?;
+                let body = open_packet(&epoch.key.key, &mut epoch.replay, packet, fields)?;
                 if self.epochs.len() == self.capacity {
                     self.epochs.pop_front();
                 }
