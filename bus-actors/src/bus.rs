@@ -69,6 +69,28 @@ fn nobody_owed() -> DeliveryReport {
     }
 }
 
+/// Reliable messages of a batch that the endpoint took, waiting to be handed to the socket actor
+/// (which starts their pending actors) in one message; handed over when dropped at the latest.
+struct Starts<'a> {
+    socket: &'a Addr<SocketActor>,
+    ready: Vec<StartReliable>,
+}
+
+impl Starts<'_> {
+    fn start(&mut self) {
+        if !self.ready.is_empty() {
+            self.socket
+                .do_send(StartReliableBatch(std::mem::take(&mut self.ready)));
+        }
+    }
+}
+
+impl Drop for Starts<'_> {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
 /// A running bus: one peer. Cheap to clone; every clone drives the same peer.
 ///
 /// # Examples
@@ -349,7 +371,13 @@ impl Bus {
         let deadline = self.deadline_of::<T>();
         let (to, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let mut reports: Vec<Option<DeliveryReport>> = Vec::new();
-        let mut starts = Vec::new();
+        // Whatever took room in the window is started, even after an error or if this future
+        // is dropped while it waits: its room is only given back, and its report only
+        // collected, by its pending actor.
+        let mut starts = Starts {
+            socket: &self.socket,
+            ready: Vec::new(),
+        };
         let published = async {
             for (index, message) in messages.into_iter().enumerate() {
                 reports.push(None);
@@ -358,7 +386,7 @@ impl Bus {
                     Err(Error::Busy(_)) => {
                         // Start what is ready before waiting: the room comes back as those
                         // messages are acknowledged.
-                        self.start_batch(&mut starts);
+                        starts.start();
                         self.open_reliable::<T>(&payload, deadline, true).await?
                     }
                     other => other?,
@@ -372,14 +400,12 @@ impl Bus {
                     index,
                     to: to.clone(),
                 };
-                starts.push(StartReliable { message_id, reply });
+                starts.ready.push(StartReliable { message_id, reply });
             }
             Ok::<(), Error>(())
         };
         let result = published.await;
-        // Whatever took room in the window is started, even after an error: its room is only
-        // given back when it finishes.
-        self.start_batch(&mut starts);
+        starts.start();
         result?;
         drop(to);
         while let Some((index, report)) = outcomes.recv().await {
@@ -391,14 +417,6 @@ impl Bus {
             .into_iter()
             .map(|report| report.ok_or(Error::ShutDown))
             .collect()
-    }
-
-    /// Hands the messages in `starts` to the socket actor, if there are any.
-    fn start_batch(&self, starts: &mut Vec<StartReliable>) {
-        if !starts.is_empty() {
-            self.socket
-                .do_send(StartReliableBatch(std::mem::take(starts)));
-        }
     }
 
     /// Hands a reliable message of `T` to the endpoint, waiting for room in the window if
