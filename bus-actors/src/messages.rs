@@ -72,6 +72,9 @@ pub enum BusEvent {
     PeerJoined(PeerSnapshot),
     /// A known peer changed its address, topics or metadata.
     PeerUpdated(PeerSnapshot),
+    /// A known peer restarted: it beacons with a new incarnation. Sessions with its previous
+    /// life are gone; reliable messages it was owed are retransmitted to the new one.
+    PeerRestarted(PeerSnapshot),
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.

@@ -158,6 +158,10 @@ impl SocketActor {
                 let timing = self.shared.endpoint().timing(info.id);
                 BusEvent::PeerUpdated(snapshot(&info, timing))
             }
+            MembershipEvent::Restarted(info) => {
+                let timing = self.shared.endpoint().timing(info.id);
+                BusEvent::PeerRestarted(snapshot(&info, timing))
+            }
             MembershipEvent::Left(id) => {
                 // Dropping the last address stops the actor once its mailbox drains.
                 self.peers.remove(&id);

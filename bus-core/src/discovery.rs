@@ -27,6 +27,8 @@ pub struct PeerInfo {
     pub metadata: Vec<(String, String)>,
     /// How often it beacons.
     pub interval: Duration,
+    /// Which life of the peer this is (random at each start).
+    pub incarnation: u64,
     /// When its last beacon arrived.
     pub last_seen: Instant,
 }
@@ -45,6 +47,9 @@ pub enum MembershipEvent {
     Joined(PeerInfo),
     /// A known peer changed its address, topics or metadata.
     Updated(PeerInfo),
+    /// A known peer restarted (it beacons with a new incarnation): whatever was set up with
+    /// its previous life (sessions, what it had received) is void.
+    Restarted(PeerInfo),
     /// A peer said goodbye.
     Left(PeerId),
     /// A peer fell silent for longer than its liveness timeout.
@@ -115,10 +120,14 @@ impl PeerTable {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             interval: Duration::from_millis(u64::from(beacon.interval_ms.max(1))),
+            incarnation: beacon.incarnation,
             last_seen: now,
         };
         let event = match self.peers.get_mut(&beacon.peer_id) {
             None => Some(MembershipEvent::Joined(info.clone())),
+            Some(known) if known.incarnation != info.incarnation => {
+                Some(MembershipEvent::Restarted(info.clone()))
+            }
             Some(known) => {
                 let changed = known.addr != info.addr
                     || known.topics != info.topics
@@ -204,6 +213,7 @@ mod tests {
             leaving: false,
             unicast_port: 4000 + u16::from(id),
             interval_ms: 100,
+            incarnation: 7,
             topics,
             metadata: vec![("role", "test")],
         }
@@ -248,6 +258,34 @@ mod tests {
             Some(MembershipEvent::Left(PeerId([1; 16])))
         );
         assert_eq!(table.peers().count(), 0);
+        assert_eq!(table.poll_event(), None);
+    }
+
+    #[test]
+    fn a_new_incarnation_is_a_restart() {
+        let mut table = PeerTable::new(PeerId([0; 16]), 3);
+        let first = beacon(1, vec![TopicId(1)]);
+        table
+            .handle_beacon(Instant::ZERO, source(), &first)
+            .unwrap();
+        table.poll_event();
+        let reborn = Beacon {
+            incarnation: first.incarnation + 1,
+            ..first.clone()
+        };
+        table
+            .handle_beacon(Instant::from_millis(5), source(), &reborn)
+            .unwrap();
+        match table.poll_event() {
+            Some(MembershipEvent::Restarted(info)) => {
+                assert_eq!(info.incarnation, first.incarnation + 1);
+            }
+            other => panic!("expected a restart, got {other:?}"),
+        }
+        // Its next beacons are the same life again: nothing to report.
+        table
+            .handle_beacon(Instant::from_millis(9), source(), &reborn)
+            .unwrap();
         assert_eq!(table.poll_event(), None);
     }
 

@@ -41,6 +41,7 @@ fn valid_packet() -> Vec<u8> {
             leaving: false,
             unicast_port: 40000,
             interval_ms: 1000,
+            incarnation: 7,
             topics: vec![TopicId(1), TopicId(2)],
             metadata: vec![("role", "sensor")],
         }),

@@ -229,6 +229,8 @@ pub struct Endpoint {
     config: EndpointConfig,
     metrics: Arc<Metrics>,
     rng: ChaCha20Rng,
+    /// Which life of this peer this is: random, in every beacon.
+    incarnation: u64,
     /// The last wall-clock reading the driver gave, and when.
     wall: (Instant, WallClock),
     table: PeerTable,
@@ -286,6 +288,7 @@ impl Endpoint {
         );
         // A random first id: a restarted peer's ids land far from its previous life's.
         let first_message_id = rng.next_u64() >> 2;
+        let incarnation = rng.next_u64();
         let packet_type = if config.security.is_insecure() {
             PacketType::Plain
         } else {
@@ -302,6 +305,7 @@ impl Endpoint {
             window: SendWindow::new(config.window, first_message_id),
             metrics: Arc::new(Metrics::default()),
             rng,
+            incarnation,
             wall: (now, wall),
             timings,
             routes,
@@ -600,6 +604,7 @@ impl Endpoint {
             leaving,
             unicast_port: config.unicast_port,
             interval_ms: u32::try_from(config.beacon_interval.as_millis()).unwrap_or(u32::MAX),
+            incarnation: self.incarnation,
             topics: self.local_topics.iter().copied().collect(),
             metadata: config
                 .metadata
@@ -651,6 +656,14 @@ impl Endpoint {
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
                 }
                 MembershipEvent::Updated(_) => {}
+                MembershipEvent::Restarted(info) => {
+                    // Its sessions and what it had received died with its previous life: new
+                    // sessions at once (whichever side initiates), new dedup state. What it is
+                    // owed is still owed, and retransmitted to its new life.
+                    self.sessions.forget_peer(info.id);
+                    self.senders.remove(&info.id);
+                    self.send_beacon(&[Target::Unicast(info.addr)], false);
+                }
                 MembershipEvent::Left(id) | MembershipEvent::Unreachable(id) => {
                     self.forget(now, *id);
                 }

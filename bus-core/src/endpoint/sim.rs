@@ -58,11 +58,22 @@ impl std::fmt::Debug for SimEndpoint {
 
 impl SimEndpoint {
     /// Node `node` running an endpoint of `config` (its unicast port is set to the node's),
-    /// its randomness from `seed`.
-    pub fn new(node: NodeId, mut config: EndpointConfig, seed: [u8; 32]) -> SimEndpoint {
+    /// its randomness from `seed`, from the start of the simulation.
+    pub fn new(node: NodeId, config: EndpointConfig, seed: [u8; 32]) -> SimEndpoint {
+        SimEndpoint::started_at(node, config, seed, Instant::ZERO)
+    }
+
+    /// [`SimEndpoint::new`] for an endpoint that starts at `now`: a late joiner, or a restart
+    /// (put it in the node's place).
+    pub fn started_at(
+        node: NodeId,
+        mut config: EndpointConfig,
+        seed: [u8; 32],
+        now: Instant,
+    ) -> SimEndpoint {
         config.unicast_port = sim_addr(node).port();
         SimEndpoint {
-            endpoint: Endpoint::new(config, seed, Instant::ZERO, SIM_WALL_CLOCK_START),
+            endpoint: Endpoint::new(config, seed, now, wall(now)),
             delivered: Vec::new(),
             finished: Vec::new(),
             membership: Vec::new(),

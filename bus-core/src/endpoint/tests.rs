@@ -42,6 +42,30 @@ struct Cluster {
     quota: Rc<Cell<u64>>,
 }
 
+/// The configuration of node `node` in these tests.
+fn node_config(
+    node: usize,
+    security: &Security,
+    tune: impl Fn(EndpointConfig) -> EndpointConfig,
+) -> EndpointConfig {
+    tune(EndpointConfig {
+        liveness_factor: 1000,
+        window: WindowLimits {
+            per_peer_messages: 256,
+            ..WindowLimits::default()
+        },
+        ..EndpointConfig::new(peer_of(node), security.clone())
+    })
+}
+
+/// Node `node`'s randomness in a run seeded `seed`.
+fn node_seed(seed: u64, node: usize) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8] = u8::try_from(node).unwrap();
+    bytes
+}
+
 fn cluster(seed: u64, link: LinkConfig, security: Security, subscribers: usize) -> Cluster {
     cluster_with(
         seed,
@@ -61,22 +85,8 @@ fn cluster_with(
     deadline: Duration,
     tune: impl Fn(EndpointConfig) -> EndpointConfig,
 ) -> Cluster {
-    let config = |node: usize| {
-        tune(EndpointConfig {
-            liveness_factor: 1000,
-            window: WindowLimits {
-                per_peer_messages: 256,
-                ..WindowLimits::default()
-            },
-            ..EndpointConfig::new(peer_of(node), security.clone())
-        })
-    };
-    let node_seed = |node: usize| {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        bytes[8] = u8::try_from(node).unwrap();
-        bytes
-    };
+    let config = |node: usize| node_config(node, &security, &tune);
+    let node_seed = |node: usize| node_seed(seed, node);
     let published = Rc::new(Cell::new(0u64));
     let quota = Rc::new(Cell::new(0u64));
     let publisher = {
@@ -327,4 +337,48 @@ fn a_partitioned_subscriber_is_named_and_nothing_is_left_behind() {
         assert_eq!(c.delivered(node).len(), 1000);
     }
     assert!(c.delivered(3).is_empty());
+}
+
+/// Field report: a subscriber killed and restarted within the liveness timeout, on the same
+/// address, was cut off until the next rekey, 120 s later: the survivor (the lower id, which
+/// initiates) kept its session and never handshook again, and the new process dropped
+/// everything sealed under it. A restarted peer beacons a new incarnation; the survivor drops
+/// the old life's session and dedup state at once.
+#[test]
+fn a_subscriber_restarted_within_the_liveness_timeout_gets_traffic_again_within_a_second() {
+    let mut c = cluster(11, lossy(0.0), psk(), 1);
+    c.allow(100);
+    c.settle(100, Duration::from_secs(10));
+    let handshakes_before = c.publisher().endpoint.handshakes();
+    assert!(handshakes_before >= 1, "the pair talks in a session");
+
+    // kill -9, and a new process with the same peer id on the same address.
+    let restart = c.sim.now();
+    let config = node_config(1, &psk(), |config| config);
+    let mut reborn = SimEndpoint::started_at(NodeId(1), config, node_seed(99, 1), restart);
+    reborn.endpoint.subscribe(TOPIC);
+    c.sim.nodes[1] = reborn;
+    c.allow(200);
+    c.settle(200, Duration::from_secs(1));
+
+    assert!(c.reports().iter().all(|r| r.is_complete()));
+    let mut delivered = c.delivered(1);
+    delivered.sort_unstable();
+    assert!(
+        delivered.iter().copied().eq(100..200),
+        "the new life gets each later message once"
+    );
+    assert!(c.publisher().endpoint.handshakes() > handshakes_before);
+    assert!(
+        c.sim.nodes[1]
+            .membership
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::Joined(_)))
+    );
+    assert!(
+        c.publisher()
+            .membership
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::Restarted(_)))
+    );
 }

@@ -118,15 +118,17 @@ impl FrameType {
 /// A peer's periodic announcement of itself.
 ///
 /// ```text
-/// +------+-------------+---------+-------+--------------+-------------+
-/// | 0x01 | peer id(16) | version | flags | unicast port | interval_ms |
-/// |      |             |   u8    |  u8   |     u16      |      v      |
-/// +------+-------------+---------+-------+--------------+-------------+
+/// +------+-------------+---------+-------+--------------+-------------+-----------------+
+/// | 0x01 | peer id(16) | version | flags | unicast port | interval_ms | incarnation u64 |
+/// |      |             |   u8    |  u8   |     u16      |      v      |       LE        |
+/// +------+-------------+---------+-------+--------------+-------------+-----------------+
 /// | topic count v | topic id u64 ... | entry count v | (key str, value str) ... |
 /// +---------------+------------------+---------------+--------------------------+
 /// ```
 ///
 /// Flag bit 0 means the peer is leaving (sent on graceful shutdown); other bits are reserved.
+/// The incarnation is drawn at random when the peer starts: a known id with a new incarnation
+/// has restarted, and what was set up with its previous life is void.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Beacon<'a> {
     /// The announcing peer.
@@ -139,6 +141,8 @@ pub struct Beacon<'a> {
     pub unicast_port: u16,
     /// How often it beacons, so receivers can time its liveness.
     pub interval_ms: u32,
+    /// Which life of the peer this is: random, drawn when it started.
+    pub incarnation: u64,
     /// The topics it subscribes to.
     pub topics: Vec<TopicId>,
     /// Application-defined metadata (role, version, battery...).
@@ -509,6 +513,7 @@ impl<'a> Frame<'a> {
                 out.put_u8(if beacon.leaving { Beacon::LEAVING } else { 0 });
                 out.put_slice(&beacon.unicast_port.to_le_bytes());
                 out.put_varint(u64::from(beacon.interval_ms));
+                out.put_slice(&beacon.incarnation.to_le_bytes());
                 out.put_varint(beacon.topics.len() as u64);
                 for topic in &beacon.topics {
                     out.put_slice(&topic.0.to_le_bytes());
@@ -781,6 +786,7 @@ fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
     let unicast_port = r.u16("unicast port")?;
     // Fits: bounded by u32::MAX.
     let interval_ms = r.varint_at_most(u64::from(u32::MAX), "beacon interval")? as u32;
+    let incarnation = r.u64("incarnation")?;
     let topic_count = r.count(8, "topic count")?;
     let mut topics = Vec::with_capacity(topic_count);
     for _ in 0..topic_count {
@@ -797,6 +803,7 @@ fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
         leaving: flags & Beacon::LEAVING != 0,
         unicast_port,
         interval_ms,
+        incarnation,
         topics,
         metadata,
     })

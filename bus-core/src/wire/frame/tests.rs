@@ -116,12 +116,14 @@ fn beacon_fixture() {
         leaving: true,
         unicast_port: 0x1234,
         interval_ms: 1000,
+        incarnation: 7,
         topics: vec![TopicId(0x0102_0304_0506_0708)],
         metadata: vec![("role", "pump")],
     });
     let mut expected = vec![0x01];
     expected.extend_from_slice(&[0x11; 16]);
     expected.extend_from_slice(&[0x01, 0x01, 0x34, 0x12, 0xe8, 0x07]);
+    expected.extend_from_slice(&7u64.to_le_bytes());
     expected.extend_from_slice(&[0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
     expected.extend_from_slice(&[
         0x01, 0x04, b'r', b'o', b'l', b'e', 0x04, b'p', b'u', b'm', b'p',
@@ -138,6 +140,7 @@ fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
         leaving: false,
         unicast_port: 1783,
         interval_ms: 1,
+        incarnation: 7,
         topics: vec![],
         metadata: vec![("k", "v")],
     });
@@ -299,6 +302,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
                 leaving,
                 unicast_port: port,
                 interval_ms: interval,
+                incarnation: 7,
                 topics: topics.into_iter().map(TopicId).collect(),
                 metadata: meta
                     .into_iter()

@@ -177,6 +177,7 @@ pub(super) async fn mem_peers(count: u64) -> Res<()> {
                 unicast_port: 20_000 + u16::try_from(i % 40_000).unwrap_or(0),
                 // Long enough that none expires while measuring.
                 interval_ms: 600_000,
+                incarnation: i,
                 topics: Vec::new(),
                 metadata: Vec::new(),
             })
