@@ -85,6 +85,14 @@ impl Config {
             rekey_after: self.rekey_after,
             max_clock_skew: self.max_clock_skew,
             handshake_load_threshold: self.handshake_load_threshold,
+            // The peers of a cluster are configured alike: their copies can arrive as long as
+            // our own longest deadline allows, plus a retransmission interval.
+            dedup_retention: self
+                .topic_deadlines
+                .values()
+                .copied()
+                .fold(self.reliable_deadline, Duration::max)
+                + self.max_rto,
             ..EndpointConfig::new(
                 local_id,
                 self.security.clone().unwrap_or(Security::Insecure),

@@ -167,9 +167,9 @@ impl SocketActor {
                 self.peers.remove(&id);
                 BusEvent::PeerLeft(id)
             }
-            MembershipEvent::Unreachable(id) => {
-                self.peers.remove(&id);
-                BusEvent::PeerUnreachable(id)
+            MembershipEvent::Unreachable(info) => {
+                self.peers.remove(&info.id);
+                BusEvent::PeerUnreachable(info.id)
             }
         };
         self.shared.emit_event(&bus_event);

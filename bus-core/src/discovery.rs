@@ -52,8 +52,9 @@ pub enum MembershipEvent {
     Restarted(PeerInfo),
     /// A peer said goodbye.
     Left(PeerId),
-    /// A peer fell silent for longer than its liveness timeout.
-    Unreachable(PeerId),
+    /// A peer fell silent for longer than its liveness timeout; what was last known of it (it
+    /// may come back: a partition, or a pause).
+    Unreachable(PeerInfo),
 }
 
 /// Why a beacon was ignored.
@@ -104,7 +105,9 @@ impl PeerTable {
             return Err(BeaconIgnored::WrongVersion(beacon.version));
         }
         if beacon.leaving {
-            self.remove(beacon.peer_id, MembershipEvent::Left);
+            if self.peers.remove(&beacon.peer_id).is_some() {
+                self.events.push_back(MembershipEvent::Left(beacon.peer_id));
+            }
             return Ok(());
         }
         let mut topics = beacon.topics.clone();
@@ -151,7 +154,9 @@ impl PeerTable {
             .map(|p| p.id)
             .collect();
         for id in expired {
-            self.remove(id, MembershipEvent::Unreachable);
+            if let Some(info) = self.peers.remove(&id) {
+                self.events.push_back(MembershipEvent::Unreachable(info));
+            }
         }
     }
 
@@ -183,12 +188,6 @@ impl PeerTable {
     /// The instant at which `peer` is declared unreachable if nothing more is heard from it.
     pub fn deadline(&self, peer: &PeerInfo) -> Instant {
         peer.last_seen + peer.interval * self.liveness_factor
-    }
-
-    fn remove(&mut self, id: PeerId, event: fn(PeerId) -> MembershipEvent) {
-        if self.peers.remove(&id).is_some() {
-            self.events.push_back(event(id));
-        }
     }
 }
 
@@ -300,10 +299,10 @@ mod tests {
         table.handle_timeout(Instant::from_millis(299));
         assert_eq!(table.poll_event(), None);
         table.handle_timeout(Instant::from_millis(300));
-        assert_eq!(
+        assert!(matches!(
             table.poll_event(),
-            Some(MembershipEvent::Unreachable(PeerId([1; 16])))
-        );
+            Some(MembershipEvent::Unreachable(info)) if info.id == PeerId([1; 16])
+        ));
         assert_eq!(table.poll_timeout(), None);
     }
 

@@ -66,7 +66,7 @@ impl Endpoint {
                     window,
                     payload,
                 } => {
-                    if self.on_reliable(from, sender, message_id, window) {
+                    if self.on_reliable(now, from, sender, message_id, window) {
                         arrived.push((topic, fingerprint, body.slice_ref(payload)));
                     }
                 }

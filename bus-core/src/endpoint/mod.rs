@@ -52,7 +52,7 @@ use crate::crypto::handshake::CookieSecret;
 use crate::crypto::{EpochReceiver, SenderEpoch};
 use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
 use crate::metrics::{DropReason, Metrics};
-use crate::reliability::{Busy, DeliveryReport, SendWindow, SenderWindows, WindowLimits};
+use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
 use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
 use crate::wire::{Beacon, Frame, FrameType, PROTOCOL_VERSION, PacketType};
@@ -116,6 +116,11 @@ pub struct EndpointConfig {
     pub max_clock_skew: Duration,
     /// Handshakes being computed beyond which initiations without a cookie get one.
     pub handshake_load_threshold: usize,
+    /// How long a copy of a peer's reliable message can still arrive after the last one
+    /// heard: its longest deadline plus its longest retransmission interval. A sender's dedup
+    /// window is kept at least this long after it was last heard, across unreachability and
+    /// rejoining, so nothing is delivered twice.
+    pub dedup_retention: Duration,
 }
 
 impl EndpointConfig {
@@ -137,6 +142,7 @@ impl EndpointConfig {
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
             handshake_load_threshold: 8,
+            dedup_retention: Duration::from_millis(5_500),
         }
     }
 }
@@ -265,8 +271,15 @@ pub struct Endpoint {
     /// When each pending message next needs attention, earliest first. Entries of messages
     /// that finished meanwhile are skipped when they come up.
     wakes: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// What each sender's reliable messages we have received.
-    senders: HashMap<PeerId, SenderWindows, FastHash>,
+    /// What each sender's reliable messages we have received, in which of its lives.
+    senders: HashMap<PeerId, reliable::Sender, FastHash>,
+    /// Peers declared unreachable, with their last address and when: still owed what they
+    /// were owed until the deadline.
+    lost: HashMap<PeerId, (SocketAddr, Instant), FastHash>,
+    /// The longest deadline of a reliable message sent so far.
+    longest_deadline: Duration,
+    /// When dedup windows and lost peers past their retention are next pruned.
+    next_prune: Instant,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Window room given back since the last [`Event::WindowRoom`].
@@ -281,7 +294,8 @@ impl Endpoint {
     pub fn new(config: EndpointConfig, seed: [u8; 32], now: Instant, wall: WallClock) -> Endpoint {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut hasher = || FastHash::with_seed(rng.next_u64());
-        let (timings, routes, senders) = (
+        let (timings, routes, senders, lost) = (
+            HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
@@ -325,6 +339,9 @@ impl Endpoint {
             pending: BTreeMap::new(),
             wakes: BinaryHeap::new(),
             senders,
+            lost,
+            longest_deadline: Duration::ZERO,
+            next_prune: now,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
             events: VecDeque::new(),
@@ -438,6 +455,10 @@ impl Endpoint {
         self.table.handle_timeout(now);
         self.process_membership(now);
         self.wake_due(now);
+        if now >= self.next_prune {
+            self.prune(now);
+            self.next_prune = now + PRUNE_EVERY;
+        }
     }
 
     /// The next instant at which [`Endpoint::handle_timeout`] must be called. Changed by every
@@ -652,6 +673,8 @@ impl Endpoint {
             changed = true;
             match &event {
                 MembershipEvent::Joined(info) => {
+                    self.lost.remove(&info.id);
+                    self.sender_life(info.id, info.incarnation);
                     // Introduce ourselves at once rather than at our next beacon.
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
                 }
@@ -661,11 +684,21 @@ impl Endpoint {
                     // sessions at once (whichever side initiates), new dedup state. What it is
                     // owed is still owed, and retransmitted to its new life.
                     self.sessions.forget_peer(info.id);
-                    self.senders.remove(&info.id);
+                    self.sender_life(info.id, info.incarnation);
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
                 }
-                MembershipEvent::Left(id) | MembershipEvent::Unreachable(id) => {
-                    self.forget(now, *id);
+                MembershipEvent::Left(id) => {
+                    // A goodbye: it is done with what it was owed.
+                    self.lost.remove(id);
+                    self.forget(*id);
+                    self.peer_gone(now, *id);
+                }
+                MembershipEvent::Unreachable(info) => {
+                    // Silence is not a goodbye: it may come back (a partition, a pause), so it
+                    // is still owed what it was owed, retried at its last address until the
+                    // deadline, and its dedup state stays.
+                    self.lost.insert(info.id, (info.addr, now));
+                    self.forget(info.id);
                 }
             }
             self.events.push_back(Event::Membership(event));
@@ -675,11 +708,10 @@ impl Endpoint {
         }
     }
 
-    fn forget(&mut self, now: Instant, id: PeerId) {
+    /// Forgets the sessions and measurements of a peer no longer in the table.
+    fn forget(&mut self, id: PeerId) {
         self.sessions.forget_peer(id);
         self.timings.remove(&id);
-        self.senders.remove(&id);
-        self.peer_gone(now, id);
     }
 
     fn update_routes(&mut self) {
@@ -709,6 +741,9 @@ impl Endpoint {
         self.routes = fresh;
     }
 }
+
+/// How often dedup windows and lost peers past their retention are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// Multicast epochs cached: two per sender for a large cluster.
 const MAX_EPOCHS: usize = 2048;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Endpoint, Event, PublishError, Target};
 use crate::metrics::{DropReason, ReliableCounters};
-use crate::reliability::{Arrival, ReliableSend};
+use crate::reliability::{Arrival, ReliableSend, SenderWindows};
 use crate::time::{Duration, Instant};
 use crate::wire::{AckRanges, Frame, FrameType};
 use crate::{PeerId, TopicId};
@@ -22,8 +22,18 @@ pub(super) struct Pending {
     payload_len: usize,
 }
 
-/// Senders whose reliable-message windows are kept at once; beyond that the oldest is forgotten
-/// (in plaintext mode anyone can claim to be a sender, so this must be bounded).
+/// What one sender's reliable messages we have received.
+#[derive(Debug)]
+pub(super) struct Sender {
+    /// The life of the sender the window is of, once its beacon told us.
+    incarnation: Option<u64>,
+    windows: SenderWindows,
+    last_heard: Instant,
+}
+
+/// Senders whose reliable-message windows are kept at once; beyond that the one heard from
+/// longest ago is forgotten (in plaintext mode anyone can claim to be a sender, so this must be
+/// bounded).
 const MAX_SENDERS: usize = 4096;
 
 /// Ranges per ack frame: a few hundred bytes at worst (the ids of one sender lie within its
@@ -82,6 +92,7 @@ impl Endpoint {
             [(only, _)] => self.table.get(only).map(|p| Target::Unicast(p.addr)),
             _ => Some(Target::Group),
         };
+        self.longest_deadline = self.longest_deadline.max(deadline);
         let send = ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
         let pending = Pending {
             send,
@@ -105,6 +116,7 @@ impl Endpoint {
     /// new.
     pub(super) fn on_reliable(
         &mut self,
+        now: Instant,
         from: std::net::SocketAddr,
         sender: PeerId,
         message_id: u64,
@@ -112,12 +124,25 @@ impl Endpoint {
     ) -> bool {
         if self.senders.len() >= MAX_SENDERS
             && !self.senders.contains_key(&sender)
-            && let Some(evicted) = self.senders.keys().next().copied()
+            && let Some(evicted) = self
+                .senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_heard)
+                .map(|(id, _)| *id)
         {
             self.senders.remove(&evicted);
         }
-        let windows = self.senders.entry(sender).or_default();
-        let new = match windows.on_arrival(message_id, message_id.saturating_sub(window)) {
+        let incarnation = self.table.get(&sender).map(|p| p.incarnation);
+        let state = self.senders.entry(sender).or_insert_with(|| Sender {
+            incarnation,
+            windows: SenderWindows::default(),
+            last_heard: now,
+        });
+        state.last_heard = now;
+        let new = match state
+            .windows
+            .on_arrival(message_id, message_id.saturating_sub(window))
+        {
             Arrival::New => {
                 ReliableCounters::bump(&self.metrics.reliable.received, 1);
                 true
@@ -150,6 +175,37 @@ impl Endpoint {
         for id in done {
             self.peer_done(now, id, peer);
         }
+    }
+
+    /// `sender` is in its life `incarnation`: a window of another life is void (its ids have
+    /// nothing to do with this one's), one of a life not known yet is this one's.
+    pub(super) fn sender_life(&mut self, sender: PeerId, incarnation: u64) {
+        match self.senders.get_mut(&sender) {
+            Some(state) if state.incarnation.is_some_and(|known| known != incarnation) => {
+                self.senders.remove(&sender);
+            }
+            Some(state) => state.incarnation = Some(incarnation),
+            None => {}
+        }
+    }
+
+    /// Forgets dedup windows of senders silent for longer than any copy of theirs can still
+    /// arrive, and lost peers nothing can still be owed to.
+    pub(super) fn prune(&mut self, now: Instant) {
+        let retention = self.config.dedup_retention;
+        self.senders
+            .retain(|_, s| now.saturating_duration_since(s.last_heard) < retention);
+        let owed_for = self.longest_deadline + self.config.max_rto;
+        self.lost
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < owed_for);
+    }
+
+    /// Where `peer` is, or was last when it fell silent.
+    fn addr_of(&self, peer: PeerId) -> Option<std::net::SocketAddr> {
+        self.table
+            .get(&peer)
+            .map(|p| p.addr)
+            .or_else(|| self.lost.get(&peer).map(|(addr, _)| *addr))
     }
 
     /// `peer` left: nobody waits for it any more.
@@ -215,8 +271,9 @@ impl Endpoint {
             let frame = pending.frame.clone();
             ReliableCounters::bump(&self.metrics.reliable.retransmitted, due.len() as u64);
             for peer in due {
-                // Its address now: a peer that moved is retransmitted to where it is.
-                if let Some(addr) = self.table.get(&peer).map(|p| p.addr) {
+                // Its address now: a peer that moved is retransmitted to where it is, one
+                // that fell silent to where it was.
+                if let Some(addr) = self.addr_of(peer) {
                     let _ = self.queue_encoded(
                         Target::Unicast(addr),
                         FrameType::ReliablePublish,

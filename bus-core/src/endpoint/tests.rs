@@ -85,7 +85,13 @@ fn cluster_with(
     deadline: Duration,
     tune: impl Fn(EndpointConfig) -> EndpointConfig,
 ) -> Cluster {
-    let config = |node: usize| node_config(node, &security, &tune);
+    let config = |node: usize| {
+        let config = node_config(node, &security, &tune);
+        EndpointConfig {
+            dedup_retention: deadline + config.max_rto,
+            ..config
+        }
+    };
     let node_seed = |node: usize| node_seed(seed, node);
     let published = Rc::new(Cell::new(0u64));
     let quota = Rc::new(Cell::new(0u64));
@@ -381,4 +387,110 @@ fn a_subscriber_restarted_within_the_liveness_timeout_gets_traffic_again_within_
             .iter()
             .any(|e| matches!(e, MembershipEvent::Restarted(_)))
     );
+}
+
+/// Two subscribers; one is cut off for `partition` while messages are published, with a 30 s
+/// deadline and the default liveness timeout (three 1 s beacons), at 10% loss each way.
+/// Returns the cluster after the heal and settle.
+fn partitioned_for(partition: Duration) -> Cluster {
+    let mut c = cluster_with(
+        21,
+        lossy(0.1),
+        Security::Insecure,
+        2,
+        Duration::from_secs(30),
+        |config| EndpointConfig {
+            liveness_factor: 3,
+            ..config
+        },
+    );
+    c.allow(100);
+    c.settle(100, Duration::from_secs(10));
+    // Node 2's acknowledgements are lost first: it has delivered messages that the publisher
+    // still retries when the partition starts, and will retry after it.
+    let dead = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+    c.allow(600);
+    let cut_at = c.sim.now() + Duration::from_millis(300);
+    c.sim.drive_until(cut_at);
+    assert!(
+        c.delivered(2).len() > 100,
+        "node 2 delivered unacknowledged messages"
+    );
+    c.sim.network.partition(&[NodeId(0)], &[NodeId(2)]);
+    c.sim.drive_until(cut_at + partition);
+    c.sim.network.heal();
+    c.sim.network.set_link(NodeId(2), NodeId(0), lossy(0.1));
+    c.settle(600, Duration::from_secs(30));
+    c
+}
+
+/// Field report: a subscriber declared unreachable by a partition was dropped from every
+/// message it was owed, so `publish_reliable` said `Ok`, and its dedup window was thrown away,
+/// so copies still in flight were delivered again after it came back. Silence is not a
+/// goodbye: it stays owed, retried at its last address, and its dedup state stays.
+#[test]
+fn after_a_partition_every_message_is_delivered_exactly_once() {
+    for seconds in [2, 10] {
+        let c = partitioned_for(Duration::from_secs(seconds));
+        for report in c.reports() {
+            assert!(report.left.is_empty(), "{seconds} s: nobody left");
+            assert!(report.is_complete(), "{seconds} s: {report:?}");
+        }
+        for node in 1..=2 {
+            let mut delivered = c.delivered(node);
+            delivered.sort_unstable();
+            assert!(
+                delivered.iter().copied().eq(0..600),
+                "{seconds} s: node {node} got each message exactly once"
+            );
+        }
+        let retried = c.sim.nodes[2]
+            .endpoint
+            .metrics()
+            .snapshot()
+            .reliable
+            .duplicates;
+        assert!(
+            retried > 0,
+            "{seconds} s: copies of delivered messages came back"
+        );
+        let cut_off = &c.sim.nodes[0].membership;
+        let unreachable = cut_off
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::Unreachable(info) if info.id == peer_of(2)));
+        assert_eq!(unreachable, seconds == 10, "{seconds} s partition");
+    }
+}
+
+/// A subscriber cut off for longer than the deadline, and declared unreachable meanwhile, is
+/// reported missing, never as having left: the publish is `Undelivered`, not `Ok`.
+#[test]
+fn a_subscriber_unreachable_past_the_deadline_is_missing_not_left() {
+    let mut c = cluster_with(
+        22,
+        lossy(0.0),
+        Security::Insecure,
+        2,
+        Duration::from_secs(5),
+        |config| EndpointConfig {
+            liveness_factor: 3,
+            ..config
+        },
+    );
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).len() < 2
+    });
+    c.sim.network.partition(&[NodeId(0)], &[NodeId(2)]);
+    c.allow(50);
+    c.settle(50, Duration::from_secs(20));
+    for report in c.reports() {
+        assert_eq!(report.missing, [peer_of(2)]);
+        assert!(report.left.is_empty());
+        assert!(!report.is_complete());
+    }
+    assert_eq!(c.publisher().endpoint.window().in_flight(), 0);
 }
