@@ -58,7 +58,7 @@ impl Drop for Scratch {
     }
 }
 
-/// The report of a reliable message that nobody remote was owed (local subscribers have it).
+/// The report of a reliable message that nobody remote was owed: local subscribers have it.
 fn nobody_owed() -> DeliveryReport {
     DeliveryReport {
         message_id: 0,
@@ -267,14 +267,18 @@ impl Bus {
 
     /// Publishes a message reliably: it is delivered exactly once to every subscriber known
     /// now, in any order, retransmitted to each until it acknowledges. Resolves when every one
-    /// has acknowledged (or left), with a report; local subscribers get it at once.
+    /// has acknowledged (or left gracefully, or stopped subscribing), with a report; local
+    /// subscribers get it at once. `Ok` means delivered: a subscriber that fell silent is
+    /// retried until the deadline (it may come back) and named if it never acknowledges.
     ///
     /// Waits while a subscriber's window of messages in flight is full: a publisher faster than
     /// its slowest subscriber is slowed to its pace, and nothing accepted is dropped.
     ///
     /// # Errors
     /// [`Error::Undelivered`] naming the subscribers that did not acknowledge before the
-    /// deadline (the topic's, or the bus's: 5 s by default); [`Error::Core`] if the message
+    /// deadline (the topic's, or the bus's: 5 s by default); [`Error::NoSubscribers`] if no
+    /// subscriber, remote or local, is known (see [`Bus::wait_for_subscribers`]);
+    /// [`Error::Core`] if the message
     /// cannot be encoded or does not fit in a datagram; [`Error::ShutDown`] after
     /// [`Bus::shutdown`].
     pub async fn publish_reliable<T: Topic>(&self, message: T) -> Result<DeliveryReport, Error> {
@@ -328,8 +332,9 @@ impl Bus {
             .open_reliable::<T>(&payload, deadline, wait_for_room)
             .await?
         else {
-            self.deliver_locally::<T>(&payload);
-            return Ok(nobody_owed());
+            return self
+                .deliver_only_locally::<T>(&payload)
+                .map(|()| nobody_owed());
         };
         self.deliver_locally::<T>(&payload);
         // Back to the thread's scratch before waiting for acknowledgements.
@@ -361,8 +366,9 @@ impl Bus {
     ///
     /// # Errors
     /// [`Error::Core`] if a message cannot be encoded or does not fit in a datagram;
-    /// [`Error::ShutDown`] after [`Bus::shutdown`]. The messages before the one that failed are
-    /// published all the same, but their reports are not returned.
+    /// [`Error::NoSubscribers`] when a message has no subscriber at all; [`Error::ShutDown`]
+    /// after [`Bus::shutdown`]. The messages before the one that failed are published all the
+    /// same, but their reports are not returned.
     pub async fn publish_reliable_batch<T: Topic>(
         &self,
         messages: impl IntoIterator<Item = T>,
@@ -391,11 +397,12 @@ impl Bus {
                     }
                     other => other?,
                 };
-                self.deliver_locally::<T>(&payload);
                 let Some(message_id) = opened else {
+                    self.deliver_only_locally::<T>(&payload)?;
                     reports[index] = Some(nobody_owed());
                     continue;
                 };
+                self.deliver_locally::<T>(&payload);
                 let reply = ReportTo::Batch {
                     index,
                     to: to.clone(),
@@ -442,6 +449,53 @@ impl Bus {
             }
             room.await;
             self.check_running()?;
+        }
+    }
+
+    /// Delivers a reliable message nobody remote is owed to this bus's own subscribers of `T`.
+    ///
+    /// # Errors
+    /// [`Error::NoSubscribers`] if there are none either: nothing was delivered, and `Ok`
+    /// would say otherwise.
+    fn deliver_only_locally<T: Topic>(&self, payload: &[u8]) -> Result<(), Error> {
+        let local = self
+            .shared
+            .registry
+            .get(&T::ID)
+            .is_some_and(|subscriptions| !subscriptions.is_empty());
+        if !local {
+            return Err(Error::NoSubscribers { topic: T::NAME });
+        }
+        self.deliver_locally::<T>(payload);
+        Ok(())
+    }
+
+    /// Waits until at least `count` remote peers subscribe to `T` (for example before a first
+    /// reliable publish, which is owed only to the subscribers known when it is sent).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if there are fewer after `timeout`; [`Error::ShutDown`] after
+    /// [`Bus::shutdown`].
+    pub async fn wait_for_subscribers<T: Topic>(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.shared.subscribers_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            self.check_running()?;
+            if self.shared.endpoint().subscribers(T::ID).len() >= count {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Error::Timeout {
+                    waiting_for: format!("{count} remote subscribers of {}", T::NAME),
+                    after: timeout,
+                });
+            }
         }
     }
 

@@ -38,6 +38,22 @@ pub enum Error {
         /// What happened, peer by peer.
         report: bus_core::reliability::DeliveryReport,
     },
+    /// A reliable message had nobody to go to: no subscriber of its topic, remote or local, is
+    /// known. Nobody is at fault, but nothing was delivered: publish again once there is one
+    /// (see [`Bus::wait_for_subscribers`](crate::Bus::wait_for_subscribers)).
+    #[error("reliable message on {topic}: no subscriber")]
+    NoSubscribers {
+        /// The topic.
+        topic: &'static str,
+    },
+    /// What a call waited for did not happen in time.
+    #[error("timed out after {after:?} waiting for {waiting_for}")]
+    Timeout {
+        /// What was awaited.
+        waiting_for: String,
+        /// How long.
+        after: std::time::Duration,
+    },
     /// A window of reliable messages in flight is full (`try_publish_reliable` only). Nobody is
     /// at fault: the subscriber named is slower than the publisher; wait, or use
     /// `publish_reliable`, which waits.

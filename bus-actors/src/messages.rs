@@ -75,6 +75,21 @@ pub enum BusEvent {
     /// A known peer restarted: it beacons with a new incarnation. Sessions with its previous
     /// life are gone; reliable messages it was owed are retransmitted to the new one.
     PeerRestarted(PeerSnapshot),
+    /// A remote peer began subscribing to a topic: reliable messages of the topic are owed to it
+    /// from now on (Pavillion's `onNewSubscriber`).
+    SubscriberJoined {
+        /// The topic.
+        topic: TopicId,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A remote peer stopped subscribing to a topic (it unsubscribed, left, or is unreachable).
+    SubscriberLeft {
+        /// The topic.
+        topic: TopicId,
+        /// The peer.
+        peer: PeerId,
+    },
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     /// Signalled once per freed slot of the reliable window; a woken publisher that still does
     /// not fit waits again.
     pub(crate) window_space: Notify,
+    /// Signalled when a remote peer begins or stops subscribing to a topic.
+    pub(crate) subscribers_changed: Notify,
     pub(crate) event_subscribers: Mutex<Vec<Recipient<BusEvent>>>,
     pub(crate) next_subscription_id: AtomicU64,
     /// The driver's doorbell: rung when a command queued work while it was idle.
@@ -71,6 +73,7 @@ impl Shared {
             registry: DashMap::default(),
             outbox_space: Notify::new(),
             window_space: Notify::new(),
+            subscribers_changed: Notify::new(),
             event_subscribers: Mutex::new(Vec::new()),
             next_subscription_id: AtomicU64::new(1),
             driver: OnceLock::new(),

@@ -112,6 +112,16 @@ impl SocketActor {
                 }
             }
             Event::Membership(event) => self.membership(event),
+            Event::SubscriberJoined { topic, peer } => {
+                self.shared.subscribers_changed.notify_waiters();
+                self.shared
+                    .emit_event(&BusEvent::SubscriberJoined { topic, peer });
+            }
+            Event::SubscriberLeft { topic, peer } => {
+                self.shared.subscribers_changed.notify_waiters();
+                self.shared
+                    .emit_event(&BusEvent::SubscriberLeft { topic, peer });
+            }
             Event::Pong { peer, sample } => {
                 if let Some(actor) = self.peers.get(&peer) {
                     actor.do_send(PongReceived(sample));

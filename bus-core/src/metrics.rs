@@ -49,10 +49,13 @@ pub enum DropReason {
     RateLimited,
     /// An initiation answered with a cookie instead of a handshake (the bus is under load).
     CookieSent,
+    /// A reliable message of a topic this peer does not subscribe to (any more): neither
+    /// delivered nor acknowledged.
+    NotSubscribed,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 19] = [
+    const ALL: [DropReason; 20] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -72,6 +75,7 @@ impl DropReason {
         DropReason::BadMac,
         DropReason::RateLimited,
         DropReason::CookieSent,
+        DropReason::NotSubscribed,
     ];
 
     /// A short, stable name for dashboards.
@@ -96,6 +100,7 @@ impl DropReason {
             DropReason::BadMac => "bad_mac",
             DropReason::RateLimited => "rate_limited",
             DropReason::CookieSent => "cookie_sent",
+            DropReason::NotSubscribed => "not_subscribed",
         }
     }
 

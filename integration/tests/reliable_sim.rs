@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bus_actors::transport::SimHub;
-use bus_actors::{Bus, BusBuilder, Error, Event, Topic, WindowLimits};
+use bus_actors::{Bus, BusBuilder, BusEvent, Error, Event, Topic, WindowLimits};
 use bus_core::sim::{LinkConfig, NodeId};
 use integration::scenarios::{self, publish_reliably};
 use integration::{
@@ -231,5 +231,58 @@ fn a_batch_stops_at_a_message_too_large_and_what_went_before_is_still_delivered(
         .unwrap();
         assert!(next.iter().all(|r| r.is_complete()));
         assert_eq!(publisher.metrics().reliable.acked, 20);
+    });
+}
+
+/// Field report (and Pavillion's own test): "subscribe, then publish at once" lost the message
+/// and said `Ok`, with an empty report. A reliable publish with nobody subscribed is an error,
+/// and `wait_for_subscribers` is the way to publish at once after a subscriber starts.
+#[test]
+fn a_reliable_publish_to_nobody_is_not_a_success() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lossy(0.0));
+        let mut make = sim_builders(&hub, SEED);
+        let publisher = make().start().await.unwrap();
+        let mut publisher_events = events(&publisher);
+        let nobody = publisher.publish_reliable(Reliable { seq: 0 }).await;
+        assert!(
+            matches!(
+                nobody,
+                Err(Error::NoSubscribers {
+                    topic: "test/reliable"
+                })
+            ),
+            "{nobody:?}"
+        );
+        let waited = publisher
+            .wait_for_subscribers::<Reliable>(1, Duration::from_millis(100))
+            .await;
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+
+        let subscriber = make().start().await.unwrap();
+        let mut rx = subscribe::<Reliable>(&subscriber).await;
+        publisher
+            .wait_for_subscribers::<Reliable>(1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let report = publisher
+            .publish_reliable(Reliable { seq: 1 })
+            .await
+            .unwrap();
+        assert_eq!(report.acked, [subscriber.local_id()]);
+        let got = receive(&mut rx, 1, Duration::from_secs(5)).await;
+        assert_eq!(got[0].message, Reliable { seq: 1 });
+        // The application heard the subscriber arrive.
+        let subscriber_id = subscriber.local_id();
+        integration::await_event(
+            &mut publisher_events,
+            Duration::from_secs(1),
+            "the subscriber of test/reliable",
+            |event| {
+                matches!(event, BusEvent::SubscriberJoined { topic, peer }
+                    if *topic == Reliable::ID && *peer == subscriber_id)
+            },
+        )
+        .await;
     });
 }

@@ -347,8 +347,12 @@ async fn public_key_mode_works_and_refuses_untrusted_peers() {
     let heard = tokio::time::timeout(Duration::from_millis(600), async {
         loop {
             match stranger_events.recv().await {
-                // It hears members (it trusts them), but none of them answers it.
-                Some(bus_actors::BusEvent::PeerJoined(_)) => continue,
+                // It hears members and their topics (it trusts them), but none of them
+                // answers it.
+                Some(
+                    bus_actors::BusEvent::PeerJoined(_)
+                    | bus_actors::BusEvent::SubscriberJoined { .. },
+                ) => continue,
                 other => return other,
             }
         }

@@ -66,7 +66,10 @@ impl Endpoint {
                     window,
                     payload,
                 } => {
-                    if self.on_reliable(now, from, sender, message_id, window) {
+                    if !self.local_topics.contains(&topic) {
+                        // An acknowledgement says "delivered": not for what nobody here takes.
+                        self.metrics.dropped(DropReason::NotSubscribed);
+                    } else if self.on_reliable(now, from, sender, message_id, window) {
                         arrived.push((topic, fingerprint, body.slice_ref(payload)));
                     }
                 }
@@ -116,7 +119,7 @@ impl Endpoint {
         }
     }
 
-    /// One [`Event::Deliver`] per run of payloads of one topic.
+    /// One [`Event::Deliver`] per run of payloads of one topic subscribed here.
     fn deliver(
         &mut self,
         from: PeerId,
@@ -125,6 +128,9 @@ impl Endpoint {
         sent_at: Option<Instant>,
     ) {
         for run in arrived.chunk_by(|a, b| a.0 == b.0) {
+            if !self.local_topics.contains(&run[0].0) {
+                continue;
+            }
             self.events.push_back(Event::Deliver(Delivery {
                 from,
                 topic: run[0].0,

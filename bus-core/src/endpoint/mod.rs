@@ -181,6 +181,20 @@ pub enum Event {
     Deliver(Delivery),
     /// A peer joined, changed, left or became unreachable.
     Membership(MembershipEvent),
+    /// A remote peer began subscribing to a topic (it joined, or its beacon lists the topic now).
+    SubscriberJoined {
+        /// The topic.
+        topic: TopicId,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A remote peer stopped subscribing to a topic (it unsubscribed, left, or is unreachable).
+    SubscriberLeft {
+        /// The topic.
+        topic: TopicId,
+        /// The peer.
+        peer: PeerId,
+    },
     /// A peer answered one of our pings.
     Pong {
         /// The peer.
@@ -704,7 +718,7 @@ impl Endpoint {
             self.events.push_back(Event::Membership(event));
         }
         if changed {
-            self.update_routes();
+            self.update_routes(now);
         }
     }
 
@@ -714,7 +728,9 @@ impl Endpoint {
         self.timings.remove(&id);
     }
 
-    fn update_routes(&mut self) {
+    /// Recomputes where each topic goes from the table, reports who began or stopped
+    /// subscribing, and settles as `left` what was owed to a peer on a topic it dropped.
+    fn update_routes(&mut self, now: Instant) {
         let mut subscribers: BTreeMap<TopicId, Vec<&PeerInfo>> = BTreeMap::new();
         for peer in self.table.peers() {
             for topic in &peer.topics {
@@ -738,7 +754,39 @@ impl Endpoint {
         });
         let mut fresh = HashMap::with_hasher(self.routes.hasher().clone());
         fresh.extend(routes);
-        self.routes = fresh;
+        let old = std::mem::replace(&mut self.routes, fresh);
+        let mut dropped = Vec::new();
+        for (topic, route) in &old {
+            let now_subscribing = self.routes.get(topic).map_or(&[][..], |r| &r.subscribers);
+            for peer in route.subscribers.iter() {
+                if now_subscribing.binary_search(peer).is_err() {
+                    dropped.push((*topic, *peer));
+                }
+            }
+        }
+        let mut joined = Vec::new();
+        for (topic, route) in &self.routes {
+            let before = old.get(topic).map_or(&[][..], |r| &r.subscribers);
+            for peer in route.subscribers.iter() {
+                if before.binary_search(peer).is_err() {
+                    joined.push((*topic, *peer));
+                }
+            }
+        }
+        // In order of topic and peer, whatever the maps' hasher.
+        joined.sort_unstable();
+        for (topic, peer) in joined {
+            self.events
+                .push_back(Event::SubscriberJoined { topic, peer });
+        }
+        dropped.sort_unstable();
+        for (topic, peer) in dropped {
+            self.events.push_back(Event::SubscriberLeft { topic, peer });
+            if self.table.get(&peer).is_some() {
+                // Still here, but no longer taking the topic: it is done with it.
+                self.unsubscribed(now, peer, topic);
+            }
+        }
     }
 }
 

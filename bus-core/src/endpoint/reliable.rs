@@ -16,6 +16,7 @@ use crate::{PeerId, TopicId};
 /// A reliable message in flight.
 #[derive(Debug)]
 pub(super) struct Pending {
+    topic: TopicId,
     send: ReliableSend,
     /// The encoded frame, sent again as it is.
     frame: Bytes,
@@ -95,6 +96,7 @@ impl Endpoint {
         self.longest_deadline = self.longest_deadline.max(deadline);
         let send = ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
         let pending = Pending {
+            topic,
             send,
             frame: Bytes::from(bytes),
             payload_len: payload.len(),
@@ -206,6 +208,20 @@ impl Endpoint {
             .get(&peer)
             .map(|p| p.addr)
             .or_else(|| self.lost.get(&peer).map(|(addr, _)| *addr))
+    }
+
+    /// `peer` stopped subscribing to `topic`: the messages of that topic it was owed are
+    /// settled as `left` for it.
+    pub(super) fn unsubscribed(&mut self, now: Instant, peer: PeerId, topic: TopicId) {
+        let owing: Vec<u64> = self
+            .pending
+            .iter_mut()
+            .filter(|(_, p)| p.topic == topic)
+            .filter_map(|(id, p)| p.send.on_peer_left(peer).then_some(*id))
+            .collect();
+        for id in owing {
+            self.peer_done(now, id, peer);
+        }
     }
 
     /// `peer` left: nobody waits for it any more.

@@ -15,6 +15,7 @@ use crate::discovery::MembershipEvent;
 use crate::reliability::DeliveryReport;
 use crate::sim::{Destination, Node, NodeId, Transmit};
 use crate::time::{Duration, Instant, WallClock};
+use crate::{PeerId, TopicId};
 
 /// The wall clock at virtual time zero: 2026-01-01T00:00:00Z.
 pub const SIM_WALL_CLOCK_START: WallClock = WallClock::from_nanos(1_767_225_600 * 1_000_000_000);
@@ -43,6 +44,8 @@ pub struct SimEndpoint {
     pub finished: Vec<(u64, DeliveryReport)>,
     /// Its membership events, in order.
     pub membership: Vec<MembershipEvent>,
+    /// Remote peers that began (`true`) or stopped subscribing to a topic, in order.
+    pub subscriber_changes: Vec<(TopicId, PeerId, bool)>,
     app: Option<App>,
 }
 
@@ -77,6 +80,7 @@ impl SimEndpoint {
             delivered: Vec::new(),
             finished: Vec::new(),
             membership: Vec::new(),
+            subscriber_changes: Vec::new(),
             app: None,
         }
     }
@@ -109,6 +113,12 @@ impl SimEndpoint {
                         self.finished.push((message_id, report));
                     }
                     Event::Membership(event) => self.membership.push(event),
+                    Event::SubscriberJoined { topic, peer } => {
+                        self.subscriber_changes.push((topic, peer, true));
+                    }
+                    Event::SubscriberLeft { topic, peer } => {
+                        self.subscriber_changes.push((topic, peer, false));
+                    }
                     Event::WindowRoom(_) | Event::Pong { .. } => {}
                 }
             }

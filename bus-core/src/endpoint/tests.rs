@@ -40,6 +40,8 @@ struct Cluster {
     sim: Simulation<SimEndpoint>,
     /// How many it may publish (raised by the test as it goes).
     quota: Rc<Cell<u64>>,
+    /// The payload (sequence number) of each message id.
+    seq_of: Rc<std::cell::RefCell<BTreeMap<u64, u64>>>,
 }
 
 /// The configuration of node `node` in these tests.
@@ -95,8 +97,9 @@ fn cluster_with(
     let node_seed = |node: usize| node_seed(seed, node);
     let published = Rc::new(Cell::new(0u64));
     let quota = Rc::new(Cell::new(0u64));
+    let seq_of = Rc::new(std::cell::RefCell::new(BTreeMap::new()));
     let publisher = {
-        let (published, quota) = (published.clone(), quota.clone());
+        let (published, quota, seq_of) = (published.clone(), quota.clone(), seq_of.clone());
         SimEndpoint::new(NodeId(0), config(0), node_seed(0)).with_app(move |ep, now| {
             // Publish only once every subscriber is known, as far as the window allows.
             if ep.subscribers(TOPIC).len() < subscribers {
@@ -105,7 +108,10 @@ fn cluster_with(
             while published.get() < quota.get() {
                 let payload = published.get().to_le_bytes();
                 match ep.publish_reliable(now, TOPIC, 0, &payload, deadline) {
-                    Ok(Some(_)) => published.set(published.get() + 1),
+                    Ok(Some(id)) => {
+                        seq_of.borrow_mut().insert(id, published.get());
+                        published.set(published.get() + 1);
+                    }
                     Err(PublishError::Busy(_)) => return,
                     other => panic!("publish failed: {other:?}"),
                 }
@@ -121,6 +127,7 @@ fn cluster_with(
     Cluster {
         sim: Simulation::new(seed, link, nodes),
         quota,
+        seq_of,
     }
 }
 
@@ -493,4 +500,49 @@ fn a_subscriber_unreachable_past_the_deadline_is_missing_not_left() {
         assert!(!report.is_complete());
     }
     assert_eq!(c.publisher().endpoint.window().in_flight(), 0);
+}
+
+/// Field report: a peer that stopped subscribing still acknowledged, so reports listed it under
+/// `acked` for messages nobody received. It acknowledges only what it delivers; what it was
+/// owed on the topic settles as `left` once its beacon says it dropped the topic.
+#[test]
+fn a_peer_that_unsubscribed_acknowledges_nothing_it_did_not_deliver() {
+    let mut c = cluster(31, lossy(0.05), Security::Insecure, 2);
+    c.allow(200);
+    c.settle(200, Duration::from_secs(10));
+    // Node 2 unsubscribes; its beacons saying so are held up for a while, so messages keep
+    // coming to it meanwhile.
+    let dead = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+    c.sim.nodes[2].endpoint.unsubscribe(TOPIC);
+    c.allow(400);
+    let until = c.sim.now() + Duration::from_millis(500);
+    c.sim.drive_until(until);
+    c.sim.network.set_link(NodeId(2), NodeId(0), lossy(0.05));
+    c.settle(400, Duration::from_secs(30));
+
+    let delivered: std::collections::BTreeSet<u64> = c.delivered(2).into_iter().collect();
+    let seq_of = c.seq_of.borrow();
+    let mut settled_as_left = 0;
+    for (id, report) in &c.publisher().finished {
+        assert!(report.is_complete(), "{report:?}");
+        if report.acked.contains(&peer_of(2)) {
+            assert!(
+                delivered.contains(&seq_of[id]),
+                "acked but not delivered: {id}"
+            );
+        }
+        settled_as_left += usize::from(report.left.contains(&peer_of(2)));
+    }
+    assert!(settled_as_left > 0, "some were owed when it stopped");
+    let refused = c.sim.nodes[2].endpoint.metrics().snapshot();
+    assert!(refused.drops(DropReason::NotSubscribed) > 0);
+    assert!(
+        c.publisher()
+            .subscriber_changes
+            .contains(&(TOPIC, peer_of(2), false))
+    );
 }
