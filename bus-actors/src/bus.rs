@@ -572,7 +572,7 @@ impl Bus {
         let endpoint = self.shared.endpoint();
         endpoint
             .peers()
-            .map(|(info, timing)| snapshot(info, timing))
+            .map(|(info, _)| snapshot(info, &endpoint))
             .collect()
     }
 

@@ -32,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) liveness_factor: u32,
     pub(crate) ping_interval: Duration,
     pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) multicast: bool,
     pub(crate) recv_buffer: usize,
     pub(crate) busy_poll: Duration,
     pub(crate) send_buffer: usize,
@@ -77,6 +78,7 @@ impl Config {
             beacon_interval: self.beacon_interval,
             liveness_factor: self.liveness_factor,
             seeds: self.seeds.clone(),
+            multicast: self.multicast,
             metadata: self.metadata.clone(),
             max_datagram: self.max_datagram(),
             outbox_limit: self.outbox_limit,
@@ -122,6 +124,7 @@ impl Default for Config {
             liveness_factor: 3,
             ping_interval: Duration::from_secs(1),
             seeds: Vec::new(),
+            multicast: true,
             recv_buffer: 4 << 20,
             busy_poll: Duration::ZERO,
             send_buffer: 4 << 20,
@@ -216,6 +219,16 @@ impl BusBuilder {
     /// Addresses to send beacons to by unicast, for networks without multicast.
     pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.config.seeds = seeds.into_iter().collect();
+        self
+    }
+
+    /// Whether to use multicast at all (default: yes). Either way a subscriber gets group copies
+    /// only once it says (in its answers to our pings) that it hears our multicast, and unicast
+    /// copies until then, so fan-out is never lost to a network that drops multicast. With
+    /// `false` the bus sends nothing to the group: beacons go to the seeds only, and every
+    /// message by unicast to each subscriber (`metrics().fanout_unicast` counts the copies).
+    pub fn multicast(mut self, enabled: bool) -> Self {
+        self.config.multicast = enabled;
         self
     }
 

@@ -50,6 +50,8 @@ pub struct PeerSnapshot {
     pub last_seen: Instant,
     /// The retransmission timeout for reliable messages to it (RFC 6298, from measured RTT).
     pub rto: Duration,
+    /// Whether it says it hears our multicast: until it does, messages to it go by unicast.
+    pub hears_our_multicast: bool,
 }
 
 impl PeerSnapshot {
@@ -70,7 +72,8 @@ impl PeerSnapshot {
 pub enum BusEvent {
     /// A peer was discovered.
     PeerJoined(PeerSnapshot),
-    /// A known peer changed its address, topics or metadata.
+    /// A known peer changed its address, topics or metadata, or now says it hears (or no longer
+    /// hears) our multicast.
     PeerUpdated(PeerSnapshot),
     /// A known peer restarted: it beacons with a new incarnation. Sessions with its previous
     /// life are gone; reliable messages it was owed are retransmitted to the new one.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bus_core::Instant;
 use bus_core::discovery::{MembershipEvent, PeerInfo};
-use bus_core::endpoint::{Endpoint, Event, HandshakeDone, PeerTiming};
+use bus_core::endpoint::{Endpoint, Event, HandshakeDone};
 use bus_core::metrics::DropReason;
 use bus_core::reliability::DeliveryReport;
 use bus_core::{PeerId, WallClock};
@@ -47,7 +47,8 @@ pub(crate) struct SocketActor {
 }
 
 /// What is known of a peer, for the application.
-pub(crate) fn snapshot(info: &PeerInfo, timing: PeerTiming) -> PeerSnapshot {
+pub(crate) fn snapshot(info: &PeerInfo, endpoint: &Endpoint) -> PeerSnapshot {
+    let timing = endpoint.timing(info.id);
     PeerSnapshot {
         id: info.id,
         addr: info.addr,
@@ -57,6 +58,7 @@ pub(crate) fn snapshot(info: &PeerInfo, timing: PeerTiming) -> PeerSnapshot {
         clock_offset_us: timing.clock_offset_us,
         last_seen: info.last_seen,
         rto: timing.rto,
+        hears_our_multicast: endpoint.hears_our_multicast(info.id),
     }
 }
 
@@ -159,18 +161,15 @@ impl SocketActor {
     fn membership(&mut self, event: MembershipEvent) {
         let bus_event = match event {
             MembershipEvent::Joined(info) => {
-                let timing = self.shared.endpoint().timing(info.id);
                 let actor = PeerActor::new(self.shared.clone(), info.id).start();
                 self.peers.insert(info.id, actor);
-                BusEvent::PeerJoined(snapshot(&info, timing))
+                BusEvent::PeerJoined(snapshot(&info, &self.shared.endpoint()))
             }
             MembershipEvent::Updated(info) => {
-                let timing = self.shared.endpoint().timing(info.id);
-                BusEvent::PeerUpdated(snapshot(&info, timing))
+                BusEvent::PeerUpdated(snapshot(&info, &self.shared.endpoint()))
             }
             MembershipEvent::Restarted(info) => {
-                let timing = self.shared.endpoint().timing(info.id);
-                BusEvent::PeerRestarted(snapshot(&info, timing))
+                BusEvent::PeerRestarted(snapshot(&info, &self.shared.endpoint()))
             }
             MembershipEvent::Left(id) => {
                 // Dropping the last address stops the actor once its mailbox drains.

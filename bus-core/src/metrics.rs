@@ -155,6 +155,9 @@ pub struct Metrics {
     pub reliable: ReliableCounters,
     /// Datagrams authenticated in a unicast session.
     pub session_datagrams_in: AtomicU64,
+    /// Copies of fan-out messages sent by unicast to subscribers not known to hear our
+    /// multicast.
+    pub fanout_unicast: AtomicU64,
 }
 
 /// Counters of reliable messages, sent and received.
@@ -258,6 +261,7 @@ impl Metrics {
             },
             handshakes: 0,
             session_datagrams_in: read(&self.session_datagrams_in),
+            fanout_unicast: read(&self.fanout_unicast),
         }
     }
 }
@@ -286,6 +290,10 @@ pub struct MetricsSnapshot {
     /// Datagrams received and authenticated in a unicast session (the rest of the secure
     /// traffic travels under multicast epochs).
     pub session_datagrams_in: u64,
+    /// Copies of fan-out messages (two subscribers or more) sent by unicast because their
+    /// subscriber is not known to hear this peer's multicast: the fallback for networks
+    /// without multicast, and for the first moments after a peer joins.
+    pub fanout_unicast: u64,
 }
 
 /// Reliable messages, as a sender and as a receiver.

@@ -170,6 +170,8 @@ pub struct Network {
     next_seq: u64,
     trace: Trace,
     stats: NetworkStats,
+    /// Whether multicast is carried (as on a LAN) or dropped (as in most clouds).
+    multicast: bool,
 }
 
 impl Network {
@@ -191,6 +193,7 @@ impl Network {
             next_seq: 0,
             trace: Vec::new(),
             stats: NetworkStats::default(),
+            multicast: true,
         }
     }
 
@@ -216,6 +219,12 @@ impl Network {
         }
     }
 
+    /// Carries multicast (the default) or drops every multicast datagram (counted as cut), as
+    /// networks without multicast do.
+    pub fn set_multicast(&mut self, carried: bool) {
+        self.multicast = carried;
+    }
+
     /// Cuts every link between the two groups, both ways, until [`Network::heal`].
     pub fn partition(&mut self, a: &[NodeId], b: &[NodeId]) {
         for &x in a {
@@ -239,6 +248,10 @@ impl Network {
             // No node has that address (a peer may advertise anything): it goes nowhere.
             Destination::Unicast(to) if to.0 >= self.nodes => {}
             Destination::Unicast(to) => self.send_on_link(from, to, bytes),
+            Destination::Multicast if !self.multicast => {
+                self.stats.sent += (self.nodes.saturating_sub(1)) as u64;
+                self.stats.partitioned += (self.nodes.saturating_sub(1)) as u64;
+            }
             Destination::Multicast => {
                 let receivers: Vec<_> = (0..self.nodes).filter(|&i| i != from.0).collect();
                 if let Some((&last, rest)) = receivers.split_last() {

@@ -115,6 +115,7 @@ fn valid_packet() -> Vec<u8> {
             ping_sent_at_us: 123,
             ping_received_at_us: 456,
             sent_at_us: 789,
+            hears_your_group: false,
         },
     ];
     for frame in &frames {

@@ -215,6 +215,41 @@ pub async fn await_subscribers(
     assert!(known(bus) >= count);
 }
 
+/// Waits until `count` subscribers of `topic` say they hear `bus`'s multicast (so its fan-out
+/// to them goes to the group rather than by unicast), reading `events` as they come.
+///
+/// # Panics
+/// If fewer do within `within`.
+pub async fn await_group_reaches(
+    bus: &Bus,
+    events: &mut mpsc::UnboundedReceiver<BusEvent>,
+    topic: TopicId,
+    count: usize,
+    within: Duration,
+) {
+    let reached = |bus: &Bus| {
+        bus.peers()
+            .iter()
+            .filter(|p| p.topics.contains(&topic) && p.hears_our_multicast)
+            .count()
+    };
+    let wait = async {
+        while reached(bus) < count {
+            if events.recv().await.is_none() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(within, wait)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} of {count} subscribers hear the group after {within:?}",
+                reached(bus)
+            )
+        });
+}
+
 /// Waits for an event matching `pred`, returning it.
 ///
 /// # Panics

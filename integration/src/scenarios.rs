@@ -9,8 +9,8 @@ use bus_actors::{Bus, BusBuilder, BusEvent, Event, FrameType, Topic};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{
-    BEACON_INTERVAL, Counter, Forward, Other, Reliable, await_event, await_subscribers, events,
-    receive, subscribe,
+    BEACON_INTERVAL, Counter, Forward, Other, Reliable, await_event, await_group_reaches,
+    await_subscribers, events, receive, subscribe,
 };
 
 async fn start(make: &mut impl FnMut() -> BusBuilder) -> Bus {
@@ -134,13 +134,15 @@ pub async fn a_peer_that_does_not_subscribe_never_delivers(make: &mut impl FnMut
     let mut ev = events(&publisher);
     await_subscribers(&publisher, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
     await_subscribers(&publisher, &mut ev, Other::ID, 1, Duration::from_secs(5)).await;
+    // Two subscribers that hear the publisher's multicast: its messages go to the group, so
+    // the bystander receives them too...
+    await_group_reaches(&publisher, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
     for seq in 0..100 {
         publisher
             .publish(Counter { publisher: 0, seq })
             .await
             .expect("publish");
     }
-    // Two subscribers: the messages went to the group, so the bystander received them too...
     for rx in &mut counters {
         receive(rx, 100, Duration::from_secs(5)).await;
     }

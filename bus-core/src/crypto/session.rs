@@ -382,12 +382,25 @@ impl SenderEpoch {
     /// [`CryptoError::Seal`] once the epoch's counter is used up (start a new epoch long
     /// before: every 2^32 packets).
     pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.seal_with(HeaderFlags::empty(), body, out)
+    }
+
+    /// [`SenderEpoch::seal`] with header flags (authenticated with the rest of the header).
+    ///
+    /// # Errors
+    /// As [`SenderEpoch::seal`].
+    pub fn seal_with(
+        &mut self,
+        flags: HeaderFlags,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         if self.counter >= REJECT_AFTER_MESSAGES {
             return Err(CryptoError::Seal);
         }
         let header = HeaderRepr {
             suite: SUITE_CHACHA,
-            flags: HeaderFlags::empty(),
+            flags,
             session_index: 0,
             counter: self.counter,
             extension: HeaderExtension::MulticastData {
@@ -460,11 +473,12 @@ impl EpochReceiver {
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
     ) -> Result<(PeerId, Range<usize>), OpenError> {
         self.open_fresh_range(packet, |_| true, key_of)
+            .map(|(sender, body, _)| (sender, body))
     }
 
     /// [`EpochReceiver::open_range`], refusing with [`OpenError::Expired`] a packet whose epoch
     /// started at a time `is_fresh` rejects (checked on every packet, cached epoch or not,
-    /// from the one parse of its header).
+    /// from the one parse of its header); also returns the header's flags.
     ///
     /// # Errors
     /// As [`EpochReceiver::open`], and [`OpenError::Expired`].
@@ -473,7 +487,7 @@ impl EpochReceiver {
         packet: &mut [u8],
         is_fresh: impl FnOnce(u64) -> bool,
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
-    ) -> Result<(PeerId, Range<usize>), OpenError> {
+    ) -> Result<(PeerId, Range<usize>, HeaderFlags), OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::MulticastData {
             return Err(OpenError::Malformed);
@@ -493,6 +507,7 @@ impl EpochReceiver {
             return Err(OpenError::Expired);
         }
         let fields = (header.counter(), header.header_len());
+        let flags = header.flags();
         let known = self
             .epochs
             .iter()
@@ -519,7 +534,7 @@ impl EpochReceiver {
                 body
             }
         };
-        Ok((sender, body))
+        Ok((sender, body, flags))
     }
 
     /// Epochs cached.

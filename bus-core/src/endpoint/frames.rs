@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use super::packet::Opened;
 use super::{Delivery, Endpoint, Event, Target};
 use crate::discovery::BeaconIgnored;
 use crate::metrics::DropReason;
@@ -15,13 +16,8 @@ use crate::{PeerId, TopicId};
 impl Endpoint {
     /// Acts on the frames of `body`, which `sender` sent from `from`. The body is parsed once,
     /// whole, before anything is done: a datagram is taken whole or not at all.
-    pub(super) fn handle_body(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        sender: PeerId,
-        body: &Bytes,
-    ) {
+    pub(super) fn handle_body(&mut self, now: Instant, from: SocketAddr, opened: &Opened) {
+        let (sender, body) = (opened.sender, &opened.body);
         let frames = match Frames::new(body).collect::<Result<Vec<_>, _>>() {
             Ok(frames) => frames,
             Err(e) => return self.metrics.dropped(DropReason::of_decode_error(&e)),
@@ -47,7 +43,13 @@ impl Endpoint {
                         continue;
                     }
                     match self.table.handle_beacon(now, from, &beacon) {
-                        Ok(()) => membership_changed = true,
+                        Ok(()) => {
+                            membership_changed = true;
+                            if opened.to_group {
+                                // Its multicast reaches us: it will hear so in our pongs.
+                                self.group_heard.insert(sender, now);
+                            }
+                        }
                         Err(BeaconIgnored::OwnBeacon) => {}
                         Err(BeaconIgnored::WrongVersion(_)) => {
                             self.metrics.dropped(DropReason::WrongVersion);
@@ -83,6 +85,7 @@ impl Endpoint {
                         ping_sent_at_us: sent_at_us,
                         ping_received_at_us: now.as_micros(),
                         sent_at_us: now.as_micros(),
+                        hears_your_group: self.hears_group_of(sender, now),
                     };
                     let reply_to = self.table.get(&sender).map_or(from, |info| info.addr);
                     if self.queue(Target::Unicast(reply_to), &pong).is_err() {
@@ -93,9 +96,11 @@ impl Endpoint {
                     ping_sent_at_us,
                     ping_received_at_us,
                     sent_at_us,
+                    hears_your_group,
                     ..
                 } => {
                     if self.table.get(&sender).is_some() {
+                        self.reached_by_group(now, sender, hears_your_group);
                         self.events.push_back(Event::Pong {
                             peer: sender,
                             sample: PingSample {

@@ -51,7 +51,7 @@ use crate::batch::{FrameBatcher, FrameTooLarge};
 use crate::crypto::handshake::CookieSecret;
 use crate::crypto::{EpochReceiver, SenderEpoch};
 use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DropReason, Metrics, ReliableCounters};
 use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
 use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
@@ -116,6 +116,11 @@ pub struct EndpointConfig {
     pub max_clock_skew: Duration,
     /// Handshakes being computed beyond which initiations without a cookie get one.
     pub handshake_load_threshold: usize,
+    /// Whether to send to the multicast group at all. With `false`, beacons go to the seeds
+    /// only and every message goes by unicast to each subscriber (networks without multicast).
+    /// With `true`, a subscriber gets group copies once it says it hears them, and unicast
+    /// ones until then.
+    pub multicast: bool,
     /// How long a copy of a peer's reliable message can still arrive after the last one
     /// heard: its longest deadline plus its longest retransmission interval. A sender's dedup
     /// window is kept at least this long after it was last heard, across unreachability and
@@ -143,6 +148,7 @@ impl EndpointConfig {
             max_clock_skew: Duration::from_secs(60),
             handshake_load_threshold: 8,
             dedup_retention: Duration::from_millis(5_500),
+            multicast: true,
         }
     }
 }
@@ -232,8 +238,11 @@ pub enum PublishError {
 /// Where a topic's messages go on the network, and who is owed its reliable ones.
 #[derive(Clone, Debug)]
 struct Route {
-    /// Unicast to the one remote subscriber; the group if there are several.
-    target: Target,
+    /// Whether a copy goes to the group: two subscribers or more are known to hear it.
+    group: bool,
+    /// The subscribers a copy goes to by unicast: all of them when the group does not pay,
+    /// otherwise those not known to hear our multicast.
+    unicast: Arc<[SocketAddr]>,
     /// The remote subscribers, sorted by id.
     subscribers: Arc<[PeerId]>,
 }
@@ -294,6 +303,10 @@ pub struct Endpoint {
     longest_deadline: Duration,
     /// When dedup windows and lost peers past their retention are next pruned.
     next_prune: Instant,
+    /// When each peer's group beacons last reached us.
+    group_heard: HashMap<PeerId, Instant, FastHash>,
+    /// Which peers say they hear our multicast (from their pongs).
+    reaches: HashMap<PeerId, bool, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Window room given back since the last [`Event::WindowRoom`].
@@ -308,7 +321,9 @@ impl Endpoint {
     pub fn new(config: EndpointConfig, seed: [u8; 32], now: Instant, wall: WallClock) -> Endpoint {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut hasher = || FastHash::with_seed(rng.next_u64());
-        let (timings, routes, senders, lost) = (
+        let (timings, routes, senders, lost, group_heard, reaches) = (
+            HashMap::with_hasher(hasher()),
+            HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
@@ -356,6 +371,8 @@ impl Endpoint {
             lost,
             longest_deadline: Duration::ZERO,
             next_prune: now,
+            group_heard,
+            reaches,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
             events: VecDeque::new(),
@@ -448,14 +465,14 @@ impl Endpoint {
     ) {
         self.read_wall(now, wall);
         self.metrics.datagram_in(datagram.len());
-        let Some((sender, body)) = self.open(now, from, datagram) else {
+        let Some(opened) = self.open(now, from, datagram) else {
             return;
         };
-        if sender == self.config.local_id {
+        if opened.sender == self.config.local_id {
             // Our own multicast, looped back.
             return;
         }
-        self.handle_body(now, from, sender, &body);
+        self.handle_body(now, from, &opened);
     }
 
     /// The instant [`Endpoint::poll_timeout`] returned has come: beacons, liveness,
@@ -557,10 +574,27 @@ impl Endpoint {
             fingerprint,
             payload,
         };
-        match self.routes.get(&topic).map(|route| route.target) {
-            Some(target) => self.queue(target, &frame).map(|()| true),
-            None => self.check_fits(frame.encoded_len()).map(|()| false),
+        let Some((group, unicast)) = self.targets(topic) else {
+            return self.check_fits(frame.encoded_len()).map(|()| false);
+        };
+        if group {
+            self.queue(Target::Group, &frame)?;
         }
+        for addr in unicast.iter() {
+            self.queue(Target::Unicast(*addr), &frame)?;
+        }
+        Ok(true)
+    }
+
+    /// Where a message of `topic` goes, counting the unicast copies of a fan-out (subscribers
+    /// not known to hear our multicast); `None` if nobody remote subscribes.
+    fn targets(&self, topic: TopicId) -> Option<(bool, Arc<[SocketAddr]>)> {
+        let route = self.routes.get(&topic)?;
+        if route.subscribers.len() >= 2 {
+            let copies = route.unicast.len() as u64;
+            ReliableCounters::bump(&self.metrics.fanout_unicast, copies);
+        }
+        Some((route.group, route.unicast.clone()))
     }
 
     /// A topic gained its first local subscription: peers learn it at once.
@@ -668,7 +702,9 @@ impl Endpoint {
     }
 
     fn beacon_targets(&self) -> Vec<Target> {
-        std::iter::once(Target::Group)
+        let group = self.config.multicast.then_some(Target::Group);
+        group
+            .into_iter()
             .chain(self.config.seeds.iter().map(|s| Target::Unicast(*s)))
             .collect()
     }
@@ -726,6 +762,33 @@ impl Endpoint {
     fn forget(&mut self, id: PeerId) {
         self.sessions.forget_peer(id);
         self.timings.remove(&id);
+        self.group_heard.remove(&id);
+        self.reaches.remove(&id);
+    }
+
+    /// Whether `peer`'s group beacons reached us within its liveness timeout.
+    fn hears_group_of(&self, peer: PeerId, now: Instant) -> bool {
+        let (Some(heard), Some(info)) = (self.group_heard.get(&peer), self.table.get(&peer)) else {
+            return false;
+        };
+        now.saturating_duration_since(*heard) < info.interval * self.config.liveness_factor
+    }
+
+    /// `peer` says (in a pong) whether our multicast reaches it; routes follow, and the change
+    /// is reported as an update of the peer.
+    fn reached_by_group(&mut self, now: Instant, peer: PeerId, hears: bool) {
+        if self.reaches.insert(peer, hears) != Some(hears) {
+            self.update_routes(now);
+            if let Some(info) = self.table.get(&peer) {
+                let updated = MembershipEvent::Updated(info.clone());
+                self.events.push_back(Event::Membership(updated));
+            }
+        }
+    }
+
+    /// Whether `peer` said it hears our multicast.
+    pub fn hears_our_multicast(&self, peer: PeerId) -> bool {
+        self.reaches.get(&peer).copied().unwrap_or(false)
     }
 
     /// Recomputes where each topic goes from the table, reports who began or stopped
@@ -737,17 +800,24 @@ impl Endpoint {
                 subscribers.entry(*topic).or_default().push(peer);
             }
         }
+        let hear_us = |peer: &PeerInfo| {
+            self.config.multicast && self.reaches.get(&peer.id).copied().unwrap_or(false)
+        };
         let routes = subscribers.into_iter().map(|(topic, peers)| {
-            let target = match peers.as_slice() {
-                [only] => Target::Unicast(only.addr),
-                _ => Target::Group,
-            };
+            // The group pays from two listeners on; who is not known to hear it gets unicast.
+            let group = peers.iter().filter(|p| hear_us(p)).count() >= 2;
+            let unicast = peers
+                .iter()
+                .filter(|p| !group || !hear_us(p))
+                .map(|p| p.addr)
+                .collect();
             // The table yields peers by id, so these are sorted.
             let subscribers = peers.iter().map(|p| p.id).collect();
             (
                 topic,
                 Route {
-                    target,
+                    group,
+                    unicast,
                     subscribers,
                 },
             )

@@ -33,6 +33,14 @@ fn writable(bytes: Bytes) -> BytesMut {
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
 }
 
+/// An authenticated datagram: who sent it, its body of frames, and whether it was sent to
+/// the group.
+pub(super) struct Opened {
+    pub(super) sender: PeerId,
+    pub(super) body: Bytes,
+    pub(super) to_group: bool,
+}
+
 impl Endpoint {
     /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
     /// body of frames, or `None` (dropped and counted, or a handshake message handled).
@@ -42,7 +50,7 @@ impl Endpoint {
         now: Instant,
         from: SocketAddr,
         datagram: Bytes,
-    ) -> Option<(PeerId, Bytes)> {
+    ) -> Option<Opened> {
         let packet_type = match PacketType::of_datagram(&datagram) {
             Ok(t) => t,
             Err(e) => {
@@ -64,8 +72,13 @@ impl Endpoint {
                     return None;
                 }
                 let sender = header.sender()?;
+                let to_group = header.flags().contains(HeaderFlags::TO_GROUP);
                 let body = datagram.slice(header.header_len()..);
-                Some((sender, body))
+                Some(Opened {
+                    sender,
+                    body,
+                    to_group,
+                })
             }
             (PacketType::MulticastData, false) => self.open_epoch(datagram),
             (PacketType::Data, false) => self.open_session(now, datagram),
@@ -89,7 +102,7 @@ impl Endpoint {
         }
     }
 
-    fn open_epoch(&mut self, bytes: Bytes) -> Option<(PeerId, Bytes)> {
+    fn open_epoch(&mut self, bytes: Bytes) -> Option<Opened> {
         let now_ms = self.wall.1.as_millis();
         let mut packet = writable(bytes);
         let (rekey_after, skew) = (self.config.rekey_after, self.config.max_clock_skew);
@@ -99,7 +112,11 @@ impl Endpoint {
             security.epoch_key(sender, material, ts)
         });
         match opened {
-            Ok((sender, range)) => Some((sender, packet.freeze().slice(range))),
+            Ok((sender, range, flags)) => Some(Opened {
+                sender,
+                body: packet.freeze().slice(range),
+                to_group: flags.contains(HeaderFlags::TO_GROUP),
+            }),
             Err(e) => {
                 self.metrics.dropped(DropReason::of_open_error(e));
                 None
@@ -107,7 +124,7 @@ impl Endpoint {
         }
     }
 
-    fn open_session(&mut self, now: Instant, bytes: Bytes) -> Option<(PeerId, Bytes)> {
+    fn open_session(&mut self, now: Instant, bytes: Bytes) -> Option<Opened> {
         let index = match Header::new_checked(&bytes[..]) {
             Ok(header) => header.session_index(),
             Err(e) => {
@@ -117,9 +134,14 @@ impl Endpoint {
         };
         let mut packet = writable(bytes);
         match self.sessions.open(index, &mut packet, now) {
-            Ok((peer, range)) => {
+            Ok((sender, range)) => {
                 self.metrics.session_datagram_in();
-                Some((peer, packet.freeze().slice(range)))
+                Some(Opened {
+                    sender,
+                    body: packet.freeze().slice(range),
+                    // A session is with one peer: never the group.
+                    to_group: false,
+                })
             }
             Err(e) => {
                 self.metrics.dropped(DropReason::of_open_error(e));
@@ -136,10 +158,14 @@ impl Endpoint {
         let timestamp = Frame::Timestamp {
             sent_at_us: now.as_micros(),
         };
+        let flags = match target {
+            Target::Group => HeaderFlags::TO_GROUP,
+            Target::Unicast(_) => HeaderFlags::empty(),
+        };
         if self.config.security.is_insecure() {
             let header = HeaderRepr {
                 suite: 0,
-                flags: HeaderFlags::empty(),
+                flags,
                 session_index: 0,
                 counter: self.packet_counter,
                 extension: HeaderExtension::Plain {
@@ -183,7 +209,7 @@ impl Endpoint {
         }
         let mut packet = Vec::with_capacity(plaintext.len() + 88);
         if let Some((epoch, _)) = self.epoch.as_mut()
-            && epoch.seal(&plaintext, &mut packet).is_ok()
+            && epoch.seal_with(flags, &plaintext, &mut packet).is_ok()
         {
             return packet;
         }

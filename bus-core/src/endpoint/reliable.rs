@@ -89,10 +89,7 @@ impl Endpoint {
         };
         let mut bytes = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut bytes);
-        let first = match owed.as_slice() {
-            [(only, _)] => self.table.get(only).map(|p| Target::Unicast(p.addr)),
-            _ => Some(Target::Group),
-        };
+        let (group, unicast) = self.targets(topic).unwrap_or_default();
         self.longest_deadline = self.longest_deadline.max(deadline);
         let send = ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
         let pending = Pending {
@@ -101,9 +98,13 @@ impl Endpoint {
             frame: Bytes::from(bytes),
             payload_len: payload.len(),
         };
-        if let Some(first) = first {
-            // Invariant: the frame was checked to fit above.
-            let _ = self.queue_encoded(first, FrameType::ReliablePublish, &pending.frame);
+        // Invariant: the frame was checked to fit above.
+        if group {
+            let _ = self.queue_encoded(Target::Group, FrameType::ReliablePublish, &pending.frame);
+        }
+        for addr in unicast.iter() {
+            let (target, frame) = (Target::Unicast(*addr), &pending.frame);
+            let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
         }
         ReliableCounters::bump(&self.metrics.reliable.sent, 1);
         if let Some(at) = pending.send.poll_timeout() {

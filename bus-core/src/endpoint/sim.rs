@@ -47,7 +47,14 @@ pub struct SimEndpoint {
     /// Remote peers that began (`true`) or stopped subscribing to a topic, in order.
     pub subscriber_changes: Vec<(TopicId, PeerId, bool)>,
     app: Option<App>,
+    /// When the known peers are next pinged (what the peer actors do for real): a peer learns
+    /// from our pings' answers whether its multicast reaches us.
+    next_ping: Instant,
+    pings_sent: u64,
 }
+
+/// How often a simulated node pings each peer it knows.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for SimEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +89,8 @@ impl SimEndpoint {
             membership: Vec::new(),
             subscriber_changes: Vec::new(),
             app: None,
+            next_ping: now,
+            pings_sent: 0,
         }
     }
 
@@ -142,6 +151,14 @@ impl Node for SimEndpoint {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_ping {
+            let peers: Vec<PeerId> = self.endpoint.peers().map(|(info, _)| info.id).collect();
+            for peer in peers {
+                self.endpoint.ping(now, peer, self.pings_sent);
+                self.pings_sent += 1;
+            }
+            self.next_ping = now + PING_INTERVAL;
+        }
         self.endpoint.handle_timeout(now, wall(now));
         self.settle(now);
     }
@@ -165,6 +182,7 @@ impl Node for SimEndpoint {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
+        let endpoint = self.endpoint.poll_timeout();
+        Some(endpoint.map_or(self.next_ping, |at| at.min(self.next_ping)))
     }
 }

@@ -436,8 +436,11 @@ pub enum Frame<'a> {
     /// Answers a ping with the responder's clock readings (NTP-style).
     ///
     /// ```text
-    /// | 0x10 | ping id v | ping sent at u64 | ping received at u64 | sent at u64 |
+    /// | 0x10 | ping id v | ping sent at u64 | ping received at u64 | sent at u64 | flags u8 |
     /// ```
+    ///
+    /// Flag bit 0: the responder hears the pinger's multicast (its group beacons arrived
+    /// lately); other bits are reserved.
     Pong {
         /// The ping answered.
         ping_id: u64,
@@ -447,6 +450,8 @@ pub enum Frame<'a> {
         ping_received_at_us: u64,
         /// The responder's clock when the pong left.
         sent_at_us: u64,
+        /// Whether the responder hears the pinger's multicast.
+        hears_your_group: bool,
     },
     /// The sender's clock when the packet left; it dates the frames that follow it in the
     /// packet (one per datagram rather than one per message).
@@ -636,11 +641,13 @@ impl<'a> Frame<'a> {
                 ping_sent_at_us,
                 ping_received_at_us,
                 sent_at_us,
+                hears_your_group,
             } => {
                 out.put_varint(*ping_id);
                 out.put_slice(&ping_sent_at_us.to_le_bytes());
                 out.put_slice(&ping_received_at_us.to_le_bytes());
                 out.put_slice(&sent_at_us.to_le_bytes());
+                out.put_u8(u8::from(*hears_your_group));
             }
             Frame::Timestamp { sent_at_us } => out.put_slice(&sent_at_us.to_le_bytes()),
         }
@@ -765,6 +772,16 @@ impl<'a> Frame<'a> {
                 ping_sent_at_us: r.u64("ping sent at")?,
                 ping_received_at_us: r.u64("ping received at")?,
                 sent_at_us: r.u64("sent at")?,
+                hears_your_group: match r.u8("pong flags")? {
+                    0 => false,
+                    1 => true,
+                    value => {
+                        return Err(DecodeError::ReservedBitsSet {
+                            field: "pong flags",
+                            value,
+                        });
+                    }
+                },
             },
             FrameType::Timestamp => Frame::Timestamp {
                 sent_at_us: r.u64("sent at")?,

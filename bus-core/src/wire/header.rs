@@ -177,7 +177,10 @@ pub struct HeaderFlags(u8);
 impl HeaderFlags {
     /// The body ends with padding frames added to hide its length.
     pub const PADDED: HeaderFlags = HeaderFlags(0b0000_0001);
-    const KNOWN: u8 = HeaderFlags::PADDED.0;
+    /// The sender addressed the packet to the multicast group (authenticated with the rest of
+    /// the header): a receiver learns whose group traffic reaches it.
+    pub const TO_GROUP: HeaderFlags = HeaderFlags(0b0000_0010);
+    const KNOWN: u8 = HeaderFlags::PADDED.0 | HeaderFlags::TO_GROUP.0;
 
     /// No flag set.
     pub const fn empty() -> HeaderFlags {
@@ -198,6 +201,11 @@ impl HeaderFlags {
     /// The raw bits.
     pub const fn bits(self) -> u8 {
         self.0
+    }
+
+    /// These flags and `other`'s.
+    pub const fn union(self, other: HeaderFlags) -> HeaderFlags {
+        HeaderFlags(self.0 | other.0)
     }
 
     /// Whether every flag in `other` is set.

@@ -177,10 +177,21 @@ fn ping_pong_fixtures() {
         ping_sent_at_us: 2,
         ping_received_at_us: 3,
         sent_at_us: 4,
+        hears_your_group: true,
     };
     let bytes = emitted(&pong);
-    assert_eq!(bytes.len(), 2 + 24);
+    assert_eq!(bytes.len(), 2 + 24 + 1);
+    assert_eq!(bytes[26], 1);
     assert_eq!(parse_one(&bytes), Ok(pong));
+    let mut reserved = bytes;
+    reserved[26] = 2;
+    assert!(matches!(
+        parse_one(&reserved),
+        Err(DecodeError::ReservedBitsSet {
+            field: "pong flags",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -395,14 +406,20 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             ping_id: p,
             sent_at_us: t
         }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(p, a, b, c)| {
-            Frame::Pong {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(|(p, a, b, c, g)| Frame::Pong {
                 ping_id: p,
                 ping_sent_at_us: a,
                 ping_received_at_us: b,
                 sent_at_us: c,
-            }
-        }),
+                hears_your_group: g,
+            }),
         any::<u64>().prop_map(|t| Frame::Timestamp { sent_at_us: t }),
     ]
 }
