@@ -112,6 +112,12 @@ impl Endpoint {
                         });
                     }
                 }
+                Frame::Peers(peers) => {
+                    // Only a peer we know (whose beacon we authenticated) introduces others.
+                    if self.table.get(&sender).is_some() {
+                        self.introduce_to(now, &peers);
+                    }
+                }
                 _ => self.metrics.dropped(DropReason::UnsupportedFrame),
             }
         }

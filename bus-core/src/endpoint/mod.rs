@@ -55,7 +55,7 @@ use crate::metrics::{DropReason, Metrics, ReliableCounters};
 use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
 use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
-use crate::wire::{Beacon, Frame, FrameType, PROTOCOL_VERSION, PacketType};
+use crate::wire::{Beacon, Frame, FrameType, PROTOCOL_VERSION, PacketType, PeerAddr};
 use crate::{PeerId, TopicId};
 use reliable::Pending;
 use sessions::Sessions;
@@ -307,6 +307,10 @@ pub struct Endpoint {
     group_heard: HashMap<PeerId, Instant, FastHash>,
     /// Which peers say they hear our multicast (from their pongs).
     reaches: HashMap<PeerId, bool, FastHash>,
+    /// Where the next gossip frame's window of known peers starts.
+    gossip_from: usize,
+    /// Addresses we introduced ourselves to because a peer told us of them, and when.
+    introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Window room given back since the last [`Event::WindowRoom`].
@@ -321,7 +325,8 @@ impl Endpoint {
     pub fn new(config: EndpointConfig, seed: [u8; 32], now: Instant, wall: WallClock) -> Endpoint {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut hasher = || FastHash::with_seed(rng.next_u64());
-        let (timings, routes, senders, lost, group_heard, reaches) = (
+        let (timings, routes, senders, lost, group_heard, reaches, introduced) = (
+            HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
@@ -373,6 +378,8 @@ impl Endpoint {
             next_prune: now,
             group_heard,
             reaches,
+            gossip_from: 0,
+            introduced,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
             events: VecDeque::new(),
@@ -480,7 +487,9 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant, wall: WallClock) {
         self.read_wall(now, wall);
         if now >= self.next_beacon {
-            self.send_beacon(&self.beacon_targets(), false);
+            let targets = self.beacon_targets();
+            self.send_beacon(&targets, false);
+            self.gossip(&targets);
             self.next_beacon = next_beacon_at(now, self.config.beacon_interval, &mut self.rng);
         }
         self.table.handle_timeout(now);
@@ -701,12 +710,80 @@ impl Endpoint {
         }
     }
 
+    /// Where our periodic beacon goes: the group; the seeds; and every known peer not known to
+    /// hear our multicast (on a network without it, nothing else keeps us alive in its table).
     fn beacon_targets(&self) -> Vec<Target> {
         let group = self.config.multicast.then_some(Target::Group);
+        let unicast: BTreeSet<SocketAddr> = self
+            .config
+            .seeds
+            .iter()
+            .copied()
+            .chain(
+                self.table
+                    .peers()
+                    .filter(|p| !self.hears_our_multicast(p.id))
+                    .map(|p| p.addr),
+            )
+            .collect();
         group
             .into_iter()
-            .chain(self.config.seeds.iter().map(|s| Target::Unicast(*s)))
+            .chain(unicast.into_iter().map(Target::Unicast))
             .collect()
+    }
+
+    /// Tells each unicast target of our beacon which peers we know (a window of at most
+    /// [`GOSSIP_PEERS`], moving on at each beacon), so that one seed introduces the cluster.
+    fn gossip(&mut self, targets: &[Target]) {
+        let known = self.table.peers().count();
+        if known == 0 {
+            return;
+        }
+        let start = self.gossip_from % known;
+        let all: Vec<PeerAddr> = self
+            .table
+            .peers()
+            .map(|p| PeerAddr {
+                id: p.id,
+                addr: p.addr,
+            })
+            .collect();
+        let peers: Vec<PeerAddr> = all
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(known.min(GOSSIP_PEERS))
+            .copied()
+            .collect();
+        self.gossip_from = start + peers.len();
+        let frame = Frame::Peers(peers);
+        for target in targets.iter().filter(|t| matches!(t, Target::Unicast(_))) {
+            if self.queue(*target, &frame).is_err() {
+                self.metrics.dropped(DropReason::SendFailed);
+            }
+        }
+    }
+
+    /// A known peer told us of others: we introduce ourselves to those we do not know with a
+    /// unicast beacon (at most [`GOSSIP_PEERS`] a frame, and once a beacon interval per
+    /// address), and learn of them only from their own beacons.
+    fn introduce_to(&mut self, now: Instant, peers: &[PeerAddr]) {
+        let interval = self.config.beacon_interval;
+        let strangers: Vec<SocketAddr> = peers
+            .iter()
+            .filter(|p| p.id != self.config.local_id && self.table.get(&p.id).is_none())
+            .filter(|p| {
+                self.introduced
+                    .get(&p.addr)
+                    .is_none_or(|at| now.saturating_duration_since(*at) >= interval)
+            })
+            .take(GOSSIP_PEERS)
+            .map(|p| p.addr)
+            .collect();
+        for addr in strangers {
+            self.introduced.insert(addr, now);
+            self.send_beacon(&[Target::Unicast(addr)], false);
+        }
     }
 
     /// Our topics changed: beacon to the group, the seeds, and every peer that knows us (so
@@ -859,6 +936,9 @@ impl Endpoint {
         }
     }
 }
+
+/// Peers listed per gossip frame, and introductions made per frame received.
+const GOSSIP_PEERS: usize = 32;
 
 /// How often dedup windows and lost peers past their retention are looked for.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);

@@ -201,6 +201,9 @@ impl Endpoint {
         let owed_for = self.longest_deadline + self.config.max_rto;
         self.lost
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < owed_for);
+        let interval = self.config.beacon_interval;
+        self.introduced
+            .retain(|_, at| now.saturating_duration_since(*at) < interval);
     }
 
     /// Where `peer` is, or was last when it fell silent.

@@ -628,3 +628,59 @@ fn with_multicast_fan_out_goes_to_the_group_once_subscribers_hear_it() {
     let metrics = sim.nodes[0].endpoint.metrics().snapshot();
     assert_eq!(metrics.fanout_unicast, before, "no unicast copies");
 }
+
+/// Field report: with a star of seeds (every leaf seeded with the hub only) and no multicast,
+/// the leaves never met each other, and the hub, which beaconed only to the group, was marked
+/// unreachable after 3 s. Peers not known to hear our multicast get our beacons by unicast,
+/// with the peers we know: one seed introduces the cluster.
+#[test]
+fn without_multicast_one_seed_introduces_the_whole_cluster() {
+    let hub = super::sim::sim_addr(NodeId(0));
+    let nodes = (0..4)
+        .map(|node| {
+            let config = EndpointConfig {
+                seeds: if node == 0 { Vec::new() } else { vec![hub] },
+                liveness_factor: 3,
+                ..node_config(node, &Security::Insecure, |c| c)
+            };
+            let mut endpoint = SimEndpoint::new(NodeId(node), config, node_seed(6, node));
+            if node >= 2 {
+                endpoint.endpoint.subscribe(TOPIC);
+            }
+            endpoint
+        })
+        .collect();
+    let mut sim = Simulation::new(6, LinkConfig::default(), nodes);
+    sim.network.set_multicast(false);
+    let met = sim.drive_while(Instant::from_millis(5_000), |nodes| {
+        nodes.iter().any(|n| n.endpoint.peers().count() < 3)
+    });
+    assert!(met, "every peer knows every other");
+    sim.drive_until(Instant::from_millis(20_000));
+    for (node, n) in sim.nodes.iter().enumerate() {
+        assert_eq!(n.endpoint.peers().count(), 3, "node {node}");
+        let lost = n
+            .membership
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::Unreachable(_)));
+        assert!(!lost, "node {node} declared a peer unreachable");
+    }
+    // A leaf's best effort reaches the other leaves that subscribe.
+    assert_eq!(sim.nodes[1].endpoint.subscribers(TOPIC).len(), 2);
+    let now = sim.now();
+    for seq in 0..100u64 {
+        sim.nodes[1]
+            .endpoint
+            .publish(TOPIC, 0, &seq.to_le_bytes())
+            .unwrap();
+    }
+    sim.drive_until(now + Duration::from_millis(100));
+    for node in 2..=3 {
+        let got: usize = sim.nodes[node]
+            .delivered
+            .iter()
+            .map(|d| d.payloads.len())
+            .sum();
+        assert_eq!(got, 100, "node {node}");
+    }
+}

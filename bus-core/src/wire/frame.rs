@@ -57,11 +57,13 @@ pub enum FrameType {
     Pong = 0x10,
     /// See [`Frame::Timestamp`].
     Timestamp = 0x11,
+    /// See [`Frame::Peers`].
+    Peers = 0x12,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 18] = [
+    pub const ALL: [FrameType; 19] = [
         FrameType::Padding,
         FrameType::Beacon,
         FrameType::Publish,
@@ -80,6 +82,7 @@ impl FrameType {
         FrameType::Ping,
         FrameType::Pong,
         FrameType::Timestamp,
+        FrameType::Peers,
     ];
 
     /// The type named by `byte`.
@@ -111,6 +114,7 @@ impl FrameType {
             FrameType::Ping => "ping",
             FrameType::Pong => "pong",
             FrameType::Timestamp => "timestamp",
+            FrameType::Peers => "peers",
         }
     }
 }
@@ -463,6 +467,22 @@ pub enum Frame<'a> {
         /// The sender's clock, in microseconds.
         sent_at_us: u64,
     },
+    /// Peers the sender knows, for a receiver that may not hear them (no multicast): it
+    /// introduces itself to each with a unicast beacon, and learns of them only from their own.
+    ///
+    /// ```text
+    /// | 0x12 | count v | (peer id (16), family u8 (4 or 6), address (4 or 16), port u16) ... |
+    /// ```
+    Peers(Vec<PeerAddr>),
+}
+
+/// A peer and where its unicast socket is, in a [`Frame::Peers`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct PeerAddr {
+    /// The peer.
+    pub id: PeerId,
+    /// Its unicast address.
+    pub addr: std::net::SocketAddr,
 }
 
 impl<'a> Frame<'a> {
@@ -487,6 +507,7 @@ impl<'a> Frame<'a> {
             Frame::Ping { .. } => FrameType::Ping,
             Frame::Pong { .. } => FrameType::Pong,
             Frame::Timestamp { .. } => FrameType::Timestamp,
+            Frame::Peers(_) => FrameType::Peers,
         }
     }
 
@@ -650,6 +671,23 @@ impl<'a> Frame<'a> {
                 out.put_u8(u8::from(*hears_your_group));
             }
             Frame::Timestamp { sent_at_us } => out.put_slice(&sent_at_us.to_le_bytes()),
+            Frame::Peers(peers) => {
+                out.put_varint(peers.len() as u64);
+                for peer in peers {
+                    out.put_slice(peer.id.as_bytes());
+                    match peer.addr.ip() {
+                        std::net::IpAddr::V4(ip) => {
+                            out.put_u8(4);
+                            out.put_slice(&ip.octets());
+                        }
+                        std::net::IpAddr::V6(ip) => {
+                            out.put_u8(6);
+                            out.put_slice(&ip.octets());
+                        }
+                    }
+                    out.put_slice(&peer.addr.port().to_le_bytes());
+                }
+            }
         }
     }
 
@@ -786,8 +824,35 @@ impl<'a> Frame<'a> {
             FrameType::Timestamp => Frame::Timestamp {
                 sent_at_us: r.u64("sent at")?,
             },
+            FrameType::Peers => Frame::Peers(parse_peers(r)?),
         })
     }
+}
+
+fn parse_peers(r: &mut Reader<'_>) -> Result<Vec<PeerAddr>, DecodeError> {
+    // The smallest entry: an id, an IPv4 address and a port.
+    let count = r.count(16 + 1 + 4 + 2, "peer count")?;
+    let mut peers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = PeerId(r.array("peer id")?);
+        let ip = match r.u8("address family")? {
+            4 => std::net::IpAddr::from(r.array::<4>("ipv4 address")?),
+            6 => std::net::IpAddr::from(r.array::<16>("ipv6 address")?),
+            other => {
+                return Err(DecodeError::OutOfRange {
+                    field: "address family",
+                    value: u64::from(other),
+                    max: 6,
+                });
+            }
+        };
+        let port = r.u16("port")?;
+        peers.push(PeerAddr {
+            id,
+            addr: std::net::SocketAddr::new(ip, port),
+        });
+    }
+    Ok(peers)
 }
 
 fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {

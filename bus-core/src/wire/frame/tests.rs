@@ -239,14 +239,46 @@ fn padding_runs_to_the_end_and_must_be_zero() {
 }
 
 #[test]
+fn peers_fixture() {
+    let frame = Frame::Peers(vec![
+        PeerAddr {
+            id: PeerId([0x22; 16]),
+            addr: "127.0.0.2:1783".parse().unwrap(),
+        },
+        PeerAddr {
+            id: PeerId([0x33; 16]),
+            addr: "[::1]:80".parse().unwrap(),
+        },
+    ]);
+    let mut expected = vec![0x12, 0x02];
+    expected.extend_from_slice(&[0x22; 16]);
+    expected.extend_from_slice(&[4, 127, 0, 0, 2, 0xf7, 0x06]);
+    expected.extend_from_slice(&[0x33; 16]);
+    expected.push(6);
+    expected.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    expected.extend_from_slice(&[80, 0]);
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+    let mut bad_family = expected;
+    bad_family[2 + 16] = 5;
+    assert!(matches!(
+        parse_one(&bad_family),
+        Err(DecodeError::OutOfRange {
+            field: "address family",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();
-    body.push(0x12);
+    body.push(0x13);
     body.extend_from_slice(&PUBLISH_BYTES);
     let frames: Vec<_> = Frames::new(&body).collect();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].is_ok());
-    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x12)));
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x13)));
 }
 
 #[test]
