@@ -6,6 +6,11 @@
 //! test-peer --group 239.255.28.12:PORT --id N --publish COUNT --peers P [--timeout-secs S]
 //!     subscribe to test/counter, wait for P other subscribers, publish COUNT messages, and
 //!     wait to receive COUNT from each of them; print a summary; exit 0 if all arrived
+//! test-peer --group 239.255.28.12:PORT --reliable-subscriber --peer-byte B --port P
+//!           [--key HEX] [--liveness-factor F]
+//!     peer id [B; 16] on unicast port P (encrypted with the cluster key HEX if given):
+//!     subscribe to test/reliable, print "ready", then "got SEQ" for each message delivered,
+//!     until killed or stdin closes
 //! ```
 //!
 //! Loopback only, like every test: the bus binds to 127.0.0.1.
@@ -19,12 +24,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bus_actors::Topic;
-use integration::{Counter, await_subscribers, builder, events, subscribe};
+use integration::{
+    Counter, Reliable, await_subscribers, builder, events, secure_builder, subscribe,
+};
 
 struct Args {
     group: SocketAddr,
     id: u32,
     idle: bool,
+    reliable_subscriber: bool,
+    peer_byte: u8,
+    port: u16,
+    key: Option<[u8; 32]>,
+    liveness_factor: u32,
     publish: u64,
     peers: usize,
     timeout: Duration,
@@ -35,6 +47,11 @@ fn parse_args() -> Result<Args, String> {
         group: "239.255.28.12:1783".parse().map_err(|e| format!("{e}"))?,
         id: 0,
         idle: false,
+        reliable_subscriber: false,
+        peer_byte: 0,
+        port: 0,
+        key: None,
+        liveness_factor: 3,
         publish: 0,
         peers: 0,
         timeout: Duration::from_secs(30),
@@ -46,6 +63,20 @@ fn parse_args() -> Result<Args, String> {
             "--group" => args.group = value()?.parse().map_err(|e| format!("--group: {e}"))?,
             "--id" => args.id = value()?.parse().map_err(|e| format!("--id: {e}"))?,
             "--idle" => args.idle = true,
+            "--reliable-subscriber" => args.reliable_subscriber = true,
+            "--peer-byte" => {
+                args.peer_byte = value()?.parse().map_err(|e| format!("--peer-byte: {e}"))?
+            }
+            "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--key" => {
+                let text = value()?;
+                args.key = Some(bus_actors::keys::parse_key(&text).ok_or("--key: not a key")?);
+            }
+            "--liveness-factor" => {
+                args.liveness_factor = value()?
+                    .parse()
+                    .map_err(|e| format!("--liveness-factor: {e}"))?
+            }
             "--publish" => {
                 args.publish = value()?.parse().map_err(|e| format!("--publish: {e}"))?
             }
@@ -81,6 +112,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    if args.reliable_subscriber {
+        return reliable_subscriber(&args).await;
+    }
     let bus = builder(args.group)
         .metadata("test-peer", args.id.to_string())
         .start()
@@ -131,4 +165,32 @@ async fn run(args: Args) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Subscribes to test/reliable and reports every delivery on stdout, one line each, until killed.
+async fn reliable_subscriber(args: &Args) -> ExitCode {
+    let builder = match args.key {
+        Some(key) => secure_builder(args.group, key),
+        None => builder(args.group),
+    };
+    let bus = builder
+        .peer_id(bus_actors::PeerId([args.peer_byte; 16]))
+        .unicast_port(args.port)
+        .liveness_factor(args.liveness_factor)
+        .start()
+        .await
+        .expect("bus start");
+    let mut rx = subscribe::<Reliable>(&bus).await;
+    println!("ready {:?}", bus.local_id());
+    let stdin_closed = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1]));
+    let report = async {
+        while let Some(event) = rx.recv().await {
+            println!("got {}", event.message.seq);
+        }
+    };
+    tokio::select! {
+        _ = stdin_closed => {}
+        () = report => {}
+    }
+    ExitCode::SUCCESS
 }
