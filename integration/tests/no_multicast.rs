@@ -1,6 +1,8 @@
 //! Peers on real loopback sockets with no multicast at all (`multicast(false)`): discovery
 //! through one seed, and fan-out by unicast.
 
+#![allow(clippy::expect_used)] // In helpers outside #[test] functions too: a panic fails the test.
+
 use std::time::Duration;
 
 use bus_actors::Bus;

@@ -1,5 +1,7 @@
 //! Peers in separate OS processes (the `test-peer` binary), on loopback.
 
+#![allow(clippy::expect_used)] // In helpers outside #[test] functions too: a panic fails the test.
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
