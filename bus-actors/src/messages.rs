@@ -93,6 +93,15 @@ pub enum BusEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// Two processes claim one peer id (a configuration error: each peer needs an id of its
+    /// own). The one that beaconed the current incarnation is kept; beacons from `refused` are
+    /// ignored and counted (`duplicate_id`).
+    DuplicateId {
+        /// The id claimed twice.
+        id: PeerId,
+        /// Where the refused claimant beacons from.
+        refused: SocketAddr,
+    },
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.

@@ -171,6 +171,7 @@ impl SocketActor {
             MembershipEvent::Restarted(info) => {
                 BusEvent::PeerRestarted(snapshot(&info, &self.shared.endpoint()))
             }
+            MembershipEvent::DuplicateId { id, refused } => BusEvent::DuplicateId { id, refused },
             MembershipEvent::Left(id) => {
                 // Dropping the last address stops the actor once its mailbox drains.
                 self.peers.remove(&id);

@@ -55,6 +55,15 @@ pub enum MembershipEvent {
     /// A peer fell silent for longer than its liveness timeout; what was last known of it (it
     /// may come back: a partition, or a pause).
     Unreachable(PeerInfo),
+    /// Two processes claim one peer id: beacons from `refused` (in a previous incarnation of
+    /// the peer) are ignored from now on, and the current claimant is kept. Reported once per
+    /// refused address.
+    DuplicateId {
+        /// The id claimed twice.
+        id: PeerId,
+        /// Where the refused claimant beacons from.
+        refused: SocketAddr,
+    },
 }
 
 /// Why a beacon was ignored.
@@ -64,6 +73,10 @@ pub enum BeaconIgnored {
     OwnBeacon,
     /// It speaks another protocol version.
     WrongVersion(u8),
+    /// It claims the id of a known peer in a previous life of that peer's: two processes use
+    /// one peer id (a real restart never returns to an old incarnation). The current claimant
+    /// is kept; this one is refused.
+    DuplicateId,
 }
 
 /// The membership state machine. See the [module docs](self).
@@ -72,6 +85,9 @@ pub struct PeerTable {
     local_id: PeerId,
     liveness_factor: u32,
     peers: BTreeMap<PeerId, PeerInfo>,
+    /// The incarnation each peer had before its last restart, and whether a claimant in it was
+    /// reported.
+    retired: BTreeMap<PeerId, (u64, bool)>,
     events: VecDeque<MembershipEvent>,
 }
 
@@ -83,6 +99,7 @@ impl PeerTable {
             local_id,
             liveness_factor: liveness_factor.max(1),
             peers: BTreeMap::new(),
+            retired: BTreeMap::new(),
             events: VecDeque::new(),
         }
     }
@@ -105,6 +122,7 @@ impl PeerTable {
             return Err(BeaconIgnored::WrongVersion(beacon.version));
         }
         if beacon.leaving {
+            self.retired.remove(&beacon.peer_id);
             if self.peers.remove(&beacon.peer_id).is_some() {
                 self.events.push_back(MembershipEvent::Left(beacon.peer_id));
             }
@@ -126,9 +144,25 @@ impl PeerTable {
             incarnation: beacon.incarnation,
             last_seen: now,
         };
+        let retired = self.retired.get_mut(&beacon.peer_id);
+        if let Some((old, reported)) = retired
+            && *old == beacon.incarnation
+            && self.peers.contains_key(&beacon.peer_id)
+        {
+            if !*reported {
+                *reported = true;
+                self.events.push_back(MembershipEvent::DuplicateId {
+                    id: beacon.peer_id,
+                    refused: info.addr,
+                });
+            }
+            return Err(BeaconIgnored::DuplicateId);
+        }
         let event = match self.peers.get_mut(&beacon.peer_id) {
             None => Some(MembershipEvent::Joined(info.clone())),
             Some(known) if known.incarnation != info.incarnation => {
+                self.retired
+                    .insert(beacon.peer_id, (known.incarnation, false));
                 Some(MembershipEvent::Restarted(info.clone()))
             }
             Some(known) => {
@@ -154,6 +188,7 @@ impl PeerTable {
             .map(|p| p.id)
             .collect();
         for id in expired {
+            self.retired.remove(&id);
             if let Some(info) = self.peers.remove(&id) {
                 self.events.push_back(MembershipEvent::Unreachable(info));
             }

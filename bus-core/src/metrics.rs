@@ -52,10 +52,12 @@ pub enum DropReason {
     /// A reliable message of a topic this peer does not subscribe to (any more): neither
     /// delivered nor acknowledged.
     NotSubscribed,
+    /// A beacon from a second process claiming a known peer's id (in a previous incarnation).
+    DuplicateId,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 20] = [
+    const ALL: [DropReason; 21] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -76,6 +78,7 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::CookieSent,
         DropReason::NotSubscribed,
+        DropReason::DuplicateId,
     ];
 
     /// A short, stable name for dashboards.
@@ -101,6 +104,7 @@ impl DropReason {
             DropReason::RateLimited => "rate_limited",
             DropReason::CookieSent => "cookie_sent",
             DropReason::NotSubscribed => "not_subscribed",
+            DropReason::DuplicateId => "duplicate_id",
         }
     }
 

@@ -54,6 +54,11 @@ impl Endpoint {
                         Err(BeaconIgnored::WrongVersion(_)) => {
                             self.metrics.dropped(DropReason::WrongVersion);
                         }
+                        Err(BeaconIgnored::DuplicateId) => {
+                            self.metrics.dropped(DropReason::DuplicateId);
+                            // The first time, there is an event to report.
+                            membership_changed = true;
+                        }
                     }
                 }
                 Frame::Publish {

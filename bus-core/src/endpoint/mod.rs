@@ -820,6 +820,7 @@ impl Endpoint {
                     self.forget(*id);
                     self.peer_gone(now, *id);
                 }
+                MembershipEvent::DuplicateId { .. } => {}
                 MembershipEvent::Unreachable(info) => {
                     // Silence is not a goodbye: it may come back (a partition, a pause), so it
                     // is still owed what it was owed, retried at its last address until the

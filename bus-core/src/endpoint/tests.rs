@@ -684,3 +684,42 @@ fn without_multicast_one_seed_introduces_the_whole_cluster() {
         assert_eq!(got, 100, "node {node}");
     }
 }
+
+/// Field report: two processes with one peer id went undetected; the observer's entry for it
+/// flipped address every few beacons, and replies went to whichever beaconed last. With
+/// incarnations, a claimant in a previous life of the id is a second process: reported once,
+/// refused from then on, and the entry stays put.
+#[test]
+fn two_processes_with_one_id_are_reported_and_the_second_is_refused() {
+    let twin = peer_of(1);
+    let nodes = (0..3)
+        .map(|node| {
+            let id = if node == 0 { peer_of(0) } else { twin };
+            let config = EndpointConfig::new(id, Security::Insecure);
+            SimEndpoint::new(NodeId(node), config, node_seed(8, node))
+        })
+        .collect();
+    let mut sim = Simulation::new(8, LinkConfig::default(), nodes);
+    sim.drive_until(Instant::from_millis(10_000));
+    let observer = &sim.nodes[0];
+    let duplicates: Vec<_> = observer
+        .membership
+        .iter()
+        .filter(|e| matches!(e, MembershipEvent::DuplicateId { id, .. } if *id == twin))
+        .collect();
+    assert_eq!(duplicates.len(), 1, "{:?}", observer.membership);
+    // After the report, the entry neither restarts nor moves again.
+    let kept = observer.endpoint.peer(twin).map(|(info, _)| info.addr);
+    let moved = observer
+        .membership
+        .iter()
+        .skip_while(|e| !matches!(e, MembershipEvent::DuplicateId { .. }))
+        .any(|e| match e {
+            MembershipEvent::Restarted(_) => true,
+            MembershipEvent::Updated(info) => Some(info.addr) != kept,
+            _ => false,
+        });
+    assert!(!moved, "{:?}", observer.membership);
+    let refused = observer.endpoint.metrics().snapshot();
+    assert!(refused.drops(DropReason::DuplicateId) >= 5);
+}
