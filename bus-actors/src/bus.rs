@@ -93,6 +93,10 @@ impl Drop for Starts<'_> {
 
 /// A running bus: one peer. Cheap to clone; every clone drives the same peer.
 ///
+/// A bus runs until [`Bus::shutdown`]: dropping every handle does not stop it (its actors keep
+/// beaconing, acknowledging and delivering to their subscribers, as long as the actix system
+/// runs). Shut it down to leave the cluster gracefully.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -286,7 +290,10 @@ impl Bus {
         self.send_reliable(message, deadline, true).await
     }
 
-    /// [`Bus::publish_reliable`] with a deadline of its own for this message.
+    /// [`Bus::publish_reliable`] with a deadline of its own for this message. Receivers keep
+    /// what they need to deliver each message once for the longest deadline they are
+    /// configured with: a deadline longer than the cluster's configured ones
+    /// ([`BusBuilder::reliable_deadline`], [`BusBuilder::topic_deadline`]) can outlive it.
     ///
     /// # Errors
     /// As [`Bus::publish_reliable`].
