@@ -46,11 +46,15 @@ pub(crate) struct Config {
     pub(crate) reliable_deadline: Duration,
     pub(crate) topic_deadlines: HashMap<TopicId, Duration>,
     pub(crate) window: WindowLimits,
+    pub(crate) min_rto: Duration,
     pub(crate) max_rto: Duration,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
     pub(crate) handshake_load_threshold: usize,
 }
+
+/// The floor of the retransmission timeout (see [`BusBuilder::min_rto`]).
+pub(crate) const DEFAULT_MIN_RTO: Duration = Duration::from_millis(1);
 
 /// The default largest datagram on a loopback interface.
 pub(crate) const LOOPBACK_MAX_DATAGRAM: usize = 16 * 1024;
@@ -137,6 +141,7 @@ impl Default for Config {
             reliable_deadline: Duration::from_secs(5),
             topic_deadlines: HashMap::new(),
             window: WindowLimits::default(),
+            min_rto: DEFAULT_MIN_RTO,
             max_rto: Duration::from_millis(500),
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
@@ -368,6 +373,14 @@ impl BusBuilder {
     /// The deadline of reliable messages on topic `T`, instead of the bus's default.
     pub fn topic_deadline<T: Topic>(mut self, deadline: Duration) -> Self {
         self.config.topic_deadlines.insert(T::ID, deadline);
+        self
+    }
+
+    /// The floor of the retransmission timeout toward a peer, whatever its measured round trip
+    /// (default 1 ms). Too low, and a scheduling hiccup at the receiver makes the sender
+    /// retransmit what was not lost; too high, and a real loss waits that long.
+    pub fn min_rto(mut self, floor: Duration) -> Self {
+        self.config.min_rto = floor;
         self
     }
 

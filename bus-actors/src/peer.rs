@@ -22,9 +22,9 @@ pub(crate) struct PeerActor {
 impl PeerActor {
     pub(crate) fn new(shared: Arc<Shared>, id: PeerId) -> PeerActor {
         PeerActor {
+            rtt: RttEstimator::new(shared.config.min_rto, shared.config.max_rto),
             shared,
             id,
-            rtt: RttEstimator::default(),
             offset: ClockOffset::default(),
             next_ping_id: 0,
         }

@@ -28,6 +28,8 @@ pub struct SoakConfig {
     pub reliable_per_sec: u32,
     /// Best-effort messages each peer publishes per second.
     pub best_effort_per_sec: u32,
+    /// The peers' retransmission-timeout floor (`BusBuilder::min_rto`); `None`: the default.
+    pub min_rto: Option<Duration>,
 }
 
 /// What a soak saw.
@@ -43,6 +45,8 @@ pub struct SoakReport {
     pub best_effort_sent: u64,
     /// Best-effort messages received, summed over the subscribers.
     pub best_effort_received: u64,
+    /// Copies sent again, summed over the peers (with no loss, every one is spurious).
+    pub retransmitted: u64,
     /// Resident memory after warm-up (a fifth of the run), in bytes.
     pub rss_warm: u64,
     /// Resident memory at the end, in bytes.
@@ -109,7 +113,11 @@ pub async fn soak(config: SoakConfig) -> SoakReport {
     let group = test_group();
     let mut peers = Vec::new();
     for seed in 0..PEERS as u64 {
-        let bus = builder(group)
+        let mut builder = builder(group);
+        if let Some(floor) = config.min_rto {
+            builder = builder.min_rto(floor);
+        }
+        let bus = builder
             // Lost beacons must not flap membership, and a message owed must get enough
             // attempts at this loss (see `crate::lossy`).
             .liveness_factor(10)
@@ -176,6 +184,10 @@ pub async fn soak(config: SoakConfig) -> SoakReport {
     // Deliveries still in the subscribers' mailboxes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_end = rss_bytes();
+    let retransmitted = peers
+        .iter()
+        .map(|bus| bus.metrics().reliable.retransmitted)
+        .sum();
     for bus in &peers {
         let _ = bus.shutdown().await;
     }
@@ -202,6 +214,7 @@ pub async fn soak(config: SoakConfig) -> SoakReport {
             }
         }
     }
+    ledger.report.retransmitted = retransmitted;
     ledger.report.rss_warm = rss_warm;
     ledger.report.rss_end = rss_end;
     std::mem::take(&mut ledger.report)

@@ -13,6 +13,7 @@ async fn a_minute_at_five_percent_loss_keeps_every_guarantee() {
         loss: 0.05,
         reliable_per_sec: 200,
         best_effort_per_sec: 1000,
+        min_rto: None,
     })
     .await;
     assert!(

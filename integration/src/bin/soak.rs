@@ -1,7 +1,7 @@
 //! The soak, for as long as asked (see `integration::soak`):
 //!
 //! ```text
-//! soak [--secs S] [--loss P] [--reliable-per-sec N] [--best-effort-per-sec N]
+//! soak [--secs S] [--loss P] [--reliable-per-sec N] [--best-effort-per-sec N] [--min-rto-ms M]
 //! ```
 //!
 //! Prints a summary line; exits non-zero if a guarantee broke or memory grew after warm-up.
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         loss: 0.05,
         reliable_per_sec: 200,
         best_effort_per_sec: 1000,
+        min_rto: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -35,6 +36,10 @@ fn main() -> ExitCode {
                 .parse()
                 .map(|n| config.best_effort_per_sec = n)
                 .is_ok(),
+            "--min-rto-ms" => value
+                .parse()
+                .map(|ms| config.min_rto = Some(Duration::from_millis(ms)))
+                .is_ok(),
             _ => false,
         };
         if !parsed {
@@ -45,7 +50,7 @@ fn main() -> ExitCode {
     let report = actix::System::new().block_on(soak(config));
     println!(
         "soak secs={} loss={} reliable={} delivered={} undelivered={} best_effort_sent={} \
-         best_effort_received={} rss_warm_kb={} rss_end_kb={} violations={}",
+         best_effort_received={} retransmitted={} rss_warm_kb={} rss_end_kb={} violations={}",
         config.duration.as_secs(),
         config.loss,
         report.reliable,
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         report.undelivered,
         report.best_effort_sent,
         report.best_effort_received,
+        report.retransmitted,
         report.rss_warm / 1024,
         report.rss_end / 1024,
         report.violations.len(),
