@@ -186,10 +186,10 @@ pub fn events(bus: &Bus) -> mpsc::UnboundedReceiver<BusEvent> {
     rx
 }
 
-/// Waits, event by event, until `bus` knows `count` peers that subscribe to `topic`.
+/// Waits until `count` known peers subscribe to `topic`, reading `events` as they come.
 ///
 /// # Panics
-/// If that does not happen within `within`.
+/// If fewer do within `within`.
 pub async fn await_subscribers(
     bus: &Bus,
     events: &mut mpsc::UnboundedReceiver<BusEvent>,
@@ -197,23 +197,10 @@ pub async fn await_subscribers(
     count: usize,
     within: Duration,
 ) {
-    let known = |bus: &Bus| {
-        bus.peers()
-            .iter()
-            .filter(|p| p.topics.contains(&topic))
-            .count()
-    };
-    let wait = async {
-        while known(bus) < count {
-            if events.recv().await.is_none() {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(within, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{} of {count} subscribers after {within:?}", known(bus)));
-    assert!(known(bus) >= count);
+    await_peers(bus, events, count, within, "subscribers", |p| {
+        p.topics.contains(&topic)
+    })
+    .await;
 }
 
 /// Waits until `count` subscribers of `topic` say they hear `bus`'s multicast (so its fan-out
@@ -228,14 +215,29 @@ pub async fn await_group_reaches(
     count: usize,
     within: Duration,
 ) {
-    let reached = |bus: &Bus| {
-        bus.peers()
-            .iter()
-            .filter(|p| p.topics.contains(&topic) && p.hears_our_multicast)
-            .count()
-    };
+    await_peers(
+        bus,
+        events,
+        count,
+        within,
+        "subscribers hearing the group",
+        |p| p.topics.contains(&topic) && p.hears_our_multicast,
+    )
+    .await;
+}
+
+/// Waits until `count` known peers satisfy `pred`, reading `events` as they come.
+async fn await_peers(
+    bus: &Bus,
+    events: &mut mpsc::UnboundedReceiver<BusEvent>,
+    count: usize,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&bus_actors::PeerSnapshot) -> bool,
+) {
+    let matching = |bus: &Bus| bus.peers().iter().filter(|p| pred(p)).count();
     let wait = async {
-        while reached(bus) < count {
+        while matching(bus) < count {
             if events.recv().await.is_none() {
                 break;
             }
@@ -243,12 +245,8 @@ pub async fn await_group_reaches(
     };
     tokio::time::timeout(within, wait)
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} of {count} subscribers hear the group after {within:?}",
-                reached(bus)
-            )
-        });
+        .unwrap_or_else(|_| panic!("{} of {count} {what} after {within:?}", matching(bus)));
+    assert!(matching(bus) >= count);
 }
 
 /// Waits for an event matching `pred`, returning it.

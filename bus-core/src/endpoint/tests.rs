@@ -577,6 +577,11 @@ fn seeded_trio(multicast_carried: bool) -> Simulation<SimEndpoint> {
     sim
 }
 
+/// How many payloads `node` delivered, of every topic.
+fn payloads_delivered(node: &SimEndpoint) -> usize {
+    node.delivered.iter().map(|d| d.payloads.len()).sum()
+}
+
 /// Publishes `count` best-effort messages from node 0 now, and lets them arrive.
 fn publish_best_effort(sim: &mut Simulation<SimEndpoint>, count: u64) {
     let now = sim.now();
@@ -599,11 +604,7 @@ fn without_multicast_fan_out_goes_by_unicast_and_arrives() {
     let mut sim = seeded_trio(false);
     publish_best_effort(&mut sim, 1000);
     for node in 1..=2 {
-        let got: usize = sim.nodes[node]
-            .delivered
-            .iter()
-            .map(|d| d.payloads.len())
-            .sum();
+        let got = payloads_delivered(&sim.nodes[node]);
         assert_eq!(got, 1000, "node {node}");
     }
     let metrics = sim.nodes[0].endpoint.metrics().snapshot();
@@ -618,11 +619,7 @@ fn with_multicast_fan_out_goes_to_the_group_once_subscribers_hear_it() {
     let before = sim.nodes[0].endpoint.metrics().snapshot().fanout_unicast;
     publish_best_effort(&mut sim, 1000);
     for node in 1..=2 {
-        let got: usize = sim.nodes[node]
-            .delivered
-            .iter()
-            .map(|d| d.payloads.len())
-            .sum();
+        let got = payloads_delivered(&sim.nodes[node]);
         assert_eq!(got, 1000, "node {node}");
     }
     let metrics = sim.nodes[0].endpoint.metrics().snapshot();
@@ -676,11 +673,7 @@ fn without_multicast_one_seed_introduces_the_whole_cluster() {
     }
     sim.drive_until(now + Duration::from_millis(100));
     for node in 2..=3 {
-        let got: usize = sim.nodes[node]
-            .delivered
-            .iter()
-            .map(|d| d.payloads.len())
-            .sum();
+        let got = payloads_delivered(&sim.nodes[node]);
         assert_eq!(got, 100, "node {node}");
     }
 }
