@@ -53,8 +53,12 @@ pub(crate) struct Config {
     pub(crate) handshake_load_threshold: usize,
 }
 
-/// The floor of the retransmission timeout (see [`BusBuilder::min_rto`]).
-pub(crate) const DEFAULT_MIN_RTO: Duration = Duration::from_millis(1);
+/// The floor of the retransmission timeout (see [`BusBuilder::min_rto`]). Measured with the
+/// soak on loopback, no loss, 3 peers at 200 reliable messages a second each for 30 s (36 012
+/// message-subscriber pairs): 24 spurious retransmissions with a 1 ms floor, 20 with 2 ms, none
+/// with 5 or 10 ms; at 5% loss, as many retransmissions with 5 ms as with 1 ms and nothing
+/// undelivered, so the higher floor costs recovery nothing measurable.
+pub(crate) const DEFAULT_MIN_RTO: Duration = Duration::from_millis(5);
 
 /// The default largest datagram on a loopback interface.
 pub(crate) const LOOPBACK_MAX_DATAGRAM: usize = 16 * 1024;
@@ -377,7 +381,7 @@ impl BusBuilder {
     }
 
     /// The floor of the retransmission timeout toward a peer, whatever its measured round trip
-    /// (default 1 ms). Too low, and a scheduling hiccup at the receiver makes the sender
+    /// (default 5 ms). Too low, and a scheduling hiccup at the receiver makes the sender
     /// retransmit what was not lost; too high, and a real loss waits that long.
     pub fn min_rto(mut self, floor: Duration) -> Self {
         self.config.min_rto = floor;
