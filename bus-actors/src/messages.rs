@@ -102,6 +102,16 @@ pub enum BusEvent {
         /// Where the refused claimant beacons from.
         refused: SocketAddr,
     },
+    /// A subscriber is behind: for a second, reliable publishes found its window of messages in
+    /// flight full and it acknowledged nothing (it is much slower than we publish, or does not
+    /// acknowledge), and publishers to it wait. Reported once per such stretch;
+    /// `metrics().reliable.window_full` counts the refused publishes.
+    SubscriberBehind {
+        /// The peer.
+        peer: PeerId,
+        /// Its messages in flight.
+        in_flight: usize,
+    },
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.

@@ -124,6 +124,11 @@ impl SocketActor {
                 self.shared
                     .emit_event(&BusEvent::SubscriberLeft { topic, peer });
             }
+            Event::SubscriberBehind { peer, in_flight } => {
+                tracing::warn!("subscriber {peer} is behind: {in_flight} messages in flight");
+                self.shared
+                    .emit_event(&BusEvent::SubscriberBehind { peer, in_flight });
+            }
             Event::Pong { peer, sample } => {
                 if let Some(actor) = self.peers.get(&peer) {
                     actor.do_send(PongReceived(sample));

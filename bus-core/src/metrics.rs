@@ -179,6 +179,8 @@ pub struct ReliableCounters {
     pub received: AtomicU64,
     /// Copies received again.
     pub duplicates: AtomicU64,
+    /// Reliable publishes that found a subscriber's window full (or the bus's).
+    pub window_full: AtomicU64,
     /// Pending-message actors alive now.
     pub pending: AtomicU64,
     /// The most pending-message actors ever alive at once.
@@ -260,6 +262,7 @@ impl Metrics {
                 expired: read(&self.reliable.expired),
                 received: read(&self.reliable.received),
                 duplicates: read(&self.reliable.duplicates),
+                window_full: read(&self.reliable.window_full),
                 pending: read(&self.reliable.pending),
                 pending_peak: read(&self.reliable.pending_peak),
             },
@@ -315,6 +318,9 @@ pub struct ReliableStats {
     pub received: u64,
     /// Copies received again (acknowledged again, not delivered again).
     pub duplicates: u64,
+    /// Reliable publishes that found a subscriber's window full, or the bus's: a subscriber
+    /// slower than the publisher (see `BusEvent::SubscriberBehind`).
+    pub window_full: u64,
     /// Pending-message actors alive now.
     pub pending: u64,
     /// The most pending-message actors ever alive at once.

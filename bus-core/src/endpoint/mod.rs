@@ -201,6 +201,16 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// A subscriber is behind: for a second, every reliable publish found its window of
+    /// messages in flight full, and it acknowledged nothing meanwhile (it is much slower than
+    /// we publish, or does not acknowledge at all). Reported once per such stretch;
+    /// `metrics().reliable.window_full` counts every publish refused for a full window.
+    SubscriberBehind {
+        /// The peer.
+        peer: PeerId,
+        /// Its messages in flight.
+        in_flight: usize,
+    },
     /// A peer answered one of our pings.
     Pong {
         /// The peer.
@@ -309,6 +319,9 @@ pub struct Endpoint {
     reaches: HashMap<PeerId, bool, FastHash>,
     /// Where the next gossip frame's window of known peers starts.
     gossip_from: usize,
+    /// Subscribers whose window was found full, since when with no acknowledgement from them
+    /// in between, and whether that was reported.
+    behind: BTreeMap<PeerId, (Instant, bool)>,
     /// Addresses we introduced ourselves to because a peer told us of them, and when.
     introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
@@ -379,6 +392,7 @@ impl Endpoint {
             group_heard,
             reaches,
             gossip_from: 0,
+            behind: BTreeMap::new(),
             introduced,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
@@ -842,6 +856,7 @@ impl Endpoint {
         self.timings.remove(&id);
         self.group_heard.remove(&id);
         self.reaches.remove(&id);
+        self.behind.remove(&id);
     }
 
     /// Whether `peer`'s group beacons reached us within its liveness timeout.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Endpoint, Event, PublishError, Target};
 use crate::metrics::{DropReason, ReliableCounters};
-use crate::reliability::{Arrival, ReliableSend, SenderWindows};
+use crate::reliability::{Arrival, Busy, ReliableSend, SenderWindows};
 use crate::time::{Duration, Instant};
 use crate::wire::{AckRanges, Frame, FrameType};
 use crate::{PeerId, TopicId};
@@ -36,6 +36,10 @@ pub(super) struct Sender {
 /// longest ago is forgotten (in plaintext mode anyone can claim to be a sender, so this must be
 /// bounded).
 const MAX_SENDERS: usize = 4096;
+
+/// How long a subscriber's window must stay full, with no acknowledgement from it, before it
+/// is reported behind.
+const BEHIND_AFTER: Duration = Duration::from_secs(1);
 
 /// Ranges per ack frame: a few hundred bytes at worst (the ids of one sender lie within its
 /// window, so gaps and lengths take a few bytes each), well inside a datagram.
@@ -76,10 +80,13 @@ impl Endpoint {
             .map(|id| (*id, self.timing(*id).rto))
             .collect();
         let peers: Vec<PeerId> = owed.iter().map(|(id, _)| *id).collect();
-        let message_id = self
-            .window
-            .open(&peers, payload.len())
-            .map_err(PublishError::Busy)?;
+        let message_id = match self.window.open(&peers, payload.len()) {
+            Ok(id) => id,
+            Err(busy) => {
+                self.report_behind(now, &busy);
+                return Err(PublishError::Busy(busy));
+            }
+        };
         let frame = Frame::ReliablePublish {
             topic,
             fingerprint,
@@ -112,6 +119,25 @@ impl Endpoint {
         }
         self.pending.insert(message_id, pending);
         Ok(Some(message_id))
+    }
+
+    /// Counts a publish refused for a full window, and reports a subscriber whose window has
+    /// stayed full for [`BEHIND_AFTER`] without an acknowledgement from it (a burst fills every
+    /// window for a moment; a subscriber that keeps up empties it again).
+    fn report_behind(&mut self, now: Instant, busy: &Busy) {
+        ReliableCounters::bump(&self.metrics.reliable.window_full, 1);
+        let Busy::PeerWindowFull {
+            peer, in_flight, ..
+        } = *busy
+        else {
+            return;
+        };
+        let (since, reported) = self.behind.entry(peer).or_insert((now, false));
+        if !*reported && now.saturating_duration_since(*since) >= BEHIND_AFTER {
+            *reported = true;
+            self.events
+                .push_back(Event::SubscriberBehind { peer, in_flight });
+        }
     }
 
     /// A reliable message from `sender`: delivers it if new, and owes `from` an
@@ -242,6 +268,8 @@ impl Endpoint {
 
     /// `peer` is done with message `id`; finishes it if that was the last one owed it.
     fn peer_done(&mut self, now: Instant, id: u64, peer: PeerId) {
+        // It made progress: not behind (any more).
+        self.behind.remove(&peer);
         if !self.finish_if_settled(now, id, Some(peer))
             && let Some(pending) = self.pending.get(&id)
         {

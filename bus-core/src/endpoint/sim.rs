@@ -46,6 +46,8 @@ pub struct SimEndpoint {
     pub membership: Vec<MembershipEvent>,
     /// Remote peers that began (`true`) or stopped subscribing to a topic, in order.
     pub subscriber_changes: Vec<(TopicId, PeerId, bool)>,
+    /// Subscribers reported behind, in order.
+    pub behind: Vec<PeerId>,
     app: Option<App>,
     /// When the known peers are next pinged (what the peer actors do for real): a peer learns
     /// from our pings' answers whether its multicast reaches us.
@@ -88,6 +90,7 @@ impl SimEndpoint {
             finished: Vec::new(),
             membership: Vec::new(),
             subscriber_changes: Vec::new(),
+            behind: Vec::new(),
             app: None,
             next_ping: now,
             pings_sent: 0,
@@ -128,6 +131,7 @@ impl SimEndpoint {
                     Event::SubscriberLeft { topic, peer } => {
                         self.subscriber_changes.push((topic, peer, false));
                     }
+                    Event::SubscriberBehind { peer, .. } => self.behind.push(peer),
                     Event::WindowRoom(_) | Event::Pong { .. } => {}
                 }
             }

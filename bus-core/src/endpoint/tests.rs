@@ -716,3 +716,27 @@ fn two_processes_with_one_id_are_reported_and_the_second_is_refused() {
     let refused = observer.endpoint.metrics().snapshot();
     assert!(refused.drops(DropReason::DuplicateId) >= 5);
 }
+
+/// Field report, item 7: a subscriber that never acknowledges slowed everyone, and only
+/// per-message reports named it. It is reported behind as soon as its window fills (and the
+/// subscriber that keeps up is not), and counted.
+#[test]
+fn a_subscriber_that_never_acknowledges_is_reported_behind() {
+    let mut c = cluster(41, lossy(0.0), Security::Insecure, 2);
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).len() < 2
+    });
+    let dead = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+    c.allow(1000);
+    let until = c.sim.now() + Duration::from_secs(3);
+    c.sim.drive_until(until);
+    // Reported once, though every publish meanwhile found its window full; the subscriber
+    // that keeps up never is, though a burst fills its window too.
+    assert_eq!(c.publisher().behind, [peer_of(2)]);
+    let metrics = c.publisher().endpoint.metrics().snapshot();
+    assert!(metrics.reliable.window_full > 1);
+}
