@@ -19,44 +19,11 @@ use crate::messages::{
     BusEvent, Event, PeerSnapshot, RawMessages, ReportTo, Shutdown, StartReliable,
     StartReliableBatch,
 };
+use crate::scratch::Scratch;
 use crate::shared::{LocalSubscription, Shared, lock};
 use crate::socket::{SocketActor, snapshot};
 use crate::subscription::{Subscription, SubscriptionActor, SubscriptionCounters};
 use crate::transport::UdpTransport;
-
-/// A buffer to encode a payload into, reused across publishes on a thread: the payload is copied
-/// into the outbox (or a frame) right after, so a fresh allocation each time would be waste.
-struct Scratch(Vec<u8>);
-
-thread_local! {
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-impl Scratch {
-    fn encode<T: Topic>(message: &T) -> Result<Scratch, Error> {
-        let mut buffer = SCRATCH.take();
-        buffer.clear();
-        message.encode_into(&mut buffer)?;
-        Ok(Scratch(buffer))
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // A publish that awaited may have moved threads or overlapped another: whichever
-        // buffer comes back last is kept, the other freed. Huge ones are not kept.
-        if self.0.capacity() <= 64 * 1024 {
-            SCRATCH.set(std::mem::take(&mut self.0));
-        }
-    }
-}
 
 /// The report of a reliable message that nobody remote was owed: local subscribers have it.
 fn nobody_owed() -> DeliveryReport {

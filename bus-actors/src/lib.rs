@@ -25,6 +25,7 @@ pub mod keys;
 mod messages;
 mod peer;
 mod pending;
+mod scratch;
 mod shared;
 mod socket;
 mod subscription;
