@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod handshake;
+mod idle;
 mod lat;
 mod mem;
 mod thr;
@@ -48,6 +49,7 @@ pub(crate) struct Blob {
 type Res<T> = Result<T, String>;
 
 use handshake::handshakes;
+use idle::idle;
 use lat::{lat, lat_pong, udp_echo, udp_lat};
 use mem::{mem, mem_one};
 use thr::{thr, thr_sub};
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
     let result = Args::parse(rest).and_then(|args| match command.as_str() {
         "thr" => thr(&args),
         "mem" => mem(&args),
+        "idle" => System::new().block_on(idle(&args)),
         "_mem" => System::new().block_on(mem_one(what, &args)),
         "handshake" => handshakes(&args),
         "lat" => System::new().block_on(lat(&args)),
