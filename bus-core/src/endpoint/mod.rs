@@ -323,6 +323,8 @@ pub struct Endpoint {
     /// Subscribers whose window was found full, since when with no acknowledgement from them
     /// in between, and whether that was reported.
     behind: BTreeMap<PeerId, (Instant, bool)>,
+    /// The messages whose copy to each subscriber behind is held back, oldest first.
+    held: BTreeMap<PeerId, VecDeque<u64>>,
     /// Addresses we introduced ourselves to because a peer told us of them, and when.
     introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
@@ -394,6 +396,7 @@ impl Endpoint {
             reaches,
             gossip_from: 0,
             behind: BTreeMap::new(),
+            held: BTreeMap::new(),
             introduced,
             acks_owed: BTreeMap::new(),
             room_freed: 0,

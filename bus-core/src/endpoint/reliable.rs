@@ -3,6 +3,7 @@
 //! acknowledgements owed.
 
 use std::cmp::Reverse;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -17,6 +18,8 @@ use crate::{PeerId, TopicId};
 #[derive(Debug)]
 pub(super) struct Pending {
     topic: TopicId,
+    /// Subscribers behind whose copy is held back (not counted in their window yet).
+    held: Vec<PeerId>,
     send: ReliableSend,
     /// The encoded frame, sent again as it is.
     frame: Bytes,
@@ -79,7 +82,12 @@ impl Endpoint {
             .filter(|id| self.table.get(id).is_some())
             .map(|id| (*id, self.timing(*id).rto))
             .collect();
-        let peers: Vec<PeerId> = owed.iter().map(|(id, _)| *id).collect();
+        // A subscriber reported behind holds back only itself: it is still owed the message, but
+        // its copy waits for room in its window instead of everyone waiting for it.
+        let (held, peers): (Vec<PeerId>, Vec<PeerId>) = owed
+            .iter()
+            .map(|(id, _)| *id)
+            .partition(|id| self.behind.get(id).is_some_and(|(_, reported)| *reported));
         let message_id = match self.window.open(&peers, payload.len()) {
             Ok(id) => id,
             Err(busy) => {
@@ -97,10 +105,18 @@ impl Endpoint {
         let mut bytes = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut bytes);
         let (group, unicast) = self.targets(topic).unwrap_or_default();
+        let held_addrs: Vec<std::net::SocketAddr> =
+            held.iter().filter_map(|id| self.addr_of(*id)).collect();
         self.longest_deadline = self.longest_deadline.max(deadline);
-        let send = ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
+        let mut send =
+            ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
+        for peer in &held {
+            send.hold(*peer);
+            self.held.entry(*peer).or_default().push_back(message_id);
+        }
         let pending = Pending {
             topic,
+            held,
             send,
             frame: Bytes::from(bytes),
             payload_len: payload.len(),
@@ -109,7 +125,7 @@ impl Endpoint {
         if group {
             let _ = self.queue_encoded(Target::Group, FrameType::ReliablePublish, &pending.frame);
         }
-        for addr in unicast.iter() {
+        for addr in unicast.iter().filter(|a| !held_addrs.contains(a)) {
             let (target, frame) = (Target::Unicast(*addr), &pending.frame);
             let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
         }
@@ -264,17 +280,67 @@ impl Endpoint {
         for id in owing {
             self.peer_done(now, id, peer);
         }
+        // Nothing more goes to it.
+        self.held.remove(&peer);
     }
 
     /// `peer` is done with message `id`; finishes it if that was the last one owed it.
     fn peer_done(&mut self, now: Instant, id: u64, peer: PeerId) {
         // It made progress: not behind (any more).
         self.behind.remove(&peer);
-        if !self.finish_if_settled(now, id, Some(peer))
+        let counted = self.pending.get_mut(&id).is_some_and(|p| {
+            match p.held.iter().position(|h| *h == peer) {
+                // A held copy reached it anyway (by the group): it was never counted.
+                Some(i) => {
+                    p.held.swap_remove(i);
+                    false
+                }
+                None => true,
+            }
+        });
+        let done = counted.then_some(peer);
+        if !self.finish_if_settled(now, id, done)
+            && counted
             && let Some(pending) = self.pending.get(&id)
         {
             self.window.release_peer(peer, pending.payload_len);
             self.room_freed += 1;
+        }
+        self.send_held(now, peer);
+    }
+
+    /// Sends `peer` the copies held back for it while its window has room.
+    fn send_held(&mut self, now: Instant, peer: PeerId) {
+        let Some(addr) = self.addr_of(peer) else {
+            return;
+        };
+        while let Some(id) = self.held.get(&peer).and_then(|q| q.front().copied()) {
+            let Some(pending) = self.pending.get_mut(&id) else {
+                // Finished meanwhile.
+                self.held.get_mut(&peer).map(VecDeque::pop_front);
+                continue;
+            };
+            let Some(i) = pending.held.iter().position(|h| *h == peer) else {
+                self.held.get_mut(&peer).map(VecDeque::pop_front);
+                continue;
+            };
+            if !self.window.has_room_for(&peer, pending.payload_len) {
+                return;
+            }
+            self.held.get_mut(&peer).map(VecDeque::pop_front);
+            pending.held.swap_remove(i);
+            if !pending.send.unhold(peer, now) {
+                continue;
+            }
+            self.window.take_peer(peer, pending.payload_len);
+            let frame = pending.frame.clone();
+            if let Some(at) = pending.send.poll_timeout() {
+                self.wakes.push(Reverse((at, id)));
+            }
+            let _ = self.queue_encoded(Target::Unicast(addr), FrameType::ReliablePublish, &frame);
+        }
+        if self.held.get(&peer).is_some_and(VecDeque::is_empty) {
+            self.held.remove(&peer);
         }
     }
 
@@ -291,8 +357,12 @@ impl Endpoint {
             ReliableCounters::bump(&self.metrics.reliable.expired, 1);
         }
         for peer in done.iter().chain(&report.missing) {
-            self.window.release_peer(*peer, pending.payload_len);
+            // A copy still held back was never counted in its window.
+            if !pending.held.contains(peer) {
+                self.window.release_peer(*peer, pending.payload_len);
+            }
         }
+        let released: Vec<PeerId> = report.missing.clone();
         self.window.close(id);
         self.pending.remove(&id);
         self.room_freed += 1;
@@ -300,6 +370,10 @@ impl Endpoint {
             message_id: id,
             report,
         });
+        for peer in released {
+            // Room in its window again (by expiry): its next held copy may go.
+            self.send_held(now, peer);
+        }
         true
     }
 

@@ -128,6 +128,21 @@ impl SendWindow {
         self.unfinished.first().copied().unwrap_or(self.next_id)
     }
 
+    /// Whether `peer`'s window has room for one more message of `bytes` (the bus's limit
+    /// aside: a held copy of a message already open counts there already).
+    pub fn has_room_for(&self, peer: &PeerId, bytes: usize) -> bool {
+        let (in_flight, in_bytes) = self.in_flight_to(peer);
+        let over_bytes = in_flight > 0 && in_bytes + bytes > self.limits.per_peer_bytes;
+        in_flight < self.limits.per_peer_messages && !over_bytes
+    }
+
+    /// Counts a message of `bytes` in `peer`'s window: a held copy now sent.
+    pub fn take_peer(&mut self, peer: PeerId, bytes: usize) {
+        let entry = self.per_peer.entry(peer).or_default();
+        entry.0 += 1;
+        entry.1 += bytes;
+    }
+
     /// Messages in flight.
     pub fn in_flight(&self) -> usize {
         self.unfinished.len()
@@ -210,6 +225,26 @@ impl ReliableSend {
             deadline,
             max_rto,
             retransmissions: 0,
+        }
+    }
+
+    /// Holds `peer`'s copy back: it is owed the message, but nothing is sent to it until
+    /// [`ReliableSend::unhold`] (its window is full).
+    pub fn hold(&mut self, peer: PeerId) {
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.peer == peer) {
+            w.next = Instant::MAX;
+        }
+    }
+
+    /// Sends `peer`'s held copy now: its retransmissions count from `now`. Returns whether it
+    /// is still owed the message.
+    pub fn unhold(&mut self, peer: PeerId, now: Instant) -> bool {
+        match self.waiting.iter_mut().find(|w| w.peer == peer) {
+            Some(w) => {
+                w.next = now + w.rto;
+                true
+            }
+            None => false,
         }
     }
 
