@@ -84,10 +84,13 @@ impl Endpoint {
             .collect();
         // A subscriber reported behind holds back only itself: it is still owed the message, but
         // its copy waits for room in its window instead of everyone waiting for it.
-        let (held, peers): (Vec<PeerId>, Vec<PeerId>) = owed
-            .iter()
-            .map(|(id, _)| *id)
-            .partition(|id| self.behind.get(id).is_some_and(|(_, reported)| *reported));
+        let (held, peers): (Vec<PeerId>, Vec<PeerId>) = if self.behind.is_empty() {
+            (Vec::new(), owed.iter().map(|(id, _)| *id).collect())
+        } else {
+            owed.iter()
+                .map(|(id, _)| *id)
+                .partition(|id| self.behind.get(id).is_some_and(|(_, reported)| *reported))
+        };
         let message_id = match self.window.open(&peers, payload.len()) {
             Ok(id) => id,
             Err(busy) => {
@@ -105,8 +108,11 @@ impl Endpoint {
         let mut bytes = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut bytes);
         let (group, unicast) = self.targets(topic).unwrap_or_default();
-        let held_addrs: Vec<std::net::SocketAddr> =
-            held.iter().filter_map(|id| self.addr_of(*id)).collect();
+        let held_addrs: Vec<std::net::SocketAddr> = if held.is_empty() {
+            Vec::new()
+        } else {
+            held.iter().filter_map(|id| self.addr_of(*id)).collect()
+        };
         self.longest_deadline = self.longest_deadline.max(deadline);
         let mut send =
             ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
@@ -287,7 +293,9 @@ impl Endpoint {
     /// `peer` is done with message `id`; finishes it if that was the last one owed it.
     fn peer_done(&mut self, now: Instant, id: u64, peer: PeerId) {
         // It made progress: not behind (any more).
-        self.behind.remove(&peer);
+        if !self.behind.is_empty() {
+            self.behind.remove(&peer);
+        }
         let counted = self.pending.get_mut(&id).is_some_and(|p| {
             match p.held.iter().position(|h| *h == peer) {
                 // A held copy reached it anyway (by the group): it was never counted.
@@ -311,6 +319,9 @@ impl Endpoint {
 
     /// Sends `peer` the copies held back for it while its window has room.
     fn send_held(&mut self, now: Instant, peer: PeerId) {
+        if !self.held.contains_key(&peer) {
+            return;
+        }
         let Some(addr) = self.addr_of(peer) else {
             return;
         };
