@@ -183,9 +183,9 @@ impl Endpoint {
         {
             self.senders.remove(&evicted);
         }
-        let incarnation = self.table.get(&sender).map(|p| p.incarnation);
+        let table = &self.table;
         let state = self.senders.entry(sender).or_insert_with(|| Sender {
-            incarnation,
+            incarnation: table.get(&sender).map(|p| p.incarnation),
             windows: SenderWindows::default(),
             last_heard: now,
         });

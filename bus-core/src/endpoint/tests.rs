@@ -23,6 +23,14 @@ fn psk() -> Security {
     }
 }
 
+/// A link that loses everything.
+fn dead() -> LinkConfig {
+    LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    }
+}
+
 fn lossy(loss: f64) -> LinkConfig {
     LinkConfig {
         loss,
@@ -294,11 +302,7 @@ fn a_retransmission_is_delivered_after_a_later_message() {
 #[test]
 fn a_duplicate_is_acknowledged_again() {
     let mut c = two_nodes();
-    let dead = LinkConfig {
-        loss: 1.0,
-        ..LinkConfig::default()
-    };
-    c.sim.network.set_link(NodeId(1), NodeId(0), dead);
+    c.sim.network.set_link(NodeId(1), NodeId(0), dead());
     c.allow(1);
     // Delivered; its ack lost.
     let start = c.sim.now();
@@ -415,11 +419,7 @@ fn partitioned_for(partition: Duration) -> Cluster {
     c.settle(100, Duration::from_secs(10));
     // Node 2's acknowledgements are lost first: it has delivered messages that the publisher
     // still retries when the partition starts, and will retry after it.
-    let dead = LinkConfig {
-        loss: 1.0,
-        ..LinkConfig::default()
-    };
-    c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead());
     c.allow(600);
     let cut_at = c.sim.now() + Duration::from_millis(300);
     c.sim.drive_until(cut_at);
@@ -514,11 +514,7 @@ fn a_peer_that_unsubscribed_acknowledges_nothing_it_did_not_deliver() {
     c.settle(200, Duration::from_secs(10));
     // Node 2 unsubscribes; its beacons saying so are held up for a while, so messages keep
     // coming to it meanwhile.
-    let dead = LinkConfig {
-        loss: 1.0,
-        ..LinkConfig::default()
-    };
-    c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead());
     c.sim.nodes[2].endpoint.unsubscribe(TOPIC);
     c.allow(400);
     let until = c.sim.now() + Duration::from_millis(500);
@@ -726,11 +722,7 @@ fn a_subscriber_that_never_acknowledges_is_reported_behind() {
     c.sim.drive_while(Instant::from_millis(5000), |nodes| {
         nodes[0].endpoint.subscribers(TOPIC).len() < 2
     });
-    let dead = LinkConfig {
-        loss: 1.0,
-        ..LinkConfig::default()
-    };
-    c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead());
     c.allow(1000);
     let until = c.sim.now() + Duration::from_secs(3);
     c.sim.drive_until(until);
@@ -757,11 +749,7 @@ fn a_laggard_holds_back_only_itself() {
             nodes[0].endpoint.subscribers(TOPIC).len() < 2
         });
         if laggard {
-            let dead = LinkConfig {
-                loss: 1.0,
-                ..LinkConfig::default()
-            };
-            c.sim.network.set_link(NodeId(2), NodeId(0), dead);
+            c.sim.network.set_link(NodeId(2), NodeId(0), dead());
         }
         c.allow(12_000);
         let limit = c.sim.now() + Duration::from_secs(60);
