@@ -6,6 +6,7 @@
 // Test support: a panic is how a failed expectation reports itself.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod child;
 pub mod scenarios;
 pub mod soak;
 

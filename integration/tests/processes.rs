@@ -3,10 +3,11 @@
 #![allow(clippy::expect_used)] // In helpers outside #[test] functions too: a panic fails the test.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bus_actors::BusEvent;
+use integration::child::{Reaper, Reporter};
 use integration::{BEACON_INTERVAL, await_event, events, start, test_group};
 
 fn test_peer(args: &[String]) -> Command {
@@ -15,16 +16,6 @@ fn test_peer(args: &[String]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     cmd
-}
-
-/// Kills the child when the test ends, whatever happens.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -105,58 +96,6 @@ async fn a_killed_peer_is_reported_within_the_liveness_timeout() {
     assert!(observer.peers().is_empty());
 }
 
-/// A `test-peer --reliable-subscriber` process, its "got SEQ" lines collected as they come.
-struct Subscriber {
-    child: Reaper,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Subscriber {
-    fn spawn(args: &[String]) -> Subscriber {
-        let mut child = Reaper(
-            test_peer(args)
-                .stdin(Stdio::piped())
-                .spawn()
-                .expect("spawn test-peer"),
-        );
-        let stdout = child.0.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the subscriber starts");
-        assert!(ready.starts_with("ready"), "{ready}");
-        Subscriber { child, lines }
-    }
-
-    /// The sequence numbers it reports delivering, in order, until it has reported `count` or
-    /// `within` has passed (an acknowledgement can overtake the child's report of delivery);
-    /// then whatever else it reported meanwhile.
-    fn delivered(&self, count: usize, within: Duration) -> Vec<u64> {
-        let deadline = Instant::now() + within;
-        let mut delivered = Vec::new();
-        while delivered.len() < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            delivered.extend(
-                line.strip_prefix("got ")
-                    .and_then(|s| s.parse::<u64>().ok()),
-            );
-        }
-        let rest = self.lines.try_iter();
-        delivered.extend(rest.filter_map(|line| line.strip_prefix("got ")?.parse::<u64>().ok()));
-        delivered
-    }
-}
-
 /// Field report, item 1: a subscriber killed (`kill -9`) and restarted on the same address
 /// within the liveness timeout was cut off for up to 120 s: the survivor, the lower id and so
 /// the initiator, kept its session; the new process dropped everything sealed under it. Here,
@@ -191,7 +130,7 @@ async fn a_subscriber_killed_and_restarted_on_the_same_address_gets_traffic_with
         "25",
     ]
     .map(String::from);
-    let first = Subscriber::spawn(&args);
+    let first = Reporter::spawn(test_peer(&args)).await;
     publisher
         .wait_for_subscribers::<Reliable>(1, Duration::from_secs(5))
         .await
@@ -202,11 +141,11 @@ async fn a_subscriber_killed_and_restarted_on_the_same_address_gets_traffic_with
             .await
             .expect("delivered before the restart");
     }
-    let before = first.delivered(50, Duration::from_secs(5));
+    let before = first.reported("got", 50, Duration::from_secs(5)).await;
     assert!(before.iter().copied().eq(0..50), "{before:?}");
     drop(first); // SIGKILL: no goodbye.
 
-    let second = Subscriber::spawn(&args);
+    let second = Reporter::spawn(test_peer(&args)).await;
     let restarted = Instant::now();
     for seq in 50..100 {
         publisher
@@ -220,8 +159,7 @@ async fn a_subscriber_killed_and_restarted_on_the_same_address_gets_traffic_with
         "traffic flowed again after {took:?}"
     );
     // Each message once: 50 reports, and none more a moment later.
-    let mut after = second.delivered(50, Duration::from_secs(5));
-    after.extend(second.delivered(1, Duration::from_millis(200)));
+    let mut after = second.reported("got", 50, Duration::from_secs(5)).await;
     after.sort_unstable();
     assert!(after.iter().copied().eq(50..100), "{after:?}");
     assert!(

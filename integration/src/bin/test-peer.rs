@@ -7,22 +7,25 @@
 //!     subscribe to test/counter, wait for P other subscribers, publish COUNT messages, and
 //!     wait to receive COUNT from each of them; print a summary; exit 0 if all arrived
 //! test-peer --group 239.255.28.12:PORT --reliable-subscriber --peer-byte B --port P
-//!           [--key HEX] [--liveness-factor F]
+//!           [--key HEX] [--liveness-factor F] [--interface IP] [--seed ADDR]...
 //!     peer id [B; 16] on unicast port P (encrypted with the cluster key HEX if given):
-//!     subscribe to test/reliable, print "ready", then "got SEQ" for each message delivered,
-//!     until killed or stdin closes
+//!     subscribe to test/reliable and test/counter, print "ready", then "got SEQ" for each
+//!     test/reliable message delivered, "be SEQ" for each test/counter one, and "peers N"
+//!     whenever the number of peers it knows changes, until killed or stdin closes
 //! ```
 //!
-//! Loopback only, like every test: the bus binds to 127.0.0.1.
+//! The bus binds to 127.0.0.1 unless `--interface` names another address: the multi-host tests
+//! run it inside network namespaces they create, on addresses of their own bridge.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bus_actors::Interface;
 use bus_actors::Topic;
 use integration::{
     Counter, Reliable, await_subscribers, builder, events, secure_builder, subscribe,
@@ -37,6 +40,8 @@ struct Args {
     port: u16,
     key: Option<[u8; 32]>,
     liveness_factor: u32,
+    interface: Ipv4Addr,
+    seeds: Vec<SocketAddr>,
     publish: u64,
     peers: usize,
     timeout: Duration,
@@ -52,6 +57,8 @@ fn parse_args() -> Result<Args, String> {
         port: 0,
         key: None,
         liveness_factor: 3,
+        interface: Ipv4Addr::LOCALHOST,
+        seeds: Vec::new(),
         publish: 0,
         peers: 0,
         timeout: Duration::from_secs(30),
@@ -77,6 +84,12 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--liveness-factor: {e}"))?
             }
+            "--interface" => {
+                args.interface = value()?.parse().map_err(|e| format!("--interface: {e}"))?
+            }
+            "--seed" => args
+                .seeds
+                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--publish" => {
                 args.publish = value()?.parse().map_err(|e| format!("--publish: {e}"))?
             }
@@ -177,20 +190,31 @@ async fn reliable_subscriber(args: &Args) -> ExitCode {
         .peer_id(bus_actors::PeerId([args.peer_byte; 16]))
         .unicast_port(args.port)
         .liveness_factor(args.liveness_factor)
+        .interface(Interface::V4(args.interface))
+        .seeds(args.seeds.iter().copied())
         .start()
         .await
         .expect("bus start");
-    let mut rx = subscribe::<Reliable>(&bus).await;
+    let mut reliable = subscribe::<Reliable>(&bus).await;
+    let mut best_effort = subscribe::<Counter>(&bus).await;
+    let mut membership = events(&bus);
     println!("ready {:?}", bus.local_id());
-    let stdin_closed = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1]));
-    let report = async {
-        while let Some(event) = rx.recv().await {
-            println!("got {}", event.message.seq);
+    let mut stdin_closed = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1]));
+    let mut peers = 0;
+    loop {
+        tokio::select! {
+            _ = &mut stdin_closed => break,
+            Some(event) = reliable.recv() => println!("got {}", event.message.seq),
+            Some(event) = best_effort.recv() => println!("be {}", event.message.seq),
+            Some(_) = membership.recv() => {
+                let known = bus.peers().len();
+                if known != peers {
+                    peers = known;
+                    println!("peers {peers}");
+                }
+            }
+            else => break,
         }
-    };
-    tokio::select! {
-        _ = stdin_closed => {}
-        () = report => {}
     }
     ExitCode::SUCCESS
 }
