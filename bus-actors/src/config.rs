@@ -87,6 +87,9 @@ impl Config {
             liveness_factor: self.liveness_factor,
             seeds: self.seeds.clone(),
             multicast: self.multicast,
+            ping_interval: self.ping_interval,
+            // Ten active intervals, as by default (1 s and 10 s).
+            idle_ping_interval: self.ping_interval * 10,
             metadata: self.metadata.clone(),
             max_datagram: self.max_datagram(),
             outbox_limit: self.outbox_limit,
@@ -219,7 +222,9 @@ impl BusBuilder {
         self
     }
 
-    /// How often each peer actor pings its peer to measure RTT and clock offset (default 1 s).
+    /// How often peers this one sends reliable messages to are pinged, to measure RTT (for
+    /// retransmission timeouts) and clock offset (default 1 s); other peers are pinged ten
+    /// times less often. A peer is sent messages only once it has answered a ping.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.config.ping_interval = interval;
         self

@@ -52,6 +52,9 @@ pub struct PeerSnapshot {
     pub rto: Duration,
     /// Whether it says it hears our multicast: until it does, messages to it go by unicast.
     pub hears_our_multicast: bool,
+    /// Whether it answered a ping of ours, so each side can open what the other sends: only
+    /// then is it sent messages (a peer we hear but that cannot hear us is not a subscriber).
+    pub confirmed: bool,
 }
 
 impl PeerSnapshot {

@@ -1,6 +1,6 @@
-//! One actor per remote peer: it pings the peer to measure round-trip time and clock offset,
-//! and gives what it learns to the endpoint (retransmission timeouts, dating of messages) and
-//! the bus's peer view.
+//! One actor per remote peer: from the answers to the endpoint's pings it estimates round-trip
+//! time and clock offset, and gives them to the endpoint (retransmission timeouts, dating of
+//! messages) and the bus's peer view.
 
 use std::sync::Arc;
 
@@ -16,7 +16,6 @@ pub(crate) struct PeerActor {
     id: PeerId,
     rtt: RttEstimator,
     offset: ClockOffset,
-    next_ping_id: u64,
 }
 
 impl PeerActor {
@@ -26,25 +25,12 @@ impl PeerActor {
             shared,
             id,
             offset: ClockOffset::default(),
-            next_ping_id: 0,
         }
-    }
-
-    fn ping(&mut self) {
-        let (id, ping_id) = (self.id, self.next_ping_id);
-        self.next_ping_id += 1;
-        self.shared
-            .command(|endpoint, now| endpoint.ping(now, id, ping_id));
     }
 }
 
 impl Actor for PeerActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.ping();
-        ctx.run_interval(self.shared.config.ping_interval, |act, _| act.ping());
-    }
 }
 
 impl Handler<PongReceived> for PeerActor {

@@ -59,6 +59,7 @@ pub(crate) fn snapshot(info: &PeerInfo, endpoint: &Endpoint) -> PeerSnapshot {
         last_seen: info.last_seen,
         rto: timing.rto,
         hears_our_multicast: endpoint.hears_our_multicast(info.id),
+        confirmed: endpoint.confirmed(info.id),
     }
 }
 

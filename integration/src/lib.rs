@@ -187,7 +187,8 @@ pub fn events(bus: &Bus) -> mpsc::UnboundedReceiver<BusEvent> {
     rx
 }
 
-/// Waits until `count` known peers subscribe to `topic`, reading `events` as they come.
+/// Waits until `count` known peers subscribe to `topic` and are sent its messages (they
+/// answered our pings), reading `events` as they come.
 ///
 /// # Panics
 /// If fewer do within `within`.
@@ -199,7 +200,7 @@ pub async fn await_subscribers(
     within: Duration,
 ) {
     await_peers(bus, events, count, within, "subscribers", |p| {
-        p.topics.contains(&topic)
+        p.topics.contains(&topic) && p.confirmed
     })
     .await;
 }

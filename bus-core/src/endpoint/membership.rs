@@ -144,8 +144,10 @@ impl Endpoint {
                 MembershipEvent::Joined(info) => {
                     self.lost.remove(&info.id);
                     self.sender_life(info.id, info.incarnation);
-                    // Introduce ourselves at once rather than at our next beacon.
+                    // Introduce ourselves at once rather than at our next beacon, and ask at
+                    // once whether it can open what we send: routes wait for its answer.
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
+                    self.ping(now, info.id);
                 }
                 MembershipEvent::Updated(_) => {}
                 MembershipEvent::Restarted(info) => {
@@ -184,6 +186,7 @@ impl Endpoint {
         self.timings.remove(&id);
         self.group_heard.remove(&id);
         self.reaches.remove(&id);
+        self.pings.forget(id);
         self.behind.remove(&id);
     }
 
@@ -195,10 +198,11 @@ impl Endpoint {
         now.saturating_duration_since(*heard) < info.interval * self.config.liveness_factor
     }
 
-    /// `peer` says (in a pong) whether our multicast reaches it; routes follow, and the change
-    /// is reported as an update of the peer.
+    /// `peer` answered our ping, saying whether our multicast reaches it; routes follow (the
+    /// first answer confirms it), and a change is reported as an update of the peer.
     pub(super) fn reached_by_group(&mut self, now: Instant, peer: PeerId, hears: bool) {
         if self.reaches.insert(peer, hears) != Some(hears) {
+            self.pings.changed(peer, self.config.ping_interval);
             self.update_routes(now);
             if let Some(info) = self.table.get(&peer) {
                 let updated = MembershipEvent::Updated(info.clone());
@@ -216,7 +220,8 @@ impl Endpoint {
     /// subscribing, and settles as `left` what was owed to a peer on a topic it dropped.
     pub(super) fn update_routes(&mut self, now: Instant) {
         let mut subscribers: BTreeMap<TopicId, Vec<&PeerInfo>> = BTreeMap::new();
-        for peer in self.table.peers() {
+        // Only to peers that answered us: membership used for delivery is mutual.
+        for peer in self.table.peers().filter(|p| self.confirmed(p.id)) {
             for topic in &peer.topics {
                 subscribers.entry(*topic).or_default().push(peer);
             }

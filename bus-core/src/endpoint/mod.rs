@@ -27,6 +27,7 @@ mod frames;
 mod handshakes;
 mod membership;
 mod packet;
+mod pings;
 mod reliable;
 mod security;
 mod sessions;
@@ -52,7 +53,7 @@ use crate::batch::{FrameBatcher, FrameTooLarge};
 use crate::crypto::handshake::CookieSecret;
 use crate::crypto::{EpochReceiver, SenderEpoch};
 use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
-use crate::metrics::{DropReason, Metrics, ReliableCounters};
+use crate::metrics::{Metrics, ReliableCounters};
 use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
 use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
@@ -122,6 +123,12 @@ pub struct EndpointConfig {
     /// With `true`, a subscriber gets group copies once it says it hears them, and unicast
     /// ones until then.
     pub multicast: bool,
+    /// How often peers we send reliable messages to are pinged (their round trip sets the
+    /// retransmission timeout), and peers that have not answered yet.
+    pub ping_interval: Duration,
+    /// How often the other peers are pinged (their answers say whether our multicast still
+    /// reaches them).
+    pub idle_ping_interval: Duration,
     /// How long a copy of a peer's reliable message can still arrive after the last one
     /// heard: its longest deadline plus its longest retransmission interval. A sender's dedup
     /// window is kept at least this long after it was last heard, across unreachability and
@@ -150,6 +157,8 @@ impl EndpointConfig {
             handshake_load_threshold: 8,
             dedup_retention: Duration::from_millis(5_500),
             multicast: true,
+            ping_interval: Duration::from_secs(1),
+            idle_ping_interval: Duration::from_secs(10),
         }
     }
 }
@@ -318,6 +327,7 @@ pub struct Endpoint {
     group_heard: HashMap<PeerId, Instant, FastHash>,
     /// Which peers say they hear our multicast (from their pongs).
     reaches: HashMap<PeerId, bool, FastHash>,
+    pings: pings::Pings,
     /// Where the next gossip frame's window of known peers starts.
     gossip_from: usize,
     /// Subscribers whose window was found full, since when with no acknowledgement from them
@@ -350,6 +360,7 @@ impl Endpoint {
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
         );
+        let pings = pings::Pings::new(now, hasher(), hasher());
         // A random first id: a restarted peer's ids land far from its previous life's.
         let first_message_id = rng.next_u64() >> 2;
         let incarnation = rng.next_u64();
@@ -394,6 +405,7 @@ impl Endpoint {
             next_prune: now,
             group_heard,
             reaches,
+            pings,
             gossip_from: 0,
             behind: BTreeMap::new(),
             held: BTreeMap::new(),
@@ -513,6 +525,7 @@ impl Endpoint {
         self.table.handle_timeout(now);
         self.process_membership(now);
         self.wake_due(now);
+        self.ping_due(now);
         if now >= self.next_prune {
             self.prune(now);
             self.next_prune = now + PRUNE_EVERY;
@@ -523,10 +536,16 @@ impl Endpoint {
     /// input.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let wake = self.wakes.peek().map(|Reverse((at, _))| *at);
-        [Some(self.next_beacon), self.table.poll_timeout(), wake]
-            .into_iter()
-            .flatten()
-            .min()
+        let ping = Some(self.pings.next_tick());
+        [
+            Some(self.next_beacon),
+            self.table.poll_timeout(),
+            wake,
+            ping,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next datagram to send, sealed; `None` once everything queued is out. Changed by
@@ -635,20 +654,6 @@ impl Endpoint {
     pub fn unsubscribe(&mut self, topic: TopicId) {
         if self.local_topics.remove(&topic) {
             self.announce_topics();
-        }
-    }
-
-    /// Sends ping `ping_id` to `peer`, if it is known.
-    pub fn ping(&mut self, now: Instant, peer: PeerId, ping_id: u64) {
-        let Some(addr) = self.table.get(&peer).map(|p| p.addr) else {
-            return;
-        };
-        let frame = Frame::Ping {
-            ping_id,
-            sent_at_us: now.as_micros(),
-        };
-        if self.queue(Target::Unicast(addr), &frame).is_err() {
-            self.metrics.dropped(DropReason::SendFailed);
         }
     }
 

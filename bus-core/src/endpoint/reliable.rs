@@ -114,6 +114,7 @@ impl Endpoint {
             held.iter().filter_map(|id| self.addr_of(*id)).collect()
         };
         self.longest_deadline = self.longest_deadline.max(deadline);
+        self.pings.mark_active(owed.iter().map(|(id, _)| *id));
         let mut send =
             ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
         for peer in &held {

@@ -49,14 +49,7 @@ pub struct SimEndpoint {
     /// Subscribers reported behind, in order.
     pub behind: Vec<PeerId>,
     app: Option<App>,
-    /// When the known peers are next pinged (what the peer actors do for real): a peer learns
-    /// from our pings' answers whether its multicast reaches us.
-    next_ping: Instant,
-    pings_sent: u64,
 }
-
-/// How often a simulated node pings each peer it knows.
-const PING_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for SimEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,8 +85,6 @@ impl SimEndpoint {
             subscriber_changes: Vec::new(),
             behind: Vec::new(),
             app: None,
-            next_ping: now,
-            pings_sent: 0,
         }
     }
 
@@ -155,14 +146,6 @@ impl Node for SimEndpoint {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.next_ping {
-            let peers: Vec<PeerId> = self.endpoint.peers().map(|(info, _)| info.id).collect();
-            for peer in peers {
-                self.endpoint.ping(now, peer, self.pings_sent);
-                self.pings_sent += 1;
-            }
-            self.next_ping = now + PING_INTERVAL;
-        }
         self.endpoint.handle_timeout(now, wall(now));
         self.settle(now);
     }
@@ -186,7 +169,6 @@ impl Node for SimEndpoint {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let endpoint = self.endpoint.poll_timeout();
-        Some(endpoint.map_or(self.next_ping, |at| at.min(self.next_ping)))
+        self.endpoint.poll_timeout()
     }
 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::sim::SimEndpoint;
 use super::*;
 use crate::crypto::handshake::PresharedKey;
+use crate::metrics::DropReason;
 use crate::sim::{LinkConfig, NodeId, Simulation};
 
 const TOPIC: TopicId = TopicId::from_name("test/reliable");
@@ -779,5 +780,85 @@ fn a_laggard_holds_back_only_itself() {
     assert!(
         c.reports().is_empty(),
         "its messages wait for it until their deadline"
+    );
+}
+
+/// Field report, item 8: a peer that could open another's beacons but not the reverse routed to
+/// it, and everything it sent was lost. Here node 0 hears node 1 (a subscriber) but node 1
+/// never hears node 0: node 0 knows it, yet does not route to it, and says so (no subscribers)
+/// instead of sending into the void; once the link works, the first answer to a ping confirms
+/// it and a reliable message is delivered.
+#[test]
+fn a_peer_is_routed_to_only_once_it_answers() {
+    let mut c = cluster(5, LinkConfig::default(), Security::Insecure, 1);
+    c.sim.network.set_link(NodeId(0), NodeId(1), dead());
+    c.sim.drive_until(Instant::from_millis(5_000));
+    let subscriber = peer_of(1);
+    let now = c.sim.now();
+    let publisher = &mut c.sim.nodes[0];
+    let known = publisher
+        .endpoint
+        .peer(subscriber)
+        .map(|(info, _)| info.topics.clone());
+    assert_eq!(known, Some(vec![TOPIC]), "its beacons are heard");
+    assert!(!publisher.endpoint.confirmed(subscriber));
+    assert!(publisher.endpoint.subscribers(TOPIC).is_empty());
+    let outcome = publisher
+        .endpoint
+        .publish_reliable(now, TOPIC, 0, b"x", Duration::from_secs(5));
+    assert_eq!(outcome, Ok(None), "nobody to deliver to, said so");
+    let pinged = publisher
+        .endpoint
+        .metrics()
+        .snapshot()
+        .frames_out(FrameType::Ping);
+
+    c.sim
+        .network
+        .set_link(NodeId(0), NodeId(1), LinkConfig::default());
+    let healed = c.sim.now();
+    let routed = c.sim.drive_while(healed + Duration::from_secs(2), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).is_empty()
+    });
+    assert!(routed, "confirmed within a ping interval of the heal");
+    assert!(c.publisher().endpoint.confirmed(subscriber));
+    c.allow(1);
+    c.settle(1, Duration::from_secs(5));
+    assert!(c.reports()[0].is_complete());
+    assert_eq!(c.delivered(1), vec![0]);
+    assert!(pinged >= 4, "it kept asking meanwhile: {pinged} pings");
+}
+
+/// Field report, item 9: every peer pinged every other each second, so an idle cluster cost N²
+/// pings a second. An idle peer's pings back off from `ping_interval` to `idle_ping_interval`;
+/// a peer we send reliable messages to is pinged every `ping_interval`.
+#[test]
+fn idle_peers_are_pinged_rarely_and_busy_ones_every_interval() {
+    let pings_to = |c: &Cluster, node: usize| {
+        let stats = c.sim.nodes[node].endpoint.metrics().snapshot();
+        stats.frames_in(FrameType::Ping)
+    };
+    let mut c = cluster(6, LinkConfig::default(), Security::Insecure, 1);
+    c.sim.drive_until(Instant::from_millis(20_000));
+    let backing_off = pings_to(&c, 1);
+    assert!(
+        (5..=8).contains(&backing_off),
+        "{backing_off} pings in the first 20 s"
+    );
+    c.sim.drive_until(Instant::from_millis(50_000));
+    let idle = pings_to(&c, 1) - backing_off;
+    // One every 10 s over 30 s (the phase decides between 3 and 4).
+    assert!((3..=4).contains(&idle), "{idle} pings in 30 s idle");
+
+    let start = pings_to(&c, 1);
+    for second in 0..30u64 {
+        c.allow(second + 1);
+        c.sim
+            .drive_until(Instant::from_millis(50_000 + 1_000 * (second + 1)));
+    }
+    let busy = pings_to(&c, 1) - start;
+    assert!(
+        (29..=31).contains(&busy),
+        "{busy} pings in 30 s with traffic"
     );
 }

@@ -1,0 +1,113 @@
+//! Pings: who is pinged when, and what a peer's answer confirms.
+//!
+//! A peer is routed to only once it has answered a ping of ours: its beacon proves we can open
+//! what it sends, its pong that it can open what we send, so membership used for delivery is
+//! mutual. Peers we send reliable messages to are pinged every `ping_interval` (their round trip
+//! sets the retransmission timeout). The others are pinged at intervals that double from
+//! `ping_interval` up to `idle_ping_interval` while their answers stay the same (whether our
+//! multicast reaches them), and start again from `ping_interval` when they change: a new
+//! peer's state is learned within seconds, and an idle cluster does not cost N² pings a
+//! second. A peer that has not answered yet is pinged at every tick until it does.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Endpoint, FastHash};
+use crate::PeerId;
+use crate::metrics::DropReason;
+use crate::time::{Duration, Instant};
+use crate::wire::Frame;
+
+#[derive(Debug)]
+pub(super) struct Pings {
+    next_tick: Instant,
+    next_id: u64,
+    /// When each known peer was last pinged, and the interval to its next ping if idle.
+    last: HashMap<PeerId, (Instant, Duration), FastHash>,
+    /// Peers sent reliable messages since the last tick.
+    active: HashSet<PeerId, FastHash>,
+}
+
+impl Pings {
+    pub(super) fn new(now: Instant, last: FastHash, active: FastHash) -> Pings {
+        Pings {
+            next_tick: now,
+            next_id: 0,
+            last: HashMap::with_hasher(last),
+            active: HashSet::with_hasher(active),
+        }
+    }
+
+    pub(super) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// `peers` were sent a reliable message: their round trip matters.
+    pub(super) fn mark_active(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        self.active.extend(peers);
+    }
+
+    /// What `peer` answers changed: ping it often again for a while.
+    pub(super) fn changed(&mut self, peer: PeerId, ping_interval: Duration) {
+        if let Some((_, interval)) = self.last.get_mut(&peer) {
+            *interval = ping_interval;
+        }
+    }
+
+    pub(super) fn forget(&mut self, peer: PeerId) {
+        self.last.remove(&peer);
+        self.active.remove(&peer);
+    }
+}
+
+impl Endpoint {
+    /// Whether `peer` answered a ping of ours since it (last) joined: only then is it routed to.
+    pub fn confirmed(&self, peer: PeerId) -> bool {
+        self.reaches.contains_key(&peer)
+    }
+
+    /// Sends `peer` a ping now, if it is known.
+    pub(super) fn ping(&mut self, now: Instant, peer: PeerId) {
+        let Some(addr) = self.table.get(&peer).map(|p| p.addr) else {
+            return;
+        };
+        let frame = Frame::Ping {
+            ping_id: self.pings.next_id,
+            sent_at_us: now.as_micros(),
+        };
+        self.pings.next_id += 1;
+        let (active, idle) = (self.config.ping_interval, self.config.idle_ping_interval);
+        let interval = match self.pings.last.get(&peer) {
+            Some((_, interval)) if !self.pings.active.contains(&peer) => (*interval * 2).min(idle),
+            _ => active,
+        };
+        self.pings.last.insert(peer, (now, interval));
+        if self.queue(super::Target::Unicast(addr), &frame).is_err() {
+            self.metrics.dropped(DropReason::SendFailed);
+        }
+    }
+
+    /// Pings every peer that is due: active and unconfirmed ones each tick, idle ones when
+    /// their interval has passed.
+    pub(super) fn ping_due(&mut self, now: Instant) {
+        if now < self.pings.next_tick {
+            return;
+        }
+        self.pings.next_tick = now + self.config.ping_interval;
+        let due: Vec<PeerId> = self
+            .table
+            .peers()
+            .map(|p| p.id)
+            .filter(|id| {
+                !self.confirmed(*id)
+                    || self.pings.active.contains(id)
+                    || self.pings.last.get(id).is_none_or(|(at, interval)| {
+                        now.saturating_duration_since(*at) >= *interval
+                    })
+            })
+            .collect();
+        for peer in due {
+            self.ping(now, peer);
+        }
+        self.pings.active.clear();
+    }
+}
