@@ -48,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) window: WindowLimits,
     pub(crate) min_rto: Duration,
     pub(crate) max_rto: Duration,
+    pub(crate) give_up_after: u32,
+    pub(crate) given_up_for: Duration,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
     pub(crate) handshake_load_threshold: usize,
@@ -95,6 +97,8 @@ impl Config {
             outbox_limit: self.outbox_limit,
             window: self.window,
             max_rto: self.max_rto,
+            give_up_after: self.give_up_after,
+            given_up_for: self.given_up_for,
             rekey_after: self.rekey_after,
             max_clock_skew: self.max_clock_skew,
             handshake_load_threshold: self.handshake_load_threshold,
@@ -150,6 +154,8 @@ impl Default for Config {
             window: WindowLimits::default(),
             min_rto: DEFAULT_MIN_RTO,
             max_rto: Duration::from_millis(500),
+            give_up_after: 64,
+            given_up_for: Duration::from_secs(10),
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
             handshake_load_threshold: 8,
@@ -390,6 +396,19 @@ impl BusBuilder {
     /// retransmit what was not lost; too high, and a real loss waits that long.
     pub fn min_rto(mut self, floor: Duration) -> Self {
         self.config.min_rto = floor;
+        self
+    }
+
+    /// When to give up on a subscriber that does not acknowledge: after `misses` reliable
+    /// messages in a row passed their deadline without its acknowledgement (default 64; 0:
+    /// never), it is reported missing from every message at once and sent nothing, for
+    /// `pause` (default 10 s), then owed messages again. Giving up is reported
+    /// ([`BusEvent::SubscriberGivenUp`](crate::BusEvent::SubscriberGivenUp)) and counted
+    /// (`metrics().reliable.given_up`); the messages are `Undelivered` either way, this only
+    /// stops the retransmissions toward a subscriber that is not there.
+    pub fn give_up_on_laggards(mut self, misses: u32, pause: Duration) -> Self {
+        self.config.give_up_after = misses;
+        self.config.given_up_for = pause;
         self
     }
 

@@ -115,6 +115,15 @@ pub enum BusEvent {
         /// Its messages in flight.
         in_flight: usize,
     },
+    /// A subscriber let many reliable messages in a row pass their deadline without
+    /// acknowledging (see [`BusBuilder::give_up_on_laggards`](crate::BusBuilder::give_up_on_laggards)):
+    /// for a while it is reported missing from every message at once and sent nothing.
+    SubscriberGivenUp {
+        /// The peer.
+        peer: PeerId,
+        /// The messages in a row it missed.
+        missed: u32,
+    },
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.

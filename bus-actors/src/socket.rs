@@ -130,6 +130,13 @@ impl SocketActor {
                 self.shared
                     .emit_event(&BusEvent::SubscriberBehind { peer, in_flight });
             }
+            Event::SubscriberGivenUp { peer, missed } => {
+                tracing::warn!(
+                    "subscriber {peer} missed {missed} reliable messages in a row: given up on for a while"
+                );
+                self.shared
+                    .emit_event(&BusEvent::SubscriberGivenUp { peer, missed });
+            }
             Event::Pong { peer, sample } => {
                 if let Some(actor) = self.peers.get(&peer) {
                     actor.do_send(PongReceived(sample));

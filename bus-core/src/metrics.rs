@@ -181,6 +181,8 @@ pub struct ReliableCounters {
     pub duplicates: AtomicU64,
     /// Reliable publishes that found a subscriber's window full (or the bus's).
     pub window_full: AtomicU64,
+    /// Subscribers given up on (see `BusEvent::SubscriberGivenUp`).
+    pub given_up: AtomicU64,
     /// Pending-message actors alive now.
     pub pending: AtomicU64,
     /// The most pending-message actors ever alive at once.
@@ -263,6 +265,7 @@ impl Metrics {
                 received: read(&self.reliable.received),
                 duplicates: read(&self.reliable.duplicates),
                 window_full: read(&self.reliable.window_full),
+                given_up: read(&self.reliable.given_up),
                 pending: read(&self.reliable.pending),
                 pending_peak: read(&self.reliable.pending_peak),
             },
@@ -321,6 +324,8 @@ pub struct ReliableStats {
     /// Reliable publishes that found a subscriber's window full, or the bus's: a subscriber
     /// slower than the publisher (see `BusEvent::SubscriberBehind`).
     pub window_full: u64,
+    /// Subscribers given up on after missing messages in a row.
+    pub given_up: u64,
     /// Pending-message actors alive now.
     pub pending: u64,
     /// The most pending-message actors ever alive at once.

@@ -90,6 +90,7 @@ pub fn lossy(builder: BusBuilder, seed: u64) -> BusBuilder {
             loss: 0.2,
             duplicate: 0.05,
             seed,
+            ..bus_actors::transport::Faults::NONE
         })
 }
 

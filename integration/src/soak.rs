@@ -126,6 +126,7 @@ pub async fn soak(config: SoakConfig) -> SoakReport {
                 loss: config.loss,
                 duplicate: 0.01,
                 seed,
+                ..bus_actors::transport::Faults::NONE
             })
             .start()
             .await

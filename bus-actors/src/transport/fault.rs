@@ -20,6 +20,30 @@ pub struct Faults {
     pub duplicate: f64,
     /// Seed of the random choices.
     pub seed: u64,
+    /// Whether to drop every plaintext datagram that carries an acknowledgement: a subscriber
+    /// that receives and answers pings but never acknowledges (a laggard, for tests and
+    /// benchmarks). Encrypted datagrams cannot be told apart and are left alone.
+    pub drop_acks: bool,
+}
+
+impl Faults {
+    /// No faults: nothing lost, duplicated or dropped.
+    pub const NONE: Faults = Faults {
+        loss: 0.0,
+        duplicate: 0.0,
+        seed: 0,
+        drop_acks: false,
+    };
+}
+
+/// Whether `datagram` is a plaintext packet with an ack frame in it.
+fn carries_ack(datagram: &[u8]) -> bool {
+    use bus_core::wire::{Frame, Frames, Header};
+    let Ok(header) = Header::new_checked(datagram) else {
+        return false;
+    };
+    let body = datagram.get(header.header_len()..).unwrap_or_default();
+    Frames::new(body).any(|frame| matches!(frame, Ok(Frame::Ack(_))))
 }
 
 /// Wraps a transport and drops or duplicates what it sends, as [`Faults`] says. Dropped
@@ -63,7 +87,9 @@ impl<T: Transport> Transport for FaultyTransport<T> {
         let mut kept = Vec::with_capacity(batch.len());
         let mut dropped = SendReport::default();
         for (target, datagram) in batch {
-            if rng.random_bool(self.faults.loss) {
+            if rng.random_bool(self.faults.loss)
+                || (self.faults.drop_acks && carries_ack(&datagram))
+            {
                 dropped.sent += 1;
                 dropped.bytes += datagram.len();
                 continue;

@@ -143,6 +143,7 @@ impl Endpoint {
             match &event {
                 MembershipEvent::Joined(info) => {
                     self.lost.remove(&info.id);
+                    self.give_another_chance(info.id);
                     self.sender_life(info.id, info.incarnation);
                     // Introduce ourselves at once rather than at our next beacon, and ask at
                     // once whether it can open what we send: routes wait for its answer.
@@ -156,6 +157,7 @@ impl Endpoint {
                     // owed is still owed, and retransmitted to its new life.
                     self.sessions.forget_peer(info.id);
                     self.sender_life(info.id, info.incarnation);
+                    self.give_another_chance(info.id);
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
                 }
                 MembershipEvent::Left(id) => {

@@ -129,6 +129,12 @@ pub struct EndpointConfig {
     /// How often the other peers are pinged (their answers say whether our multicast still
     /// reaches them).
     pub idle_ping_interval: Duration,
+    /// A subscriber that let this many reliable messages in a row pass their deadline without
+    /// acknowledging is given up on (0: never): it is reported missing from each message at
+    /// once and sent nothing, instead of being retransmitted to until every deadline.
+    pub give_up_after: u32,
+    /// How long a subscriber stays given up on; then it is owed messages again, a new chance.
+    pub given_up_for: Duration,
     /// How long a copy of a peer's reliable message can still arrive after the last one
     /// heard: its longest deadline plus its longest retransmission interval. A sender's dedup
     /// window is kept at least this long after it was last heard, across unreachability and
@@ -159,6 +165,8 @@ impl EndpointConfig {
             multicast: true,
             ping_interval: Duration::from_secs(1),
             idle_ping_interval: Duration::from_secs(10),
+            give_up_after: 64,
+            given_up_for: Duration::from_secs(10),
         }
     }
 }
@@ -235,6 +243,15 @@ pub enum Event {
         message_id: u64,
         /// Who acknowledged, who left, who is missing.
         report: DeliveryReport,
+    },
+    /// A subscriber let [`EndpointConfig::give_up_after`] reliable messages in a row pass their
+    /// deadline: it is reported missing from every message at once, and sent nothing, for
+    /// [`EndpointConfig::given_up_for`].
+    SubscriberGivenUp {
+        /// The subscriber.
+        peer: PeerId,
+        /// The messages in a row it missed.
+        missed: u32,
     },
     /// Room in the reliable window was given back: this many publishers waiting may try again.
     WindowRoom(usize),
@@ -333,6 +350,10 @@ pub struct Endpoint {
     /// Subscribers whose window was found full, since when with no acknowledgement from them
     /// in between, and whether that was reported.
     behind: BTreeMap<PeerId, (Instant, bool)>,
+    /// Reliable messages in a row each subscriber let pass their deadline (only those with one).
+    misses: BTreeMap<PeerId, u32>,
+    /// Subscribers given up on, and since when.
+    given_up: BTreeMap<PeerId, Instant>,
     /// The messages whose copy to each subscriber behind is held back, oldest first.
     held: BTreeMap<PeerId, VecDeque<u64>>,
     /// Addresses we introduced ourselves to because a peer told us of them, and when.
@@ -408,6 +429,8 @@ impl Endpoint {
             pings,
             gossip_from: 0,
             behind: BTreeMap::new(),
+            misses: BTreeMap::new(),
+            given_up: BTreeMap::new(),
             held: BTreeMap::new(),
             introduced,
             acks_owed: BTreeMap::new(),

@@ -82,13 +82,21 @@ impl Endpoint {
             .filter(|id| self.table.get(id).is_some())
             .map(|id| (*id, self.timing(*id).rto))
             .collect();
-        // A subscriber reported behind holds back only itself: it is still owed the message, but
-        // its copy waits for room in its window instead of everyone waiting for it.
-        let (held, peers): (Vec<PeerId>, Vec<PeerId>) = if self.behind.is_empty() {
+        // A subscriber given up on is owed the message but sent nothing: it is missing at once.
+        let (given_up, owed_now): (Vec<PeerId>, Vec<PeerId>) = if self.given_up.is_empty() {
             (Vec::new(), owed.iter().map(|(id, _)| *id).collect())
         } else {
             owed.iter()
                 .map(|(id, _)| *id)
+                .partition(|id| self.given_up.contains_key(id))
+        };
+        // A subscriber reported behind holds back only itself: it is still owed the message, but
+        // its copy waits for room in its window instead of everyone waiting for it.
+        let (held, peers): (Vec<PeerId>, Vec<PeerId>) = if self.behind.is_empty() {
+            (Vec::new(), owed_now)
+        } else {
+            owed_now
+                .into_iter()
                 .partition(|id| self.behind.get(id).is_some_and(|(_, reported)| *reported))
         };
         let message_id = match self.window.open(&peers, payload.len()) {
@@ -108,11 +116,12 @@ impl Endpoint {
         let mut bytes = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut bytes);
         let (group, unicast) = self.targets(topic).unwrap_or_default();
-        let held_addrs: Vec<std::net::SocketAddr> = if held.is_empty() {
-            Vec::new()
-        } else {
-            held.iter().filter_map(|id| self.addr_of(*id)).collect()
-        };
+        let only_given_up = peers.is_empty() && held.is_empty();
+        let skipped_addrs: Vec<std::net::SocketAddr> = held
+            .iter()
+            .chain(&given_up)
+            .filter_map(|id| self.addr_of(*id))
+            .collect();
         self.longest_deadline = self.longest_deadline.max(deadline);
         self.pings.mark_active(owed.iter().map(|(id, _)| *id));
         let mut send =
@@ -120,6 +129,9 @@ impl Endpoint {
         for peer in &held {
             send.hold(*peer);
             self.held.entry(*peer).or_default().push_back(message_id);
+        }
+        for peer in &given_up {
+            send.give_up(*peer);
         }
         let pending = Pending {
             topic,
@@ -132,7 +144,7 @@ impl Endpoint {
         if group {
             let _ = self.queue_encoded(Target::Group, FrameType::ReliablePublish, &pending.frame);
         }
-        for addr in unicast.iter().filter(|a| !held_addrs.contains(a)) {
+        for addr in unicast.iter().filter(|a| !skipped_addrs.contains(a)) {
             let (target, frame) = (Target::Unicast(*addr), &pending.frame);
             let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
         }
@@ -141,6 +153,10 @@ impl Endpoint {
             self.wakes.push(Reverse((at, message_id)));
         }
         self.pending.insert(message_id, pending);
+        if only_given_up {
+            // Owed only to subscribers given up on: its outcome is known now.
+            self.finish_if_settled(now, message_id, None);
+        }
         Ok(Some(message_id))
     }
 
@@ -250,6 +266,9 @@ impl Endpoint {
         let owed_for = self.longest_deadline + self.config.max_rto;
         self.lost
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < owed_for);
+        let given_up_for = self.config.given_up_for;
+        self.given_up
+            .retain(|_, since| now.saturating_duration_since(*since) < given_up_for);
         let interval = self.config.beacon_interval;
         self.introduced
             .retain(|_, at| now.saturating_duration_since(*at) < interval);
@@ -293,9 +312,12 @@ impl Endpoint {
 
     /// `peer` is done with message `id`; finishes it if that was the last one owed it.
     fn peer_done(&mut self, now: Instant, id: u64, peer: PeerId) {
-        // It made progress: not behind (any more).
+        // It made progress: not behind (any more), and no run of misses.
         if !self.behind.is_empty() {
             self.behind.remove(&peer);
+        }
+        if !self.misses.is_empty() {
+            self.misses.remove(&peer);
         }
         let counted = self.pending.get_mut(&id).is_some_and(|p| {
             match p.held.iter().position(|h| *h == peer) {
@@ -368,13 +390,14 @@ impl Endpoint {
         if !report.missing.is_empty() {
             ReliableCounters::bump(&self.metrics.reliable.expired, 1);
         }
-        for peer in done.iter().chain(&report.missing) {
+        // Those given up on are missing too, but were never counted in their windows.
+        let expired: Vec<PeerId> = pending.send.waiting().collect();
+        for peer in done.iter().chain(&expired) {
             // A copy still held back was never counted in its window.
             if !pending.held.contains(peer) {
                 self.window.release_peer(*peer, pending.payload_len);
             }
         }
-        let released: Vec<PeerId> = report.missing.clone();
         self.window.close(id);
         self.pending.remove(&id);
         self.room_freed += 1;
@@ -382,11 +405,46 @@ impl Endpoint {
             message_id: id,
             report,
         });
-        for peer in released {
-            // Room in its window again (by expiry): its next held copy may go.
-            self.send_held(now, peer);
+        for peer in expired {
+            let limit = self.config.give_up_after;
+            let missed = self.misses.entry(peer).or_insert(0);
+            *missed += 1;
+            if limit > 0 && *missed >= limit {
+                self.give_up_on(now, peer);
+            } else {
+                // Room in its window again (by expiry): its next held copy may go.
+                self.send_held(now, peer);
+            }
         }
         true
+    }
+
+    /// `peer` let [`EndpointConfig::give_up_after`](super::EndpointConfig::give_up_after)
+    /// messages in a row expire: every message it is owed is settled as missing for it now, and
+    /// nothing more is sent to it for a while.
+    fn give_up_on(&mut self, now: Instant, peer: PeerId) {
+        let missed = self.misses.remove(&peer).unwrap_or(0);
+        self.given_up.insert(peer, now);
+        self.behind.remove(&peer);
+        // Before settling, so that no held copy goes out as room frees.
+        self.held.remove(&peer);
+        ReliableCounters::bump(&self.metrics.reliable.given_up, 1);
+        self.events
+            .push_back(Event::SubscriberGivenUp { peer, missed });
+        let owing: Vec<u64> = self
+            .pending
+            .iter_mut()
+            .filter_map(|(id, p)| p.send.give_up(peer).then_some(*id))
+            .collect();
+        for id in owing {
+            self.peer_done(now, id, peer);
+        }
+    }
+
+    /// `peer` is owed messages normally again: its time out is over, or it came back.
+    pub(super) fn give_another_chance(&mut self, peer: PeerId) {
+        self.given_up.remove(&peer);
+        self.misses.remove(&peer);
     }
 
     /// Retransmits every message whose time has come to the peers still missing it, and

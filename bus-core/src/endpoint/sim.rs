@@ -48,6 +48,8 @@ pub struct SimEndpoint {
     pub subscriber_changes: Vec<(TopicId, PeerId, bool)>,
     /// Subscribers reported behind, in order.
     pub behind: Vec<PeerId>,
+    /// Subscribers given up on, in order.
+    pub given_up: Vec<PeerId>,
     app: Option<App>,
 }
 
@@ -84,6 +86,7 @@ impl SimEndpoint {
             membership: Vec::new(),
             subscriber_changes: Vec::new(),
             behind: Vec::new(),
+            given_up: Vec::new(),
             app: None,
         }
     }
@@ -123,6 +126,7 @@ impl SimEndpoint {
                         self.subscriber_changes.push((topic, peer, false));
                     }
                     Event::SubscriberBehind { peer, .. } => self.behind.push(peer),
+                    Event::SubscriberGivenUp { peer, .. } => self.given_up.push(peer),
                     Event::WindowRoom(_) | Event::Pong { .. } => {}
                 }
             }

@@ -862,3 +862,65 @@ fn idle_peers_are_pinged_rarely_and_busy_ones_every_interval() {
         "{busy} pings in 30 s with traffic"
     );
 }
+
+/// Field report, item 7: the publisher retransmitted 7.6k times a second toward a subscriber
+/// that never acknowledged, until every message's deadline. After `give_up_after` messages in a
+/// row expire it is given up on: reported missing from every message at once (never `Ok`),
+/// sent nothing, and after `given_up_for` given another chance, which a recovered subscriber
+/// takes.
+#[test]
+fn a_subscriber_that_keeps_missing_messages_is_given_up_on_for_a_while() {
+    let tune = |config| EndpointConfig {
+        give_up_after: 8,
+        given_up_for: Duration::from_secs(10),
+        ..config
+    };
+    let deadline = Duration::from_secs(1);
+    let mut c = cluster_with(7, lossy(0.0), Security::Insecure, 2, deadline, tune);
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).len() < 2
+    });
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead());
+    // 100 messages a second, for `seconds` more seconds.
+    let mut published = 0;
+    let mut publish_for = |c: &mut Cluster, seconds: u64| {
+        for _ in 0..seconds * 10 {
+            published += 10;
+            c.allow(published);
+            let until = c.sim.now() + Duration::from_millis(100);
+            c.sim.drive_until(until);
+        }
+    };
+    let retransmitted = |c: &Cluster| {
+        c.publisher()
+            .endpoint
+            .metrics()
+            .snapshot()
+            .reliable
+            .retransmitted
+    };
+
+    publish_for(&mut c, 3);
+    assert_eq!(c.publisher().given_up, vec![peer_of(2)]);
+    let before = retransmitted(&c);
+    publish_for(&mut c, 5);
+    assert_eq!(retransmitted(&c), before, "nothing more is sent to it");
+    let laggard = peer_of(2);
+    for report in c.reports() {
+        assert_eq!(report.missing, vec![laggard], "never Ok without it");
+        assert_eq!(report.acked, vec![peer_of(1)]);
+    }
+
+    // Its time out ends: it is owed messages again, misses them again, and is given up again.
+    publish_for(&mut c, 8);
+    assert!(retransmitted(&c) > before, "a new chance");
+    assert_eq!(c.publisher().given_up, vec![laggard, laggard]);
+
+    // It recovers; at its next chance it gets everything again.
+    c.sim.network.set_link(NodeId(2), NodeId(0), lossy(0.0));
+    publish_for(&mut c, 12);
+    let reports = c.reports();
+    let last = reports.last().unwrap();
+    assert!(last.is_complete(), "{last:?}");
+    assert_eq!(c.publisher().given_up.len(), 2);
+}

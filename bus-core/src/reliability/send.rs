@@ -195,6 +195,8 @@ pub struct ReliableSend {
     waiting: Vec<Waiting>,
     acked: Vec<PeerId>,
     left: Vec<PeerId>,
+    /// Peers given up on: still owed, reported missing, but sent nothing more.
+    given_up: Vec<PeerId>,
     deadline: Instant,
     max_rto: Duration,
     retransmissions: u32,
@@ -222,6 +224,7 @@ impl ReliableSend {
                 .collect(),
             acked: Vec::new(),
             left: Vec::new(),
+            given_up: Vec::new(),
             deadline,
             max_rto,
             retransmissions: 0,
@@ -261,7 +264,14 @@ impl ReliableSend {
                 self.acked.push(peer);
                 true
             }
-            None => false,
+            None => {
+                // Given up on, yet it got a copy (through the group): the report says so.
+                if let Some(i) = self.given_up.iter().position(|p| *p == peer) {
+                    self.given_up.swap_remove(i);
+                    self.acked.push(peer);
+                }
+                false
+            }
         }
     }
 
@@ -271,6 +281,19 @@ impl ReliableSend {
             Some(i) => {
                 self.waiting.swap_remove(i);
                 self.left.push(peer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives up on `peer`: nothing more is sent to it, and it is reported missing whatever
+    /// happens. Returns whether it was still owed the message.
+    pub fn give_up(&mut self, peer: PeerId) -> bool {
+        match self.waiting.iter().position(|w| w.peer == peer) {
+            Some(i) => {
+                self.waiting.swap_remove(i);
+                self.given_up.push(peer);
                 true
             }
             None => false,
@@ -307,8 +330,8 @@ impl ReliableSend {
         Some(next.min(self.deadline))
     }
 
-    /// The peers still owed the message.
-    pub fn missing(&self) -> impl Iterator<Item = PeerId> + '_ {
+    /// The peers still waited for (not given up on).
+    pub fn waiting(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.waiting.iter().map(|w| w.peer)
     }
 
@@ -322,7 +345,10 @@ impl ReliableSend {
             message_id: self.id,
             acked: self.acked.clone(),
             left: self.left.clone(),
-            missing: self.missing().collect(),
+            missing: self
+                .waiting()
+                .chain(self.given_up.iter().copied())
+                .collect(),
             retransmissions: self.retransmissions,
         };
         report.acked.sort();

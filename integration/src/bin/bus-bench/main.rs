@@ -9,7 +9,9 @@
 //! hidden subcommand) subscribes and counts deliveries for `--secs` after `--warmup`, then
 //! reports. One line per result on stdout:
 //! `peer=bus mode=thr transport=udp reliability=best_effort size=64 msgs_per_s=... mb_per_s=...`
-//! With `--runs R` > 1, each run goes to stderr and the median to stdout.
+//! With `--runs R` > 1, each run goes to stderr and the median to stdout. `--reliability
+//! reliable --laggard true` adds a subscriber that never acknowledges (its acks are dropped
+//! before they leave), and reports the others' rate.
 //!
 //! Everything stays on loopback: both peers bind to 127.0.0.1 and join their group there, on a
 //! port of their own.
@@ -214,6 +216,7 @@ fn bench_builder(group: SocketAddr, link: &Link, seed: u64) -> bus_actors::BusBu
             loss: link.loss,
             duplicate: 0.0,
             seed,
+            ..Faults::NONE
         })
     } else {
         builder

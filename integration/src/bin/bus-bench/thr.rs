@@ -22,8 +22,12 @@ pub(super) fn thr(args: &Args) -> Res<()> {
         reliable,
         subscribers: subscribers.max(1),
         batch: args.num("batch", 1)?,
+        laggard: args.str("laggard", "false") == "true",
         link,
     };
+    if run.laggard && (!reliable || link.encrypted) {
+        return Err("--laggard: reliable and unencrypted only (it drops plaintext acks)".into());
+    }
     let mut rates = Vec::new();
     for n in 0..runs.max(1) {
         let rate = System::new().block_on(thr_once(&run))?;
@@ -63,6 +67,9 @@ pub(super) struct ThrRun {
     subscribers: usize,
     /// Reliable messages per `publish_reliable_batch` call; 1: one `publish_reliable` each.
     batch: usize,
+    /// One more subscriber, which receives and answers pings but never acknowledges; the
+    /// rate reported is the others'.
+    laggard: bool,
     link: Link,
 }
 
@@ -104,6 +111,25 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
         children.push((child, reader));
     }
 
+    let laggard = if run.laggard {
+        let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args([
+                "_thr-sub",
+                "--group",
+                &group.to_string(),
+                "--drop-acks",
+                "true",
+            ])
+            .args(["--secs", "3600"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn the laggard: {e}"))?;
+        Some(integration::child::Reaper(child))
+    } else {
+        None
+    };
+
     let bus = bench_builder(group, &run.link, 1)
         .start()
         .await
@@ -113,7 +139,7 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
         &bus,
         &mut ev,
         Blob::ID,
-        run.subscribers,
+        run.subscribers + usize::from(run.laggard),
         Duration::from_secs(30),
     )
     .await;
@@ -143,8 +169,11 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
             while in_flight.len() < 4096 {
                 in_flight.push(bus.publish_reliable(Blob { data: data.clone() }));
             }
-            if let Some(Err(e)) = in_flight.next().await {
-                return Err(format!("reliable send failed: {e}"));
+            match in_flight.next().await {
+                // Owed to the laggard too, so never delivered to everyone.
+                Some(Err(bus_actors::Error::Undelivered { .. })) if run.laggard => {}
+                Some(Err(e)) => return Err(format!("reliable send failed: {e}")),
+                _ => {}
             }
         }
     }
@@ -152,11 +181,12 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
         let stats = bus.metrics().reliable;
         let cpu = cpu_seconds() - cpu_before;
         eprintln!(
-            "# sent={} retransmitted={} acked={} expired={} retransmissions_per_message={:.4} pending_peak={} publisher_cpu_us_per_message={:.2}",
+            "# sent={} retransmitted={} acked={} expired={} given_up={} retransmissions_per_message={:.4} pending_peak={} publisher_cpu_us_per_message={:.2}",
             stats.sent,
             stats.retransmitted,
             stats.acked,
             stats.expired,
+            stats.given_up,
             stats.retransmitted as f64 / stats.acked.max(1) as f64,
             stats.pending_peak,
             cpu * 1e6 / stats.sent.max(1) as f64,
@@ -183,6 +213,7 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
         rates.push(rate.ok_or("thr: a subscriber reported no result")?);
     }
     let _ = bus.shutdown().await;
+    drop(laggard);
     for (mut child, reader) in children {
         drop(child.stdin.take());
         let _ = child.wait();
@@ -199,10 +230,14 @@ pub(super) async fn thr_sub(args: Args) -> Res<()> {
         .map_err(|e| format!("--group: {e}"))?;
     let secs: f64 = args.num("secs", 5.0)?;
     let warmup: f64 = args.num("warmup", 1.0)?;
-    let bus = bench_builder(group, &Link::from_args(&args)?, 2)
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut builder = bench_builder(group, &Link::from_args(&args)?, 2);
+    if args.str("drop-acks", "false") == "true" {
+        builder = builder.inject_faults(Faults {
+            drop_acks: true,
+            ..Faults::NONE
+        });
+    }
+    let bus = builder.start().await.map_err(|e| e.to_string())?;
     let count = Arc::new(AtomicU64::new(0));
     bus.subscribe::<Blob>(Count(count.clone()).start().recipient())
         .await
