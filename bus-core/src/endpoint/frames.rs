@@ -117,6 +117,16 @@ impl Endpoint {
                         });
                     }
                 }
+                Frame::SessionUnknown { index } => {
+                    // From the peer itself (authenticated), about the session we send it on:
+                    // drop it; traffic goes under our epoch until the new handshake is done.
+                    if let Some(addr) = self.table.get(&sender).map(|p| p.addr)
+                        && self.sessions.sends_on(addr, index)
+                    {
+                        self.sessions.forget(addr);
+                        self.maybe_initiate(now, sender, addr);
+                    }
+                }
                 Frame::Peers(peers) => {
                     // Only a peer we know (whose beacon we authenticated) introduces others.
                     if self.table.get(&sender).is_some() {

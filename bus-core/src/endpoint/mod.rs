@@ -356,6 +356,8 @@ pub struct Endpoint {
     given_up: BTreeMap<PeerId, Instant>,
     /// The messages whose copy to each subscriber behind is held back, oldest first.
     held: BTreeMap<PeerId, VecDeque<u64>>,
+    /// Addresses we told they send on a session we do not have, and when.
+    hinted: HashMap<SocketAddr, Instant, FastHash>,
     /// Addresses we introduced ourselves to because a peer told us of them, and when.
     introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// Message ids to acknowledge, by the address of their sender.
@@ -382,6 +384,7 @@ impl Endpoint {
             HashMap::with_hasher(hasher()),
         );
         let pings = pings::Pings::new(now, hasher(), hasher());
+        let hinted = HashMap::with_hasher(hasher());
         // A random first id: a restarted peer's ids land far from its previous life's.
         let first_message_id = rng.next_u64() >> 2;
         let incarnation = rng.next_u64();
@@ -433,6 +436,7 @@ impl Endpoint {
             given_up: BTreeMap::new(),
             held: BTreeMap::new(),
             introduced,
+            hinted,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
             events: VecDeque::new(),

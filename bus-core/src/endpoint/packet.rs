@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Endpoint, Target};
 use crate::PeerId;
+use crate::crypto::OpenError;
 use crate::metrics::DropReason;
 use crate::time::{Duration, Instant};
 use crate::wire::{Frame, Header, HeaderExtension, HeaderFlags, HeaderRepr, PacketType};
@@ -40,6 +41,9 @@ pub(super) struct Opened {
     pub(super) body: Bytes,
     pub(super) to_group: bool,
 }
+
+/// How often a peer is told at most that it sends on a session we do not have.
+const HINT_EVERY: Duration = Duration::from_secs(1);
 
 impl Endpoint {
     /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
@@ -81,7 +85,7 @@ impl Endpoint {
                 })
             }
             (PacketType::MulticastData, false) => self.open_epoch(datagram),
-            (PacketType::Data, false) => self.open_session(now, datagram),
+            (PacketType::Data, false) => self.open_session(now, from, datagram),
             (PacketType::HandshakeInit, false) => {
                 self.handle_initiation(now, from, &datagram);
                 None
@@ -124,7 +128,28 @@ impl Endpoint {
         }
     }
 
-    fn open_session(&mut self, now: Instant, bytes: Bytes) -> Option<Opened> {
+    /// A known peer at `from` sends on session `index`, which we do not have (we lost it, or
+    /// dropped it): we tell it, at most once a [`HINT_EVERY`] per address, so it drops the
+    /// session and a new handshake follows instead of its traffic being lost until the next
+    /// rekey. Nothing is sent for addresses of no known peer.
+    fn hint_unknown_session(&mut self, now: Instant, from: SocketAddr, index: u32) {
+        let recent = self
+            .hinted
+            .get(&from)
+            .is_some_and(|at| now.saturating_duration_since(*at) < HINT_EVERY);
+        if recent || !self.table.peers().any(|p| p.addr == from) {
+            return;
+        }
+        self.hinted.insert(from, now);
+        if self
+            .queue(Target::Unicast(from), &Frame::SessionUnknown { index })
+            .is_err()
+        {
+            self.metrics.dropped(DropReason::SendFailed);
+        }
+    }
+
+    fn open_session(&mut self, now: Instant, from: SocketAddr, bytes: Bytes) -> Option<Opened> {
         let index = match Header::new_checked(&bytes[..]) {
             Ok(header) => header.session_index(),
             Err(e) => {
@@ -144,6 +169,9 @@ impl Endpoint {
                 })
             }
             Err(e) => {
+                if e == OpenError::UnknownSender {
+                    self.hint_unknown_session(now, from, index);
+                }
                 self.metrics.dropped(DropReason::of_open_error(e));
                 None
             }

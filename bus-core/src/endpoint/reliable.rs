@@ -272,6 +272,8 @@ impl Endpoint {
         let interval = self.config.beacon_interval;
         self.introduced
             .retain(|_, at| now.saturating_duration_since(*at) < interval);
+        self.hinted
+            .retain(|_, at| now.saturating_duration_since(*at) < Duration::from_secs(1));
     }
 
     /// Where `peer` is, or was last when it fell silent.

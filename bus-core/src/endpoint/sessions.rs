@@ -210,6 +210,15 @@ impl Sessions {
             .any(|o| o.addr == addr && now - o.sent_at < patience)
     }
 
+    /// Whether we send to `addr` on a session the peer knows by `index` (its session index,
+    /// as it names it in a [`SessionUnknown`](crate::wire::Frame::SessionUnknown) hint).
+    pub(crate) fn sends_on(&self, addr: SocketAddr, index: u32) -> bool {
+        self.by_addr
+            .get(&addr)
+            .and_then(|s| s.current.as_ref())
+            .is_some_and(|s| s.remote_index == index)
+    }
+
     /// Forgets the sessions of `peer` at every address it had (it left).
     pub(crate) fn forget_peer(&mut self, peer: PeerId) {
         let addrs: Vec<SocketAddr> = self

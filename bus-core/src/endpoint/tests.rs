@@ -924,3 +924,38 @@ fn a_subscriber_that_keeps_missing_messages_is_given_up_on_for_a_while() {
     assert!(last.is_complete(), "{last:?}");
     assert_eq!(c.publisher().given_up.len(), 2);
 }
+
+/// Field report, item 1: nothing told a peer that the other side had lost their session, so
+/// its traffic was dropped (`unknown_peer`) until the next rekey, up to 120 s. Here the
+/// responder loses its session without restarting: its hint makes the initiator drop the
+/// session and handshake again, and the next reliable message arrives at once.
+#[test]
+fn a_peer_told_its_session_is_unknown_handshakes_again() {
+    let mut c = cluster_with(9, lossy(0.0), psk(), 1, Duration::from_secs(5), |c| c);
+    c.allow(1);
+    c.settle(1, Duration::from_secs(10));
+    let until = c.sim.now() + Duration::from_secs(5);
+    c.sim
+        .drive_while(until, |nodes| nodes[0].endpoint.handshakes() == 0);
+    c.allow(2);
+    c.settle(2, Duration::from_secs(5));
+    assert_eq!(c.publisher().endpoint.handshakes(), 1);
+
+    c.sim.nodes[1].endpoint.sessions.forget_peer(peer_of(0));
+    let lost_at = c.sim.now();
+    c.allow(3);
+    c.settle(3, Duration::from_secs(5));
+    let took = c.sim.now().saturating_duration_since(lost_at);
+    assert!(took < Duration::from_secs(1), "delivered after {took:?}");
+    assert!(c.reports().iter().all(|r| r.is_complete()));
+    assert_eq!(c.delivered(1), vec![0, 1, 2]);
+    let dropped = c.sim.nodes[1].endpoint.metrics().snapshot();
+    assert!(
+        dropped.drops(DropReason::UnknownPeer) >= 1,
+        "the old session was used"
+    );
+    let until = c.sim.now() + Duration::from_secs(2);
+    c.sim
+        .drive_while(until, |nodes| nodes[0].endpoint.handshakes() < 2);
+    assert_eq!(c.publisher().endpoint.handshakes(), 2, "a new session");
+}

@@ -59,11 +59,13 @@ pub enum FrameType {
     Timestamp = 0x11,
     /// See [`Frame::Peers`].
     Peers = 0x12,
+    /// See [`Frame::SessionUnknown`].
+    SessionUnknown = 0x13,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 19] = [
+    pub const ALL: [FrameType; 20] = [
         FrameType::Padding,
         FrameType::Beacon,
         FrameType::Publish,
@@ -83,6 +85,7 @@ impl FrameType {
         FrameType::Pong,
         FrameType::Timestamp,
         FrameType::Peers,
+        FrameType::SessionUnknown,
     ];
 
     /// The type named by `byte`.
@@ -115,6 +118,7 @@ impl FrameType {
             FrameType::Pong => "pong",
             FrameType::Timestamp => "timestamp",
             FrameType::Peers => "peers",
+            FrameType::SessionUnknown => "session_unknown",
         }
     }
 }
@@ -474,6 +478,17 @@ pub enum Frame<'a> {
     /// | 0x12 | count v | (peer id (16), family u8 (4 or 6), address (4 or 16), port u16) ... |
     /// ```
     Peers(Vec<PeerAddr>),
+    /// A packet sealed under a session the sender does not know (by its session index) came
+    /// from the receiver: the receiver drops that session, and a new handshake follows.
+    /// Sent at most once a second to a known peer, sealed without the session it names.
+    ///
+    /// ```text
+    /// | 0x13 | session index u32 (little-endian) |
+    /// ```
+    SessionUnknown {
+        /// The session index the packet carried: the sender's index of the session.
+        index: u32,
+    },
 }
 
 /// A peer and where its unicast socket is, in a [`Frame::Peers`].
@@ -508,6 +523,7 @@ impl<'a> Frame<'a> {
             Frame::Pong { .. } => FrameType::Pong,
             Frame::Timestamp { .. } => FrameType::Timestamp,
             Frame::Peers(_) => FrameType::Peers,
+            Frame::SessionUnknown { .. } => FrameType::SessionUnknown,
         }
     }
 
@@ -671,6 +687,7 @@ impl<'a> Frame<'a> {
                 out.put_u8(u8::from(*hears_your_group));
             }
             Frame::Timestamp { sent_at_us } => out.put_slice(&sent_at_us.to_le_bytes()),
+            Frame::SessionUnknown { index } => out.put_slice(&index.to_le_bytes()),
             Frame::Peers(peers) => {
                 out.put_varint(peers.len() as u64);
                 for peer in peers {
@@ -825,6 +842,9 @@ impl<'a> Frame<'a> {
                 sent_at_us: r.u64("sent at")?,
             },
             FrameType::Peers => Frame::Peers(parse_peers(r)?),
+            FrameType::SessionUnknown => Frame::SessionUnknown {
+                index: r.u32("session index")?,
+            },
         })
     }
 }

@@ -271,14 +271,23 @@ fn peers_fixture() {
 }
 
 #[test]
+fn session_unknown_fixture() {
+    let frame = Frame::SessionUnknown { index: 0x0403_0201 };
+    let expected = [0x13, 0x01, 0x02, 0x03, 0x04];
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+    assert!(parse_one(&expected[..4]).is_err(), "truncated");
+}
+
+#[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();
-    body.push(0x13);
+    body.push(0x14);
     body.extend_from_slice(&PUBLISH_BYTES);
     let frames: Vec<_> = Frames::new(&body).collect();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].is_ok());
-    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x13)));
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x14)));
 }
 
 #[test]
