@@ -172,6 +172,8 @@ pub struct Network {
     stats: NetworkStats,
     /// Whether multicast is carried (as on a LAN) or dropped (as in most clouds).
     multicast: bool,
+    /// Whether a multicast datagram also reaches its sender, as with `IP_MULTICAST_LOOP`.
+    multicast_loop: bool,
 }
 
 impl Network {
@@ -194,6 +196,7 @@ impl Network {
             trace: Vec::new(),
             stats: NetworkStats::default(),
             multicast: true,
+            multicast_loop: false,
         }
     }
 
@@ -225,6 +228,12 @@ impl Network {
         self.multicast = carried;
     }
 
+    /// Whether multicast datagrams also reach their sender (as real sockets with
+    /// `IP_MULTICAST_LOOP` do); off by default.
+    pub fn set_multicast_loop(&mut self, looped: bool) {
+        self.multicast_loop = looped;
+    }
+
     /// Cuts every link between the two groups, both ways, until [`Network::heal`].
     pub fn partition(&mut self, a: &[NodeId], b: &[NodeId]) {
         for &x in a {
@@ -253,7 +262,9 @@ impl Network {
                 self.stats.partitioned += (self.nodes.saturating_sub(1)) as u64;
             }
             Destination::Multicast => {
-                let receivers: Vec<_> = (0..self.nodes).filter(|&i| i != from.0).collect();
+                let looped = self.multicast_loop;
+                let receivers: Vec<_> =
+                    (0..self.nodes).filter(|&i| looped || i != from.0).collect();
                 if let Some((&last, rest)) = receivers.split_last() {
                     for &to in rest {
                         self.send_on_link(from, NodeId(to), bytes.clone());

@@ -383,3 +383,43 @@ async fn under_load_handshakes_complete_through_cookies() {
         .await
         .expect("no handshake completed through the cookie");
 }
+
+/// Field report: public-key mode counted its own looped-back multicast as `unknown_peer`
+/// (~85 a second idle), hiding real drops. Two public-key peers that hear each other (and
+/// themselves) count no drop at all.
+#[actix::test]
+async fn public_key_mode_counts_no_drop_for_its_own_multicast() {
+    use bus_core::crypto::noise::Keypair;
+    let group_addr = test_group();
+    let group_key = Keypair::generate(&mut rand::rng()).unwrap();
+    let identities: Vec<Keypair> = (0..2)
+        .map(|_| Keypair::generate(&mut rand::rng()).unwrap())
+        .collect();
+    let mut buses = Vec::new();
+    for identity in &identities {
+        let mut builder = bus_actors::Bus::builder()
+            .group(group_addr)
+            .beacon_interval(integration::BEACON_INTERVAL)
+            .public_key_mode(identity.clone(), group_key.clone());
+        // The other's key only, as a deployment would configure it.
+        for other in identities
+            .iter()
+            .filter(|k| k.public() != identity.public())
+        {
+            builder = builder.trust(*other.public());
+        }
+        buses.push(builder.start().await.unwrap());
+    }
+    let _rx = subscribe::<Counter>(&buses[0]).await;
+    buses[1]
+        .wait_for_subscribers::<Counter>(1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    for bus in &buses {
+        let metrics = bus.metrics();
+        // Its own beacons came back (multicast loop is on), several of them by now.
+        assert!(metrics.datagrams_in >= 3, "{metrics:?}");
+        assert_eq!(metrics.drops(DropReason::UnknownPeer), 0, "{metrics:?}");
+        bus.shutdown().await.unwrap();
+    }
+}

@@ -112,9 +112,17 @@ impl Endpoint {
         let (rekey_after, skew) = (self.config.rekey_after, self.config.max_clock_skew);
         let fresh = |timestamp_ms| epoch_is_fresh(now_ms, rekey_after, skew, timestamp_ms);
         let (security, epochs) = (&self.config.security, &mut self.epochs);
+        let local = self.config.local_id;
+        let mut looped = false;
         let opened = epochs.open_fresh_range(&mut packet, fresh, |sender, material, ts| {
+            // Our own multicast, looped back: we hold no receiver key for ourselves (in
+            // public-key mode), and it is no drop worth counting.
+            looped = sender == local;
             security.epoch_key(sender, material, ts)
         });
+        if looped && opened.is_err() {
+            return None;
+        }
         match opened {
             Ok((sender, range, flags)) => Some(Opened {
                 sender,

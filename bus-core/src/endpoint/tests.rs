@@ -959,3 +959,45 @@ fn a_peer_told_its_session_is_unknown_handshakes_again() {
         .drive_while(until, |nodes| nodes[0].endpoint.handshakes() < 2);
     assert_eq!(c.publisher().endpoint.handshakes(), 2, "a new session");
 }
+
+/// Two public-key nodes that trust each other (not themselves), multicast looped back to its
+/// sender as real sockets do, under the seed `seed`.
+fn public_key_pair(seed: u64) -> Simulation<SimEndpoint> {
+    use crate::crypto::noise::Keypair;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let group = Keypair::generate(&mut rng).unwrap();
+    let identities: Vec<Keypair> = (0..2)
+        .map(|_| Keypair::generate(&mut rng).unwrap())
+        .collect();
+    let nodes = (0..2)
+        .map(|node| {
+            let other = 1 - node;
+            let security = Security::PublicKey {
+                identity: identities[node].clone(),
+                group: group.clone(),
+                trusted: HashMap::from([(peer_of(other), *identities[other].public())]),
+            };
+            let config = node_config(node, &security, |c| c);
+            SimEndpoint::new(NodeId(node), config, node_seed(seed, node))
+        })
+        .collect();
+    let mut sim = Simulation::new(seed, LinkConfig::default(), nodes);
+    sim.network.set_multicast_loop(true);
+    sim
+}
+
+/// Field report, item 7 of the attacks: public-key mode counted its own looped-back multicast
+/// as `unknown_peer` (about 85 a second idle), hiding real drops.
+#[test]
+fn public_key_mode_counts_no_drop_for_its_own_looped_multicast() {
+    let mut sim = public_key_pair(10);
+    sim.drive_until(Instant::from_millis(10_000));
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let metrics = node.endpoint.metrics().snapshot();
+        // Its own beacons came back: ten seconds of them, besides the other's.
+        assert!(metrics.datagrams_in >= 15, "{metrics:?}");
+        assert_eq!(metrics.drops(DropReason::UnknownPeer), 0, "{metrics:?}");
+        assert!(node.endpoint.confirmed(peer_of(1 - i)));
+    }
+}
