@@ -245,6 +245,7 @@ mod tests {
             peer_id: PeerId([id; 16]),
             version: PROTOCOL_VERSION,
             leaving: false,
+            wants_reply: false,
             unicast_port: 4000 + u16::from(id),
             interval_ms: 100,
             incarnation: 7,
@@ -284,6 +285,7 @@ mod tests {
         ));
         let bye = Beacon {
             leaving: true,
+            wants_reply: false,
             ..b2
         };
         table.handle_beacon(t0, source(), &bye).unwrap();

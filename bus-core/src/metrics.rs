@@ -54,10 +54,14 @@ pub enum DropReason {
     NotSubscribed,
     /// A beacon from a second process claiming a known peer's id (in a previous incarnation).
     DuplicateId,
+    /// A packet sealed under a sender's multicast epoch that is not known to have been sent
+    /// after this peer started (a replay, or traffic from before the sender answered our
+    /// challenge); its sender is challenged.
+    Unproven,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 21] = [
+    const ALL: [DropReason; 22] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -79,6 +83,7 @@ impl DropReason {
         DropReason::CookieSent,
         DropReason::NotSubscribed,
         DropReason::DuplicateId,
+        DropReason::Unproven,
     ];
 
     /// A short, stable name for dashboards.
@@ -105,6 +110,7 @@ impl DropReason {
             DropReason::CookieSent => "cookie_sent",
             DropReason::NotSubscribed => "not_subscribed",
             DropReason::DuplicateId => "duplicate_id",
+            DropReason::Unproven => "unproven",
         }
     }
 

@@ -39,6 +39,7 @@ fn valid_packet() -> Vec<u8> {
             peer_id: PeerId([5; 16]),
             version: 1,
             leaving: false,
+            wants_reply: false,
             unicast_port: 40000,
             interval_ms: 1000,
             incarnation: 7,
@@ -116,6 +117,10 @@ fn valid_packet() -> Vec<u8> {
             ping_received_at_us: 456,
             sent_at_us: 789,
             hears_your_group: false,
+            knows_you_fresh: true,
+            incarnation: 7,
+            epoch_ms: 8,
+            epoch_counter: 9,
         },
     ];
     for frame in &frames {

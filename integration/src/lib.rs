@@ -229,6 +229,20 @@ pub async fn await_group_reaches(
     .await;
 }
 
+/// Waits until `bus` knows `count` peers that answered it (confirmed), reading `events` as
+/// they come.
+///
+/// # Panics
+/// If it knows fewer within `within`.
+pub async fn await_known(
+    bus: &Bus,
+    events: &mut mpsc::UnboundedReceiver<BusEvent>,
+    count: usize,
+    within: Duration,
+) {
+    await_peers(bus, events, count, within, "peers", |p| p.confirmed).await;
+}
+
 /// Waits until `count` known peers satisfy `pred`, reading `events` as they come.
 async fn await_peers(
     bus: &Bus,
@@ -297,6 +311,23 @@ pub async fn receive<T>(
     let _ = tokio::time::timeout(within, wait).await;
     assert_eq!(got.len(), count, "received {} of {count}", got.len());
     got
+}
+
+/// Asserts that `bus` dropped nothing but what an encrypted peer refuses while it meets its
+/// peers: `unproven` packets, sealed under a sender's epoch before that sender answered its
+/// challenge (a few per peer, at the start; see the security chapter on freshness).
+///
+/// # Panics
+/// If anything else was dropped, or more than 8 unproven packets per known peer.
+pub fn assert_only_startup_drops(bus: &Bus) {
+    let metrics = bus.metrics();
+    let unproven = metrics.drops(bus_actors::DropReason::Unproven);
+    assert_eq!(metrics.total_drops() - unproven, 0, "{metrics:?}");
+    let bound = 8 * bus.peers().len().max(1) as u64;
+    assert!(
+        unproven <= bound,
+        "{unproven} unproven (at most {bound}): {metrics:?}"
+    );
 }
 
 /// Whether `event` concerns peer `id` leaving or becoming unreachable.

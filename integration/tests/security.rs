@@ -38,6 +38,7 @@ fn sniffer(group: SocketAddr) -> UdpSocket {
 /// Three encrypted peers, `b` and `c` subscribed to [`Counter`] and known to `a` as such, and a
 /// sniffer on their group.
 struct Trio {
+    group: SocketAddr,
     spy: UdpSocket,
     a: bus_actors::Bus,
     b: bus_actors::Bus,
@@ -57,6 +58,7 @@ async fn spied_trio() -> Trio {
     let mut ev = events(&a);
     await_subscribers(&a, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
     Trio {
+        group,
         spy,
         a,
         b,
@@ -303,8 +305,8 @@ async fn discovered_peers_handshake_and_talk_over_sessions() {
     // the responder saw the initiator use it.
     assert!(a.metrics().session_datagrams_in > 0, "{:?}", a.metrics());
     assert!(b.metrics().session_datagrams_in > 0, "{:?}", b.metrics());
-    assert_eq!(a.metrics().total_drops(), 0, "{:?}", a.metrics());
-    assert_eq!(b.metrics().total_drops(), 0, "{:?}", b.metrics());
+    integration::assert_only_startup_drops(&a);
+    integration::assert_only_startup_drops(&b);
 }
 
 /// Public-key mode: every peer has its own key pair and trusts the others' public keys; the
@@ -421,5 +423,97 @@ async fn public_key_mode_counts_no_drop_for_its_own_multicast() {
         assert!(metrics.datagrams_in >= 3, "{metrics:?}");
         assert_eq!(metrics.drops(DropReason::UnknownPeer), 0, "{metrics:?}");
         bus.shutdown().await.unwrap();
+    }
+}
+
+/// Waits until `bus` has taken in at least `count` datagrams more than `before` said.
+async fn await_datagrams(bus: &bus_actors::Bus, before: u64, count: u64) {
+    let wait = async {
+        while bus.metrics().datagrams_in < before + count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("the replayed datagrams arrive");
+}
+
+/// Field report, item 1 of the attacks: a restarted peer delivered 707 recorded messages, and
+/// a peer that did not exist when they were sent 1,063. Here, on loopback sockets, traffic
+/// captured on the group is sent as raw datagrams to the subscriber restarted with the same
+/// id, and to a peer that joined after: neither delivers any of it; live traffic still
+/// arrives, once.
+#[actix::test]
+async fn recorded_traffic_replayed_into_a_restarted_or_new_peer_delivers_nothing() {
+    let Trio {
+        group,
+        spy,
+        a,
+        b,
+        mut rx_b,
+        ..
+    } = spied_trio().await;
+    let mut ev = events(&a);
+    integration::await_group_reaches(&a, &mut ev, Counter::ID, 2, Duration::from_secs(5)).await;
+    for seq in 0..50 {
+        a.publish(Counter { publisher: 7, seq }).await.unwrap();
+    }
+    receive(&mut rx_b, 50, Duration::from_secs(5)).await;
+    let mut captured = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = spy.recv_from(&mut buf) {
+        captured.push(buf[..n].to_vec());
+    }
+    assert!(captured.len() >= 3, "{} datagrams captured", captured.len());
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+
+    // b, killed and started again with the same id; it meets a before the replay.
+    let id = b.local_id();
+    b.shutdown().await.unwrap();
+    let reborn = secure_builder(group, KEY)
+        .peer_id(id)
+        .start()
+        .await
+        .unwrap();
+    let newcomer = secure_builder(group, KEY).start().await.unwrap();
+    let mut receivers = Vec::new();
+    for bus in [&reborn, &newcomer] {
+        let rx = subscribe::<Counter>(bus).await;
+        let mut ev = events(bus);
+        integration::await_known(bus, &mut ev, 2, Duration::from_secs(5)).await;
+        let before = bus.metrics().datagrams_in;
+        for datagram in &captured {
+            attacker.send_to(datagram, bus.local_addr()).unwrap();
+        }
+        await_datagrams(bus, before, captured.len() as u64).await;
+        receivers.push(rx);
+    }
+    // Until a subscriber says it hears the group, it also gets unicast copies; a best-effort
+    // message sent while that changes can arrive twice (a known gap of the fan-out handover,
+    // not of replay protection), so the live message waits for all three to hear the group.
+    integration::await_group_reaches(&a, &mut ev, Counter::ID, 3, Duration::from_secs(5)).await;
+    a.publish(Counter {
+        publisher: 7,
+        seq: 99,
+    })
+    .await
+    .unwrap();
+    for (bus, rx) in [&reborn, &newcomer].into_iter().zip(&mut receivers) {
+        let live = receive(rx, 1, Duration::from_secs(5)).await;
+        assert_eq!(live[0].message.seq, 99, "only live traffic");
+        assert!(rx.try_recv().is_err(), "a recorded message was delivered");
+        // Every recorded datagram of another peer was refused (its own it ignores).
+        let others = captured
+            .iter()
+            .filter(|d| {
+                let header = bus_core::wire::Header::new_checked(&d[..]).unwrap();
+                header.sender() != Some(bus.local_id())
+            })
+            .count() as u64;
+        let refused = bus.metrics();
+        assert!(
+            refused.drops(DropReason::Unproven) + refused.drops(DropReason::Replay) >= others,
+            "{others} recorded: {refused:?}"
+        );
     }
 }

@@ -13,8 +13,8 @@ mod session;
 
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use session::{
-    EpochReceiver, OpenError, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES, SUITE_CHACHA,
-    SenderEpoch, Session, epoch_key_psk, epoch_key_receiver,
+    EpochOpened, EpochReceiver, OpenError, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES,
+    SUITE_CHACHA, SenderEpoch, Session, epoch_key_psk, epoch_key_receiver,
 };
 
 /// 32 fresh random bytes from `rng`: a new pre-shared key, or epoch material. The core reads no

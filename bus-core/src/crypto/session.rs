@@ -415,6 +415,21 @@ impl SenderEpoch {
     }
 }
 
+/// A multicast data packet opened in place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochOpened {
+    /// Who sealed it.
+    pub sender: PeerId,
+    /// Where its body lies in the packet.
+    pub body: Range<usize>,
+    /// Its header's flags.
+    pub flags: HeaderFlags,
+    /// When its epoch started: the sender's wall clock, in ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Its counter in that epoch.
+    pub counter: u64,
+}
+
 struct EpochState {
     sender: PeerId,
     material: [u8; 32],
@@ -473,7 +488,7 @@ impl EpochReceiver {
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
     ) -> Result<(PeerId, Range<usize>), OpenError> {
         self.open_fresh_range(packet, |_| true, key_of)
-            .map(|(sender, body, _)| (sender, body))
+            .map(|opened| (opened.sender, opened.body))
     }
 
     /// [`EpochReceiver::open_range`], refusing with [`OpenError::Expired`] a packet whose epoch
@@ -487,7 +502,7 @@ impl EpochReceiver {
         packet: &mut [u8],
         is_fresh: impl FnOnce(u64) -> bool,
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
-    ) -> Result<(PeerId, Range<usize>, HeaderFlags), OpenError> {
+    ) -> Result<EpochOpened, OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::MulticastData {
             return Err(OpenError::Malformed);
@@ -534,7 +549,13 @@ impl EpochReceiver {
                 body
             }
         };
-        Ok((sender, body, flags))
+        Ok(EpochOpened {
+            sender,
+            body,
+            flags,
+            timestamp_ms: epoch_timestamp_ms,
+            counter: fields.0,
+        })
     }
 
     /// Epochs cached.

@@ -45,6 +45,17 @@ impl Endpoint {
                     match self.table.handle_beacon(now, from, &beacon) {
                         Ok(()) => {
                             membership_changed = true;
+                            self.beacon_life(opened, beacon.incarnation);
+                            if beacon.wants_reply
+                                && let Some(addr) = self.table.get(&sender).map(|p| p.addr)
+                            {
+                                // It has just come to know us fresh: tell it about us, and
+                                // ask again whether it takes what we send.
+                                self.send_beacon(&[Target::Unicast(addr)], false);
+                                if !self.confirmed(sender) {
+                                    self.ping(now, sender);
+                                }
+                            }
                             if opened.to_group {
                                 // Its multicast reaches us: it will hear so in our pongs.
                                 self.group_heard.insert(sender, now);
@@ -85,27 +96,29 @@ impl Endpoint {
                     ping_id,
                     sent_at_us,
                 } => {
-                    let pong = Frame::Pong {
-                        ping_id,
-                        ping_sent_at_us: sent_at_us,
-                        ping_received_at_us: now.as_micros(),
-                        sent_at_us: now.as_micros(),
-                        hears_your_group: self.hears_group_of(sender, now),
-                    };
                     let reply_to = self.table.get(&sender).map_or(from, |info| info.addr);
-                    if self.queue(Target::Unicast(reply_to), &pong).is_err() {
-                        self.metrics.dropped(DropReason::SendFailed);
-                    }
+                    self.answer_ping(now, sender, reply_to, ping_id, sent_at_us);
                 }
                 Frame::Pong {
+                    ping_id,
                     ping_sent_at_us,
                     ping_received_at_us,
                     sent_at_us,
                     hears_your_group,
-                    ..
+                    knows_you_fresh,
+                    incarnation,
+                    epoch_ms,
+                    epoch_counter,
                 } => {
+                    if self.pings.issued(ping_id) {
+                        self.on_answer(now, sender, from, (incarnation, epoch_ms, epoch_counter));
+                    }
                     if self.table.get(&sender).is_some() {
-                        self.reached_by_group(now, sender, hears_your_group);
+                        // Routed to once it takes what we send: it opens our packets (it
+                        // answered) and knows them fresh.
+                        if knows_you_fresh {
+                            self.reached_by_group(now, sender, hears_your_group);
+                        }
                         self.events.push_back(Event::Pong {
                             peer: sender,
                             sample: PingSample {
@@ -117,16 +130,7 @@ impl Endpoint {
                         });
                     }
                 }
-                Frame::SessionUnknown { index } => {
-                    // From the peer itself (authenticated), about the session we send it on:
-                    // drop it; traffic goes under our epoch until the new handshake is done.
-                    if let Some(addr) = self.table.get(&sender).map(|p| p.addr)
-                        && self.sessions.sends_on(addr, index)
-                    {
-                        self.sessions.forget(addr);
-                        self.maybe_initiate(now, sender, addr);
-                    }
-                }
+                Frame::SessionUnknown { index } => self.on_session_unknown(now, sender, index),
                 Frame::Peers(peers) => {
                     // Only a peer we know (whose beacon we authenticated) introduces others.
                     if self.table.get(&sender).is_some() {
@@ -142,6 +146,46 @@ impl Endpoint {
             if let Some(addr) = self.table.get(&sender).map(|p| p.addr) {
                 self.maybe_initiate(now, sender, addr);
             }
+        }
+    }
+
+    /// `sender` says (authenticated) it does not have session `index`: if that is the one we
+    /// send it on, we drop it; traffic goes under our epoch until a new handshake is done. Safe
+    /// to act on even from a packet not known fresh: a replayed hint names a session that is
+    /// no longer the current one.
+    pub(super) fn on_session_unknown(&mut self, now: Instant, sender: PeerId, index: u32) {
+        if let Some(addr) = self.table.get(&sender).map(|p| p.addr)
+            && self.sessions.sends_on(addr, index)
+        {
+            self.sessions.drop_current(addr);
+            self.maybe_initiate(now, sender, addr);
+        }
+    }
+
+    /// Answers `sender`'s ping `ping_id` at `to`, with what the pinger needs to know our
+    /// multicast fresh from now on.
+    pub(super) fn answer_ping(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        to: SocketAddr,
+        ping_id: u64,
+        sent_at_us: u64,
+    ) {
+        let (epoch_ms, epoch_counter) = self.epoch_position(now);
+        let pong = Frame::Pong {
+            ping_id,
+            ping_sent_at_us: sent_at_us,
+            ping_received_at_us: now.as_micros(),
+            sent_at_us: now.as_micros(),
+            hears_your_group: self.hears_group_of(sender, now),
+            knows_you_fresh: self.knows_fresh(sender),
+            incarnation: self.incarnation,
+            epoch_ms,
+            epoch_counter,
+        };
+        if self.queue(Target::Unicast(to), &pong).is_err() {
+            self.metrics.dropped(DropReason::SendFailed);
         }
     }
 

@@ -16,12 +16,13 @@ use crate::{PeerId, TopicId};
 const GOSSIP_PEERS: usize = 32;
 
 impl Endpoint {
-    pub(super) fn beacon(&self, leaving: bool) -> Vec<u8> {
+    pub(super) fn beacon(&self, leaving: bool, wants_reply: bool) -> Vec<u8> {
         let config = &self.config;
         let frame = Frame::Beacon(Beacon {
             peer_id: config.local_id,
             version: PROTOCOL_VERSION,
             leaving,
+            wants_reply,
             unicast_port: config.unicast_port,
             interval_ms: u32::try_from(config.beacon_interval.as_millis()).unwrap_or(u32::MAX),
             incarnation: self.incarnation,
@@ -39,7 +40,15 @@ impl Endpoint {
 
     /// Sends our beacon to each of `targets`.
     pub(super) fn send_beacon(&mut self, targets: &[Target], leaving: bool) {
-        let beacon = self.beacon(leaving);
+        self.send_beacon_of(targets, self.beacon(leaving, false));
+    }
+
+    /// Sends our beacon to `to`, asking for its in return.
+    pub(super) fn send_beacon_asking(&mut self, to: SocketAddr) {
+        self.send_beacon_of(&[Target::Unicast(to)], self.beacon(false, true));
+    }
+
+    fn send_beacon_of(&mut self, targets: &[Target], beacon: Vec<u8>) {
         for target in targets {
             if self
                 .queue_encoded(*target, FrameType::Beacon, &beacon)

@@ -24,6 +24,7 @@
 //! byte, encrypted or not.
 
 mod frames;
+mod freshness;
 mod handshakes;
 mod membership;
 mod packet;
@@ -315,6 +316,8 @@ pub struct Endpoint {
     sessions: Sessions,
     /// Our multicast epoch (secure modes), and when it started on our clock.
     epoch: Option<(SenderEpoch, Instant)>,
+    /// What we know to be fresh of others' multicast.
+    freshness: freshness::Freshness,
     /// Multicast epoch keys of the senders heard from.
     epochs: EpochReceiver,
     /// The secret of our cookies, made when first under load.
@@ -383,8 +386,11 @@ impl Endpoint {
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
         );
-        let pings = pings::Pings::new(now, hasher(), hasher());
+        let (ping_hashers, freshness_hashers) = ((hasher(), hasher()), (hasher(), hasher()));
         let hinted = HashMap::with_hasher(hasher());
+        let first_ping_id = rng.next_u64();
+        let pings = pings::Pings::new(now, first_ping_id, ping_hashers.0, ping_hashers.1);
+        let freshness = freshness::Freshness::new(freshness_hashers.0, freshness_hashers.1);
         // A random first id: a restarted peer's ids land far from its previous life's.
         let first_message_id = rng.next_u64() >> 2;
         let incarnation = rng.next_u64();
@@ -416,6 +422,7 @@ impl Endpoint {
             wakeup: false,
             packet_counter: 0,
             epoch: None,
+            freshness,
             epochs: EpochReceiver::new(MAX_EPOCHS),
             cookies: None,
             handshakes_in_flight: 0,
@@ -513,6 +520,43 @@ impl Endpoint {
         wall + now.saturating_duration_since(read_at)
     }
 
+    /// Keeps our multicast epoch current (secure modes): a new one every `rekey_after`, or
+    /// when its counter runs out, each stamped later than the one before (receivers take a
+    /// later epoch of a life they know fresh as fresh: see the freshness module).
+    fn advance_epochs(&mut self, now: Instant) {
+        if self.config.security.is_insecure() {
+            return;
+        }
+        let rekey_after = self.config.rekey_after;
+        let due = self.epoch.as_ref().is_none_or(|(e, started)| {
+            now.saturating_duration_since(*started) >= rekey_after || e.sent() >= 1 << 32
+        });
+        if !due {
+            return;
+        }
+        let previous_ms = self.epoch.as_ref().map_or(0, |(e, _)| e.timestamp_ms());
+        let wall_ms = self.wall_at(now).as_millis().max(previous_ms + 1);
+        let local = self.config.local_id;
+        // None only if our own key is missing, which the configuration rules out; the old
+        // epoch then stays until the next try.
+        if let Some(fresh) = self
+            .config
+            .security
+            .new_epoch(local, wall_ms, &mut self.rng)
+        {
+            self.epoch = Some((fresh, now));
+        }
+    }
+
+    /// When our current epoch started and the counter of our next packet in it (0 and 0 when
+    /// insecure).
+    fn epoch_position(&mut self, now: Instant) -> (u64, u64) {
+        self.advance_epochs(now);
+        self.epoch
+            .as_ref()
+            .map_or((0, 0), |(epoch, _)| (epoch.timestamp_ms(), epoch.sent()))
+    }
+
     fn read_wall(&mut self, now: Instant, wall: WallClock) {
         self.wall = (now, wall);
     }
@@ -536,13 +580,18 @@ impl Endpoint {
             // Our own multicast, looped back.
             return;
         }
-        self.handle_body(now, from, &opened);
+        if self.is_fresh(&opened) {
+            self.handle_body(now, from, &opened);
+        } else {
+            self.handle_unproven(now, from, &opened);
+        }
     }
 
     /// The instant [`Endpoint::poll_timeout`] returned has come: beacons, liveness,
     /// retransmissions and deadlines.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallClock) {
         self.read_wall(now, wall);
+        self.advance_epochs(now);
         if now >= self.next_beacon {
             let targets = self.beacon_targets();
             self.send_beacon(&targets, false);

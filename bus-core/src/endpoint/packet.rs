@@ -40,10 +40,20 @@ pub(super) struct Opened {
     pub(super) sender: PeerId,
     pub(super) body: Bytes,
     pub(super) to_group: bool,
+    /// For a packet sealed under a multicast epoch: when the epoch started (the sender's wall
+    /// clock, ms) and the packet's counter in it, which say whether it is known to be fresh
+    /// (see the freshness module).
+    pub(super) epoch: Option<(u64, u64)>,
 }
 
 /// How often a peer is told at most that it sends on a session we do not have.
 const HINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The size of a hint sealed under our epoch: header, timestamp and hint frames, tag.
+const HINT_PACKET_LEN: usize = 72 + 9 + 5 + 16;
+
+/// Addresses told at most within [`HINT_EVERY`].
+const MAX_HINTED: usize = 4096;
 
 impl Endpoint {
     /// Authenticates and decrypts a datagram as the security mode requires: its sender and its
@@ -82,6 +92,7 @@ impl Endpoint {
                     sender,
                     body,
                     to_group,
+                    epoch: None,
                 })
             }
             (PacketType::MulticastData, false) => self.open_epoch(datagram),
@@ -120,14 +131,15 @@ impl Endpoint {
             looped = sender == local;
             security.epoch_key(sender, material, ts)
         });
-        if looped && opened.is_err() {
+        if looped && opened == Err(OpenError::UnknownSender) {
             return None;
         }
         match opened {
-            Ok((sender, range, flags)) => Some(Opened {
-                sender,
-                body: packet.freeze().slice(range),
-                to_group: flags.contains(HeaderFlags::TO_GROUP),
+            Ok(opened) => Some(Opened {
+                sender: opened.sender,
+                body: packet.freeze().slice(opened.body),
+                to_group: opened.flags.contains(HeaderFlags::TO_GROUP),
+                epoch: Some((opened.timestamp_ms, opened.counter)),
             }),
             Err(e) => {
                 self.metrics.dropped(DropReason::of_open_error(e));
@@ -136,16 +148,19 @@ impl Endpoint {
         }
     }
 
-    /// A known peer at `from` sends on session `index`, which we do not have (we lost it, or
-    /// dropped it): we tell it, at most once a [`HINT_EVERY`] per address, so it drops the
+    /// A peer at `from` sends on session `index`, which we do not have (we lost it, restarted,
+    /// or dropped it): we tell it, at most once a [`HINT_EVERY`] per address, so it drops the
     /// session and a new handshake follows instead of its traffic being lost until the next
-    /// rekey. Nothing is sent for addresses of no known peer.
-    fn hint_unknown_session(&mut self, now: Instant, from: SocketAddr, index: u32) {
+    /// rekey. To an address of no known peer (we may have restarted and know nobody yet) only
+    /// if the hint is at most three times the size of what came, and while fewer than
+    /// [`MAX_HINTED`] addresses are waiting: no amplifier for spoofed junk.
+    fn hint_unknown_session(&mut self, now: Instant, from: SocketAddr, index: u32, len: usize) {
         let recent = self
             .hinted
             .get(&from)
             .is_some_and(|at| now.saturating_duration_since(*at) < HINT_EVERY);
-        if recent || !self.table.peers().any(|p| p.addr == from) {
+        let known = self.table.peers().any(|p| p.addr == from);
+        if recent || (!known && (len * 3 < HINT_PACKET_LEN || self.hinted.len() >= MAX_HINTED)) {
             return;
         }
         self.hinted.insert(from, now);
@@ -165,6 +180,7 @@ impl Endpoint {
                 return None;
             }
         };
+        let len = bytes.len();
         let mut packet = writable(bytes);
         match self.sessions.open(index, &mut packet, now) {
             Ok((sender, range)) => {
@@ -174,11 +190,12 @@ impl Endpoint {
                     body: packet.freeze().slice(range),
                     // A session is with one peer: never the group.
                     to_group: false,
+                    epoch: None,
                 })
             }
             Err(e) => {
                 if e == OpenError::UnknownSender {
-                    self.hint_unknown_session(now, from, index);
+                    self.hint_unknown_session(now, from, index, len);
                 }
                 self.metrics.dropped(DropReason::of_open_error(e));
                 None
@@ -216,6 +233,7 @@ impl Endpoint {
             packet.extend_from_slice(body);
             return packet;
         }
+        self.advance_epochs(now);
         let mut plaintext = Vec::with_capacity(timestamp.encoded_len() + body.len());
         timestamp.emit(&mut plaintext);
         plaintext.extend_from_slice(body);
@@ -223,24 +241,6 @@ impl Endpoint {
             let mut packet = Vec::with_capacity(plaintext.len() + 32);
             if self.sessions.seal(addr, &plaintext, &mut packet, now) {
                 return packet;
-            }
-        }
-        let rekey_after = self.config.rekey_after;
-        let stale = self
-            .epoch
-            .as_ref()
-            .is_none_or(|(e, started)| now - *started >= rekey_after || e.sent() >= 1 << 32);
-        if stale {
-            let wall_ms = self.wall_at(now).as_millis();
-            let local = self.config.local_id;
-            // None only if our own key is missing, which the configuration rules out; the
-            // old epoch then stays until the next try.
-            if let Some(fresh) = self
-                .config
-                .security
-                .new_epoch(local, wall_ms, &mut self.rng)
-            {
-                self.epoch = Some((fresh, now));
             }
         }
         let mut packet = Vec::with_capacity(plaintext.len() + 88);

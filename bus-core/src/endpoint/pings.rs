@@ -20,6 +20,9 @@ use crate::wire::Frame;
 #[derive(Debug)]
 pub(super) struct Pings {
     next_tick: Instant,
+    /// Ping ids of this life run from `first_id`, a random number: an answer to one of them
+    /// was sent after we started (see the freshness module).
+    first_id: u64,
     next_id: u64,
     /// When each known peer was last pinged, and the interval to its next ping if idle.
     last: HashMap<PeerId, (Instant, Duration), FastHash>,
@@ -28,12 +31,30 @@ pub(super) struct Pings {
 }
 
 impl Pings {
-    pub(super) fn new(now: Instant, last: FastHash, active: FastHash) -> Pings {
+    pub(super) fn new(now: Instant, first_id: u64, last: FastHash, active: FastHash) -> Pings {
+        // Room for 2^62 pings before the ids would wrap.
+        let first_id = first_id >> 2;
         Pings {
             next_tick: now,
-            next_id: 0,
+            first_id,
+            next_id: first_id,
             last: HashMap::with_hasher(last),
             active: HashSet::with_hasher(active),
+        }
+    }
+
+    /// Whether this life of ours issued ping `id`.
+    pub(super) fn issued(&self, id: u64) -> bool {
+        (self.first_id..self.next_id).contains(&id)
+    }
+
+    /// A new ping, sent at `now`.
+    pub(super) fn next_ping(&mut self, now: Instant) -> Frame<'static> {
+        let ping_id = self.next_id;
+        self.next_id += 1;
+        Frame::Ping {
+            ping_id,
+            sent_at_us: now.as_micros(),
         }
     }
 
@@ -70,11 +91,7 @@ impl Endpoint {
         let Some(addr) = self.table.get(&peer).map(|p| p.addr) else {
             return;
         };
-        let frame = Frame::Ping {
-            ping_id: self.pings.next_id,
-            sent_at_us: now.as_micros(),
-        };
-        self.pings.next_id += 1;
+        let frame = self.pings.next_ping(now);
         let (active, idle) = (self.config.ping_interval, self.config.idle_ping_interval);
         let interval = match self.pings.last.get(&peer) {
             Some((_, interval)) if !self.pings.active.contains(&peer) => (*interval * 2).min(idle),

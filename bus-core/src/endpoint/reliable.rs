@@ -266,6 +266,9 @@ impl Endpoint {
         let owed_for = self.longest_deadline + self.config.max_rto;
         self.lost
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < owed_for);
+        // An epoch is refused as stale once older than this (see `epoch_is_fresh`).
+        let epochs_last = self.config.rekey_after * 2 + self.config.max_clock_skew;
+        self.freshness.prune(now, epochs_last);
         let given_up_for = self.config.given_up_for;
         self.given_up
             .retain(|_, since| now.saturating_duration_since(*since) < given_up_for);

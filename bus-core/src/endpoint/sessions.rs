@@ -219,6 +219,17 @@ impl Sessions {
             .is_some_and(|s| s.remote_index == index)
     }
 
+    /// Drops the session we send on to `addr` (the peer said it does not have it), keeping any
+    /// newer one a handshake is setting up.
+    pub(crate) fn drop_current(&mut self, addr: SocketAddr) {
+        if let Some(slots) = self.by_addr.get_mut(&addr)
+            && let Some(session) = slots.current.take()
+        {
+            self.addr_of_index.remove(&session.local_index);
+            slots.current_heard = false;
+        }
+    }
+
     /// Forgets the sessions of `peer` at every address it had (it left).
     pub(crate) fn forget_peer(&mut self, peer: PeerId) {
         let addrs: Vec<SocketAddr> = self

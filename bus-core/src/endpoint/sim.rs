@@ -51,6 +51,9 @@ pub struct SimEndpoint {
     /// Subscribers given up on, in order.
     pub given_up: Vec<PeerId>,
     app: Option<App>,
+    /// Every datagram it received and from whom, once [`SimEndpoint::capturing`]: what an
+    /// attacker on the wire records, to replay.
+    pub captured: Option<Vec<(NodeId, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for SimEndpoint {
@@ -88,7 +91,14 @@ impl SimEndpoint {
             behind: Vec::new(),
             given_up: Vec::new(),
             app: None,
+            captured: None,
         }
+    }
+
+    /// Records every datagram it receives from now on (see [`SimEndpoint::captured`]).
+    pub fn capturing(mut self) -> Self {
+        self.captured = Some(Vec::new());
+        self
     }
 
     /// Runs `app` after every input from now on.
@@ -143,6 +153,9 @@ fn wall(now: Instant) -> WallClock {
 
 impl Node for SimEndpoint {
     fn handle_datagram(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        if let Some(captured) = self.captured.as_mut() {
+            captured.push((from, bytes.to_vec()));
+        }
         let datagram = Bytes::copy_from_slice(bytes);
         self.endpoint
             .handle_datagram(now, wall(now), sim_addr(from), datagram);

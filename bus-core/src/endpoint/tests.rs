@@ -1001,3 +1001,99 @@ fn public_key_mode_counts_no_drop_for_its_own_looped_multicast() {
         assert!(node.endpoint.confirmed(peer_of(1 - i)));
     }
 }
+
+/// Publishes `count` best-effort messages of [`TOPIC`] at node 0 now, payloads from `first`.
+fn publish_best_effort_from(c: &mut Cluster, first: u64, count: u64) {
+    let now = c.sim.now();
+    for seq in first..first + count {
+        c.sim.nodes[0]
+            .endpoint
+            .publish(TOPIC, 0, &seq.to_le_bytes())
+            .unwrap();
+    }
+    c.sim.nodes[0].settle(now);
+}
+
+/// Field report, item 1 of the attacks: replay windows live in memory, so a restarted peer
+/// delivered 707 recorded messages, and a peer that did not exist when they were sent 1,063,
+/// reliable ones too. Every datagram a subscriber received (reliable and best effort, in its
+/// sessions and under the publisher's epoch) is recorded and replayed, once into the same
+/// subscriber restarted, once into a peer that joined later: neither delivers any of it, and
+/// both go on receiving live traffic exactly once.
+#[test]
+fn recorded_traffic_replayed_into_a_restarted_or_new_peer_delivers_nothing() {
+    // Two subscribers, so the publisher's messages go to the group, under its epoch.
+    let mut c = cluster_with(12, lossy(0.0), psk(), 2, Duration::from_secs(5), |c| c);
+    let config = node_config(1, &psk(), |c| c);
+    c.sim.nodes[1] = SimEndpoint::new(NodeId(1), config, node_seed(12, 1)).capturing();
+    c.sim.nodes[1].endpoint.subscribe(TOPIC);
+    c.sim.drive_while(Instant::from_millis(10_000), |nodes| {
+        let publisher = &nodes[0].endpoint;
+        !(publisher.hears_our_multicast(peer_of(1)) && publisher.hears_our_multicast(peer_of(2)))
+    });
+    c.allow(100);
+    c.settle(100, Duration::from_secs(10));
+    publish_best_effort_from(&mut c, 1_000, 50);
+    let until = c.sim.now() + Duration::from_secs(1);
+    c.sim.drive_until(until);
+    assert_eq!(c.delivered(1).len(), 150, "the original got everything");
+    let recorded = c.sim.nodes[1].captured.take().unwrap();
+    assert!(recorded.len() >= 3, "{} datagrams", recorded.len());
+    let under_epoch = recorded
+        .iter()
+        .filter(|(_, d)| PacketType::of_datagram(d) == Ok(PacketType::MulticastData))
+        .count();
+    assert!(
+        under_epoch >= 3,
+        "the messages went to the group: {under_epoch} datagrams"
+    );
+    assert!(c.publisher().endpoint.metrics().snapshot().fanout_unicast == 0);
+
+    let replay = |c: &mut Cluster, node: &mut SimEndpoint| {
+        use crate::sim::Node;
+        let now = c.sim.now();
+        for (from, bytes) in &recorded {
+            node.handle_datagram(now, *from, bytes);
+        }
+        node.handle_timeout(now);
+    };
+
+    // The same subscriber, restarted: it meets the publisher again, then gets the recording.
+    let restart = c.sim.now();
+    let config = node_config(1, &psk(), |c| c);
+    let mut reborn = SimEndpoint::started_at(NodeId(1), config, node_seed(13, 1), restart);
+    reborn.endpoint.subscribe(TOPIC);
+    c.sim.nodes[1] = reborn;
+    let until = restart + Duration::from_secs(3);
+    c.sim.drive_until(until);
+    let mut reborn = std::mem::replace(
+        &mut c.sim.nodes[1],
+        SimEndpoint::new(NodeId(9), node_config(9, &psk(), |c| c), node_seed(12, 9)),
+    );
+    replay(&mut c, &mut reborn);
+    c.sim.nodes[1] = reborn;
+    assert!(c.delivered(1).is_empty(), "{:?}", c.delivered(1));
+    let refused = c.sim.nodes[1].endpoint.metrics().snapshot();
+    assert!(refused.drops(DropReason::Unproven) + refused.drops(DropReason::UnknownPeer) > 0);
+    // Live traffic still flows, once.
+    c.allow(110);
+    c.settle(110, Duration::from_secs(5));
+    publish_best_effort_from(&mut c, 2_000, 5);
+    let until = c.sim.now() + Duration::from_secs(1);
+    c.sim.drive_until(until);
+    let mut live = c.delivered(1);
+    live.sort_unstable();
+    assert_eq!(live, (100..110).chain(2_000..2_005).collect::<Vec<_>>());
+
+    // A peer that did not exist when the recording was made, with the key, subscribed.
+    let config = node_config(3, &psk(), |c| c);
+    let now = c.sim.now();
+    let mut newcomer = SimEndpoint::started_at(NodeId(3), config, node_seed(12, 3), now);
+    newcomer.endpoint.subscribe(TOPIC);
+    replay(&mut c, &mut newcomer);
+    assert!(
+        newcomer.delivered.is_empty(),
+        "{:?}",
+        newcomer.delivered.len()
+    );
+}

@@ -123,6 +123,9 @@ impl FrameType {
     }
 }
 
+const PONG_HEARS_YOUR_GROUP: u8 = 0b0000_0001;
+const PONG_KNOWS_YOU_FRESH: u8 = 0b0000_0010;
+
 /// A peer's periodic announcement of itself.
 ///
 /// ```text
@@ -134,7 +137,9 @@ impl FrameType {
 /// +---------------+------------------+---------------+--------------------------+
 /// ```
 ///
-/// Flag bit 0 means the peer is leaving (sent on graceful shutdown); other bits are reserved.
+/// Flag bit 0 means the peer is leaving (sent on graceful shutdown); bit 1 asks the receiver
+/// for its own beacon in return (the sender may have refused the receiver's earlier ones as
+/// not known fresh); other bits are reserved.
 /// The incarnation is drawn at random when the peer starts: a known id with a new incarnation
 /// has restarted, and what was set up with its previous life is void.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -145,6 +150,8 @@ pub struct Beacon<'a> {
     pub version: u8,
     /// Whether this is the peer's goodbye.
     pub leaving: bool,
+    /// Whether the sender asks for the receiver's beacon in return.
+    pub wants_reply: bool,
     /// The port of its unicast socket, at the address the beacon came from.
     pub unicast_port: u16,
     /// How often it beacons, so receivers can time its liveness.
@@ -159,6 +166,7 @@ pub struct Beacon<'a> {
 
 impl Beacon<'_> {
     const LEAVING: u8 = 0b0000_0001;
+    const WANTS_REPLY: u8 = 0b0000_0010;
 }
 
 /// Acknowledged message ids, as disjoint inclusive ranges from the highest down.
@@ -445,10 +453,15 @@ pub enum Frame<'a> {
     ///
     /// ```text
     /// | 0x10 | ping id v | ping sent at u64 | ping received at u64 | sent at u64 | flags u8 |
+    /// | incarnation u64 | epoch start u64 | epoch counter v |
     /// ```
     ///
     /// Flag bit 0: the responder hears the pinger's multicast (its group beacons arrived
-    /// lately); other bits are reserved.
+    /// lately); bit 1: it knows the pinger's multicast packets fresh; other bits are reserved. The rest says which life of the responder answers,
+    /// and where its multicast stands: when its current epoch started (ms, its wall clock, as
+    /// in the epoch's headers) and the counter its next packet in it will carry. A pong
+    /// answering a ping of ours was sent after we started, so its multicast from there on is
+    /// fresh (0 and 0 when insecure).
     Pong {
         /// The ping answered.
         ping_id: u64,
@@ -460,6 +473,15 @@ pub enum Frame<'a> {
         sent_at_us: u64,
         /// Whether the responder hears the pinger's multicast.
         hears_your_group: bool,
+        /// Whether the responder knows the pinger's multicast packets fresh (so it takes
+        /// them): only then is it routed to.
+        knows_you_fresh: bool,
+        /// The responder's incarnation.
+        incarnation: u64,
+        /// When the responder's current multicast epoch started (ms since the Unix epoch).
+        epoch_ms: u64,
+        /// The counter of the responder's next packet in that epoch.
+        epoch_counter: u64,
     },
     /// The sender's clock when the packet left; it dates the frames that follow it in the
     /// packet (one per datagram rather than one per message).
@@ -552,7 +574,13 @@ impl<'a> Frame<'a> {
             Frame::Beacon(beacon) => {
                 out.put_slice(beacon.peer_id.as_bytes());
                 out.put_u8(beacon.version);
-                out.put_u8(if beacon.leaving { Beacon::LEAVING } else { 0 });
+                let leaving = if beacon.leaving { Beacon::LEAVING } else { 0 };
+                let reply = if beacon.wants_reply {
+                    Beacon::WANTS_REPLY
+                } else {
+                    0
+                };
+                out.put_u8(leaving | reply);
                 out.put_slice(&beacon.unicast_port.to_le_bytes());
                 out.put_varint(u64::from(beacon.interval_ms));
                 out.put_slice(&beacon.incarnation.to_le_bytes());
@@ -679,12 +707,29 @@ impl<'a> Frame<'a> {
                 ping_received_at_us,
                 sent_at_us,
                 hears_your_group,
+                knows_you_fresh,
+                incarnation,
+                epoch_ms,
+                epoch_counter,
             } => {
                 out.put_varint(*ping_id);
                 out.put_slice(&ping_sent_at_us.to_le_bytes());
                 out.put_slice(&ping_received_at_us.to_le_bytes());
                 out.put_slice(&sent_at_us.to_le_bytes());
-                out.put_u8(u8::from(*hears_your_group));
+                let hears = if *hears_your_group {
+                    PONG_HEARS_YOUR_GROUP
+                } else {
+                    0
+                };
+                let knows = if *knows_you_fresh {
+                    PONG_KNOWS_YOU_FRESH
+                } else {
+                    0
+                };
+                out.put_u8(hears | knows);
+                out.put_slice(&incarnation.to_le_bytes());
+                out.put_slice(&epoch_ms.to_le_bytes());
+                out.put_varint(*epoch_counter);
             }
             Frame::Timestamp { sent_at_us } => out.put_slice(&sent_at_us.to_le_bytes()),
             Frame::SessionUnknown { index } => out.put_slice(&index.to_le_bytes()),
@@ -822,22 +867,30 @@ impl<'a> Frame<'a> {
                 ping_id: r.varint("ping id")?,
                 sent_at_us: r.u64("sent at")?,
             },
-            FrameType::Pong => Frame::Pong {
-                ping_id: r.varint("ping id")?,
-                ping_sent_at_us: r.u64("ping sent at")?,
-                ping_received_at_us: r.u64("ping received at")?,
-                sent_at_us: r.u64("sent at")?,
-                hears_your_group: match r.u8("pong flags")? {
-                    0 => false,
-                    1 => true,
-                    value => {
-                        return Err(DecodeError::ReservedBitsSet {
-                            field: "pong flags",
-                            value,
-                        });
-                    }
-                },
-            },
+            FrameType::Pong => {
+                let ping_id = r.varint("ping id")?;
+                let ping_sent_at_us = r.u64("ping sent at")?;
+                let ping_received_at_us = r.u64("ping received at")?;
+                let sent_at_us = r.u64("sent at")?;
+                let flags = r.u8("pong flags")?;
+                if flags & !(PONG_HEARS_YOUR_GROUP | PONG_KNOWS_YOU_FRESH) != 0 {
+                    return Err(DecodeError::ReservedBitsSet {
+                        field: "pong flags",
+                        value: flags,
+                    });
+                }
+                Frame::Pong {
+                    ping_id,
+                    ping_sent_at_us,
+                    ping_received_at_us,
+                    sent_at_us,
+                    hears_your_group: flags & PONG_HEARS_YOUR_GROUP != 0,
+                    knows_you_fresh: flags & PONG_KNOWS_YOU_FRESH != 0,
+                    incarnation: r.u64("incarnation")?,
+                    epoch_ms: r.u64("epoch start")?,
+                    epoch_counter: r.varint("epoch counter")?,
+                }
+            }
             FrameType::Timestamp => Frame::Timestamp {
                 sent_at_us: r.u64("sent at")?,
             },
@@ -879,7 +932,7 @@ fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
     let peer_id = PeerId(r.array("peer id")?);
     let version = r.u8("version")?;
     let flags = r.u8("beacon flags")?;
-    if flags & !Beacon::LEAVING != 0 {
+    if flags & !(Beacon::LEAVING | Beacon::WANTS_REPLY) != 0 {
         return Err(DecodeError::ReservedBitsSet {
             field: "beacon flags",
             value: flags,
@@ -903,6 +956,7 @@ fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
         peer_id,
         version,
         leaving: flags & Beacon::LEAVING != 0,
+        wants_reply: flags & Beacon::WANTS_REPLY != 0,
         unicast_port,
         interval_ms,
         incarnation,

@@ -114,6 +114,7 @@ fn beacon_fixture() {
         peer_id: PeerId([0x11; 16]),
         version: PROTOCOL_VERSION,
         leaving: true,
+        wants_reply: false,
         unicast_port: 0x1234,
         interval_ms: 1000,
         incarnation: 7,
@@ -138,6 +139,7 @@ fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
         peer_id: PeerId([0; 16]),
         version: 1,
         leaving: false,
+        wants_reply: false,
         unicast_port: 1783,
         interval_ms: 1,
         incarnation: 7,
@@ -146,7 +148,7 @@ fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
     });
     let bytes = emitted(&beacon);
     let mut flagged = bytes.clone();
-    flagged[18] = 0x02;
+    flagged[18] = 0x04;
     assert!(matches!(
         parse_one(&flagged),
         Err(DecodeError::ReservedBitsSet {
@@ -178,13 +180,21 @@ fn ping_pong_fixtures() {
         ping_received_at_us: 3,
         sent_at_us: 4,
         hears_your_group: true,
+        knows_you_fresh: true,
+        incarnation: 5,
+        epoch_ms: 6,
+        epoch_counter: 7,
     };
     let bytes = emitted(&pong);
-    assert_eq!(bytes.len(), 2 + 24 + 1);
-    assert_eq!(bytes[26], 1);
+    assert_eq!(bytes.len(), 2 + 24 + 1 + 8 + 8 + 1);
+    assert_eq!(bytes[26], 3);
+    assert_eq!(
+        bytes[27..],
+        [5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 7]
+    );
     assert_eq!(parse_one(&bytes), Ok(pong));
     let mut reserved = bytes;
-    reserved[26] = 2;
+    reserved[26] = 4;
     assert!(matches!(
         parse_one(&reserved),
         Err(DecodeError::ReservedBitsSet {
@@ -352,6 +362,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
                 peer_id: PeerId(id),
                 version,
                 leaving,
+                wants_reply: !leaving,
                 unicast_port: port,
                 interval_ms: interval,
                 incarnation: 7,
@@ -452,14 +463,19 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             any::<u64>(),
             any::<u64>(),
             any::<u64>(),
-            any::<bool>()
+            any::<bool>(),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
         )
-            .prop_map(|(p, a, b, c, g)| Frame::Pong {
+            .prop_map(|(p, a, b, c, g, (i, e, n))| Frame::Pong {
                 ping_id: p,
                 ping_sent_at_us: a,
                 ping_received_at_us: b,
                 sent_at_us: c,
                 hears_your_group: g,
+                knows_you_fresh: !g,
+                incarnation: i,
+                epoch_ms: e,
+                epoch_counter: n,
             }),
         any::<u64>().prop_map(|t| Frame::Timestamp { sent_at_us: t }),
     ]
