@@ -1097,3 +1097,78 @@ fn recorded_traffic_replayed_into_a_restarted_or_new_peer_delivers_nothing() {
         newcomer.delivered.len()
     );
 }
+
+/// A replayed beacon of a peer's earlier life read as a restart (its sessions dropped) or, for
+/// the life just before, as a duplicate id. Here node 1's beacons are kept from node 0 for a
+/// while (recorded by node 2, as an attacker would), node 1 restarts, and the recording is
+/// replayed into node 0: no second restart, no duplicate id, no new handshake; node 1's new
+/// life keeps getting messages.
+#[test]
+fn a_replayed_beacon_of_an_earlier_life_changes_nothing() {
+    let mut c = cluster_with(14, lossy(0.0), psk(), 2, Duration::from_secs(5), |c| c);
+    c.allow(20);
+    c.settle(20, Duration::from_secs(10));
+    // Node 1's old life, kept from node 0 and recorded at node 2.
+    c.sim.nodes[2].captured = Some(Vec::new());
+    c.sim.network.set_link(NodeId(1), NodeId(0), dead());
+    let until = c.sim.now() + Duration::from_secs(3);
+    c.sim.drive_until(until);
+    c.sim.network.set_link(NodeId(1), NodeId(0), lossy(0.0));
+    let old_life: Vec<Vec<u8>> = c.sim.nodes[2]
+        .captured
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter(|(from, bytes)| {
+            *from == NodeId(1) && PacketType::of_datagram(bytes) == Ok(PacketType::MulticastData)
+        })
+        .map(|(_, bytes)| bytes)
+        .collect();
+    assert!(old_life.len() >= 2, "{} recorded", old_life.len());
+
+    let restart = c.sim.now();
+    let config = node_config(1, &psk(), |c| c);
+    let mut reborn = SimEndpoint::started_at(NodeId(1), config, node_seed(15, 1), restart);
+    reborn.endpoint.subscribe(TOPIC);
+    c.sim.nodes[1] = reborn;
+    c.allow(40);
+    c.settle(40, Duration::from_secs(5));
+    let restarts = |c: &Cluster| {
+        c.publisher()
+            .membership
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    MembershipEvent::Restarted(_) | MembershipEvent::DuplicateId { .. }
+                )
+            })
+            .count()
+    };
+    assert_eq!(restarts(&c), 1, "the real restart");
+    let handshakes = c.publisher().endpoint.handshakes();
+    let before = c.publisher().endpoint.metrics().snapshot();
+
+    {
+        use crate::sim::Node;
+        let now = c.sim.now();
+        for bytes in &old_life {
+            c.sim.nodes[0].handle_datagram(now, NodeId(1), bytes);
+        }
+    }
+    let after = c.publisher().endpoint.metrics().snapshot();
+    c.allow(60);
+    c.settle(60, Duration::from_secs(5));
+    assert_eq!(restarts(&c), 1, "{:?}", c.publisher().membership);
+    assert_eq!(c.publisher().endpoint.handshakes(), handshakes);
+    assert!(c.reports().iter().all(|r| r.is_complete()));
+    // Each recorded packet refused: as unproven, or as a replay if it had reached node 0.
+    let refused = |m: &crate::metrics::MetricsSnapshot| {
+        m.drops(DropReason::Unproven) + m.drops(DropReason::Replay)
+    };
+    assert_eq!(
+        refused(&after) - refused(&before),
+        old_life.len() as u64,
+        "{after:?}"
+    );
+}
