@@ -147,7 +147,7 @@ impl BusBuilder {
         rng.fill_bytes(&mut endpoint_seed);
         let clock = crate::clock::Clock::new();
         let endpoint = Endpoint::new(
-            config.endpoint_config(local_id, local_addr.port()),
+            config.endpoint_config(local_id, local_addr),
             endpoint_seed,
             clock.now(),
             clock.wall(),

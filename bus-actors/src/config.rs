@@ -81,10 +81,15 @@ impl Config {
         }
     }
 
-    /// What the endpoint of peer `local_id`, reachable at `unicast_port`, runs with.
-    pub(crate) fn endpoint_config(&self, local_id: PeerId, unicast_port: u16) -> EndpointConfig {
+    /// What the endpoint of peer `local_id`, reachable at `unicast`, runs with.
+    pub(crate) fn endpoint_config(
+        &self,
+        local_id: PeerId,
+        unicast: std::net::SocketAddr,
+    ) -> EndpointConfig {
         EndpointConfig {
-            unicast_port,
+            unicast_port: unicast.port(),
+            unicast_ip: Some(unicast.ip()).filter(|ip| !ip.is_unspecified()),
             beacon_interval: self.beacon_interval,
             liveness_factor: self.liveness_factor,
             seeds: self.seeds.clone(),

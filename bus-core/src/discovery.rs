@@ -133,7 +133,12 @@ impl PeerTable {
         topics.dedup();
         let info = PeerInfo {
             id: beacon.peer_id,
-            addr: SocketAddr::new(source.ip(), beacon.unicast_port),
+            // Where it says it is, if it says so (encrypted peers do, so that a replay from
+            // elsewhere cannot move it), else where the beacon came from.
+            addr: SocketAddr::new(
+                beacon.unicast_ip.unwrap_or(source.ip()),
+                beacon.unicast_port,
+            ),
             topics,
             metadata: beacon
                 .metadata
@@ -246,6 +251,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             leaving: false,
             wants_reply: false,
+            unicast_ip: None,
             unicast_port: 4000 + u16::from(id),
             interval_ms: 100,
             incarnation: 7,

@@ -58,10 +58,16 @@ pub enum DropReason {
     /// after this peer started (a replay, or traffic from before the sender answered our
     /// challenge); its sender is challenged.
     Unproven,
+    /// A packet sealed under a sender's multicast epoch for another peer (it names its
+    /// recipient): a replay of what was sent to someone else.
+    Misdirected,
+    /// A message or acknowledgement in a unicast packet under a sender's multicast epoch that
+    /// names no recipient (only control frames may travel so).
+    Unbound,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 22] = [
+    const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -84,6 +90,8 @@ impl DropReason {
         DropReason::NotSubscribed,
         DropReason::DuplicateId,
         DropReason::Unproven,
+        DropReason::Misdirected,
+        DropReason::Unbound,
     ];
 
     /// A short, stable name for dashboards.
@@ -111,6 +119,8 @@ impl DropReason {
             DropReason::NotSubscribed => "not_subscribed",
             DropReason::DuplicateId => "duplicate_id",
             DropReason::Unproven => "unproven",
+            DropReason::Misdirected => "misdirected",
+            DropReason::Unbound => "unbound",
         }
     }
 

@@ -40,6 +40,7 @@ fn valid_packet() -> Vec<u8> {
             version: 1,
             leaving: false,
             wants_reply: false,
+            unicast_ip: None,
             unicast_port: 40000,
             interval_ms: 1000,
             incarnation: 7,

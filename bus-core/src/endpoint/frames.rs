@@ -22,6 +22,9 @@ impl Endpoint {
             Ok(frames) => frames,
             Err(e) => return self.metrics.dropped(DropReason::of_decode_error(&e)),
         };
+        let Some(bound) = self.recipient_check(opened, &frames) else {
+            return self.metrics.dropped(DropReason::Misdirected);
+        };
         let mut membership_changed = false;
         let mut sent_at = None;
         // Payloads for the local subscriptions, delivered together after the loop.
@@ -29,7 +32,7 @@ impl Endpoint {
         for frame in frames {
             self.metrics.frame_in(frame.frame_type());
             match frame {
-                Frame::Padding { .. } => {}
+                Frame::Padding { .. } | Frame::To { .. } => {}
                 Frame::Timestamp { sent_at_us } => {
                     sent_at = self
                         .timings
@@ -71,6 +74,9 @@ impl Endpoint {
                             membership_changed = true;
                         }
                     }
+                }
+                Frame::Publish { .. } | Frame::ReliablePublish { .. } | Frame::Ack(_) if !bound => {
+                    self.metrics.dropped(DropReason::Unbound);
                 }
                 Frame::Publish {
                     topic,
@@ -146,6 +152,25 @@ impl Endpoint {
             if let Some(addr) = self.table.get(&sender).map(|p| p.addr) {
                 self.maybe_initiate(now, sender, addr);
             }
+        }
+    }
+
+    /// Whether the packet `opened`, of `frames`, is for us: `None` if it names another
+    /// recipient (replayed from another peer's traffic); otherwise whether it may carry
+    /// messages and acknowledgements. Group and session packets may; a unicast packet under the
+    /// sender's epoch only if it names us (without a name, any key holder could have been meant,
+    /// so it may carry control frames only). Plaintext proves nothing either way.
+    pub(super) fn recipient_check(&self, opened: &Opened, frames: &[Frame<'_>]) -> Option<bool> {
+        if opened.epoch.is_none() || opened.to_group {
+            return Some(true);
+        }
+        match frames.iter().find_map(|f| match f {
+            Frame::To { peer } => Some(*peer),
+            _ => None,
+        }) {
+            Some(peer) if peer == self.config.local_id => Some(true),
+            Some(_) => None,
+            None => Some(false),
         }
     }
 

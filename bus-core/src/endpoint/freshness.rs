@@ -179,6 +179,10 @@ impl Endpoint {
         let Ok(frames) = Frames::new(&opened.body).collect::<Result<Vec<_>, _>>() else {
             return self.metrics.dropped(DropReason::Malformed);
         };
+        if self.recipient_check(opened, &frames).is_none() {
+            // Meant for another peer: nothing to answer.
+            return self.metrics.dropped(DropReason::Misdirected);
+        }
         let answer = frames.iter().find_map(|frame| match frame {
             Frame::Pong {
                 ping_id,

@@ -23,6 +23,13 @@ impl Endpoint {
             version: PROTOCOL_VERSION,
             leaving,
             wants_reply,
+            // Named when encrypted (authenticated, so a replay cannot move us); a plaintext
+            // beacon proves nothing, and the source is as good as anything it could say.
+            unicast_ip: if config.security.is_insecure() {
+                None
+            } else {
+                config.unicast_ip
+            },
             unicast_port: config.unicast_port,
             interval_ms: u32::try_from(config.beacon_interval.as_millis()).unwrap_or(u32::MAX),
             incarnation: self.incarnation,

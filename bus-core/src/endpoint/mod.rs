@@ -93,6 +93,9 @@ pub struct EndpointConfig {
     pub local_id: PeerId,
     /// The port peers reach this one's unicast socket at (advertised in beacons).
     pub unicast_port: u16,
+    /// The address of this one's unicast socket, advertised in encrypted beacons (`None`:
+    /// receivers take the beacon's source).
+    pub unicast_ip: Option<std::net::IpAddr>,
     /// Keys and trust.
     pub security: Security,
     /// How often to beacon.
@@ -149,6 +152,7 @@ impl EndpointConfig {
         EndpointConfig {
             local_id,
             unicast_port: 0,
+            unicast_ip: None,
             security,
             beacon_interval: Duration::from_secs(1),
             liveness_factor: 3,
@@ -401,9 +405,15 @@ impl Endpoint {
         };
         // The largest header a packet of this mode carries, and its tag.
         let overhead = packet_type.header_len().unwrap_or(72) + packet_type.trailer_len();
+        // In the secure modes a unicast body under our epoch also names its recipient.
+        let recipient = if config.security.is_insecure() {
+            0
+        } else {
+            packet::TO_FRAME_LEN
+        };
         let max_body = config
             .max_datagram
-            .saturating_sub(overhead + TIMESTAMP_FRAME.encoded_len());
+            .saturating_sub(overhead + TIMESTAMP_FRAME.encoded_len() + recipient);
         Endpoint {
             table: PeerTable::new(config.local_id, config.liveness_factor),
             sessions: Sessions::new(config.rekey_after),

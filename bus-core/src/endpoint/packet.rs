@@ -46,6 +46,9 @@ pub(super) struct Opened {
     pub(super) epoch: Option<(u64, u64)>,
 }
 
+/// The size of a [`Frame::To`].
+pub(super) const TO_FRAME_LEN: usize = 1 + 16;
+
 /// How often a peer is told at most that it sends on a session we do not have.
 const HINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -203,6 +206,20 @@ impl Endpoint {
         }
     }
 
+    /// The peer at `addr`, known or lately lost.
+    fn peer_at(&self, addr: SocketAddr) -> Option<PeerId> {
+        self.table
+            .peers()
+            .find(|p| p.addr == addr)
+            .map(|p| p.id)
+            .or_else(|| {
+                self.lost
+                    .iter()
+                    .find(|(_, (at, _))| *at == addr)
+                    .map(|(id, _)| *id)
+            })
+    }
+
     /// Wraps a body of frames into a packet: in insecure mode a plain header, a timestamp frame
     /// dating the frames, then the body; in the secure modes the same timestamp and body sealed
     /// under the session with the target if there is one, else under our current multicast
@@ -241,6 +258,15 @@ impl Endpoint {
             let mut packet = Vec::with_capacity(plaintext.len() + 32);
             if self.sessions.seal(addr, &plaintext, &mut packet, now) {
                 return packet;
+            }
+            // Under our epoch, which any key holder can open: name the one it is for, so that
+            // it cannot be replayed to another peer as if it were for them.
+            if let Some(peer) = self.peer_at(addr) {
+                let mut bound = Vec::with_capacity(plaintext.len() + TO_FRAME_LEN);
+                timestamp.emit(&mut bound);
+                Frame::To { peer }.emit(&mut bound);
+                bound.extend_from_slice(body);
+                plaintext = bound;
             }
         }
         let mut packet = Vec::with_capacity(plaintext.len() + 88);

@@ -82,6 +82,7 @@ impl SimEndpoint {
         now: Instant,
     ) -> SimEndpoint {
         config.unicast_port = sim_addr(node).port();
+        config.unicast_ip = Some(sim_addr(node).ip());
         SimEndpoint {
             endpoint: Endpoint::new(config, seed, now, wall(now)),
             delivered: Vec::new(),

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::sim::SimEndpoint;
+use super::sim::{SimEndpoint, sim_addr};
 use super::*;
 use crate::crypto::handshake::PresharedKey;
 use crate::metrics::DropReason;
@@ -1171,4 +1171,53 @@ fn a_replayed_beacon_of_an_earlier_life_changes_nothing() {
         old_life.len() as u64,
         "{after:?}"
     );
+}
+
+/// Field report, item 2 of the attacks: before a pair has a session, unicast is sealed under the
+/// sender's epoch, which any key holder opens; replayed to other peers from the attacker's
+/// address, the beacon inside moved the sender's address there, and a departed peer came back
+/// as a ghost. Here everything node 0 sent node 1 under its epoch is replayed into node 2 from
+/// another address: node 0's address and membership at node 2 do not change, and nothing meant
+/// for node 1 is delivered by node 2.
+#[test]
+fn unicast_replayed_to_another_peer_moves_nothing_and_delivers_nothing() {
+    let mut c = cluster_with(16, lossy(0.0), psk(), 2, Duration::from_secs(5), |c| c);
+    // No multicast: beacons and messages go by unicast to each peer.
+    c.sim.network.set_multicast(false);
+    c.sim.nodes[1].captured = Some(Vec::new());
+    c.sim.nodes[0].endpoint.config.seeds = vec![sim_addr(NodeId(1)), sim_addr(NodeId(2))];
+    c.allow(50);
+    c.settle(50, Duration::from_secs(20));
+    let for_node_1: Vec<Vec<u8>> = c.sim.nodes[1]
+        .captured
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter(|(from, bytes)| {
+            *from == NodeId(0) && PacketType::of_datagram(bytes) == Ok(PacketType::MulticastData)
+        })
+        .map(|(_, bytes)| bytes)
+        .collect();
+    assert!(!for_node_1.is_empty(), "some unicast under node 0's epoch");
+    let now = c.sim.now();
+    let target = &mut c.sim.nodes[2];
+    let known = target.endpoint.peer(peer_of(0)).map(|(p, _)| p.addr);
+    assert_eq!(known, Some(sim_addr(NodeId(0))));
+    let (events, delivered) = (target.membership.len(), target.delivered.len());
+    // From the attacker's own address, on another host.
+    let attacker: SocketAddr = "127.0.0.77:40000".parse().unwrap();
+    let wall = super::sim::SIM_WALL_CLOCK_START + Duration::from_micros(now.as_micros());
+    for bytes in &for_node_1 {
+        let datagram = Bytes::copy_from_slice(bytes);
+        target
+            .endpoint
+            .handle_datagram(now, wall, attacker, datagram);
+        target.settle(now);
+    }
+    let after = target.endpoint.peer(peer_of(0)).map(|(p, _)| p.addr);
+    assert_eq!(after, known, "the address did not move");
+    assert_eq!(target.membership.len(), events);
+    assert_eq!(target.delivered.len(), delivered);
+    let refused = target.endpoint.metrics().snapshot();
+    assert!(refused.drops(DropReason::Misdirected) > 0, "{refused:?}");
 }

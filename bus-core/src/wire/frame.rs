@@ -61,11 +61,13 @@ pub enum FrameType {
     Peers = 0x12,
     /// See [`Frame::SessionUnknown`].
     SessionUnknown = 0x13,
+    /// See [`Frame::To`].
+    To = 0x14,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 20] = [
+    pub const ALL: [FrameType; 21] = [
         FrameType::Padding,
         FrameType::Beacon,
         FrameType::Publish,
@@ -86,6 +88,7 @@ impl FrameType {
         FrameType::Timestamp,
         FrameType::Peers,
         FrameType::SessionUnknown,
+        FrameType::To,
     ];
 
     /// The type named by `byte`.
@@ -119,6 +122,7 @@ impl FrameType {
             FrameType::Timestamp => "timestamp",
             FrameType::Peers => "peers",
             FrameType::SessionUnknown => "session_unknown",
+            FrameType::To => "to",
         }
     }
 }
@@ -130,16 +134,20 @@ const PONG_KNOWS_YOU_FRESH: u8 = 0b0000_0010;
 ///
 /// ```text
 /// +------+-------------+---------+-------+--------------+-------------+-----------------+
-/// | 0x01 | peer id(16) | version | flags | unicast port | interval_ms | incarnation u64 |
-/// |      |             |   u8    |  u8   |     u16      |      v      |       LE        |
-/// +------+-------------+---------+-------+--------------+-------------+-----------------+
+/// | 0x01 | peer id(16) | version | flags | family u8 | address | unicast port | interval_ms |
+/// |      |             |   u8    |  u8   | (0, 4, 6) | 0/4/16  |     u16      |      v      |
+/// +------+-------------+---------+-------+-----------+---------+--------------+-------------+
+/// | incarnation u64 |
+/// +-----------------+
 /// | topic count v | topic id u64 ... | entry count v | (key str, value str) ... |
 /// +---------------+------------------+---------------+--------------------------+
 /// ```
 ///
 /// Flag bit 0 means the peer is leaving (sent on graceful shutdown); bit 1 asks the receiver
 /// for its own beacon in return (the sender may have refused the receiver's earlier ones as
-/// not known fresh); other bits are reserved.
+/// not known fresh); other bits are reserved. The address is the peer's own unicast address
+/// (family 0: none given, the receiver takes the datagram's source): an encrypted peer names
+/// it, so that a replay from elsewhere cannot move it.
 /// The incarnation is drawn at random when the peer starts: a known id with a new incarnation
 /// has restarted, and what was set up with its previous life is void.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -152,7 +160,9 @@ pub struct Beacon<'a> {
     pub leaving: bool,
     /// Whether the sender asks for the receiver's beacon in return.
     pub wants_reply: bool,
-    /// The port of its unicast socket, at the address the beacon came from.
+    /// The address of its unicast socket, if it names it; otherwise the beacon's source.
+    pub unicast_ip: Option<std::net::IpAddr>,
+    /// The port of its unicast socket.
     pub unicast_port: u16,
     /// How often it beacons, so receivers can time its liveness.
     pub interval_ms: u32,
@@ -511,6 +521,18 @@ pub enum Frame<'a> {
         /// The session index the packet carried: the sender's index of the session.
         index: u32,
     },
+    /// The one peer a packet sealed under the sender's multicast epoch but sent by unicast is
+    /// for: first in the packet, authenticated with it. Another peer drops the whole packet;
+    /// a unicast epoch packet without it carries control frames only (beacons, pings, pongs,
+    /// peers, hints), never messages or acknowledgements.
+    ///
+    /// ```text
+    /// | 0x14 | peer id (16) |
+    /// ```
+    To {
+        /// The recipient.
+        peer: PeerId,
+    },
 }
 
 /// A peer and where its unicast socket is, in a [`Frame::Peers`].
@@ -546,6 +568,7 @@ impl<'a> Frame<'a> {
             Frame::Timestamp { .. } => FrameType::Timestamp,
             Frame::Peers(_) => FrameType::Peers,
             Frame::SessionUnknown { .. } => FrameType::SessionUnknown,
+            Frame::To { .. } => FrameType::To,
         }
     }
 
@@ -581,6 +604,17 @@ impl<'a> Frame<'a> {
                     0
                 };
                 out.put_u8(leaving | reply);
+                match beacon.unicast_ip {
+                    None => out.put_u8(0),
+                    Some(std::net::IpAddr::V4(ip)) => {
+                        out.put_u8(4);
+                        out.put_slice(&ip.octets());
+                    }
+                    Some(std::net::IpAddr::V6(ip)) => {
+                        out.put_u8(6);
+                        out.put_slice(&ip.octets());
+                    }
+                }
                 out.put_slice(&beacon.unicast_port.to_le_bytes());
                 out.put_varint(u64::from(beacon.interval_ms));
                 out.put_slice(&beacon.incarnation.to_le_bytes());
@@ -733,6 +767,7 @@ impl<'a> Frame<'a> {
             }
             Frame::Timestamp { sent_at_us } => out.put_slice(&sent_at_us.to_le_bytes()),
             Frame::SessionUnknown { index } => out.put_slice(&index.to_le_bytes()),
+            Frame::To { peer } => out.put_slice(peer.as_bytes()),
             Frame::Peers(peers) => {
                 out.put_varint(peers.len() as u64);
                 for peer in peers {
@@ -898,6 +933,9 @@ impl<'a> Frame<'a> {
             FrameType::SessionUnknown => Frame::SessionUnknown {
                 index: r.u32("session index")?,
             },
+            FrameType::To => Frame::To {
+                peer: PeerId(r.array("recipient")?),
+            },
         })
     }
 }
@@ -938,6 +976,18 @@ fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
             value: flags,
         });
     }
+    let unicast_ip = match r.u8("address family")? {
+        0 => None,
+        4 => Some(std::net::IpAddr::from(r.array::<4>("ipv4 address")?)),
+        6 => Some(std::net::IpAddr::from(r.array::<16>("ipv6 address")?)),
+        other => {
+            return Err(DecodeError::OutOfRange {
+                field: "address family",
+                value: u64::from(other),
+                max: 6,
+            });
+        }
+    };
     let unicast_port = r.u16("unicast port")?;
     // Fits: bounded by u32::MAX.
     let interval_ms = r.varint_at_most(u64::from(u32::MAX), "beacon interval")? as u32;
@@ -957,6 +1007,7 @@ fn parse_beacon<'a>(r: &mut Reader<'a>) -> Result<Beacon<'a>, DecodeError> {
         version,
         leaving: flags & Beacon::LEAVING != 0,
         wants_reply: flags & Beacon::WANTS_REPLY != 0,
+        unicast_ip,
         unicast_port,
         interval_ms,
         incarnation,

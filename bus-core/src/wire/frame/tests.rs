@@ -115,6 +115,7 @@ fn beacon_fixture() {
         version: PROTOCOL_VERSION,
         leaving: true,
         wants_reply: false,
+        unicast_ip: Some(std::net::Ipv4Addr::new(127, 0, 0, 2).into()),
         unicast_port: 0x1234,
         interval_ms: 1000,
         incarnation: 7,
@@ -123,7 +124,7 @@ fn beacon_fixture() {
     });
     let mut expected = vec![0x01];
     expected.extend_from_slice(&[0x11; 16]);
-    expected.extend_from_slice(&[0x01, 0x01, 0x34, 0x12, 0xe8, 0x07]);
+    expected.extend_from_slice(&[0x01, 0x01, 4, 127, 0, 0, 2, 0x34, 0x12, 0xe8, 0x07]);
     expected.extend_from_slice(&7u64.to_le_bytes());
     expected.extend_from_slice(&[0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
     expected.extend_from_slice(&[
@@ -140,6 +141,7 @@ fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
         version: 1,
         leaving: false,
         wants_reply: false,
+        unicast_ip: None,
         unicast_port: 1783,
         interval_ms: 1,
         incarnation: 7,
@@ -290,14 +292,25 @@ fn session_unknown_fixture() {
 }
 
 #[test]
+fn to_fixture() {
+    let frame = Frame::To {
+        peer: PeerId([0x42; 16]),
+    };
+    let mut expected = vec![0x14];
+    expected.extend_from_slice(&[0x42; 16]);
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+}
+
+#[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();
-    body.push(0x14);
+    body.push(0x15);
     body.extend_from_slice(&PUBLISH_BYTES);
     let frames: Vec<_> = Frames::new(&body).collect();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].is_ok());
-    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x14)));
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x15)));
 }
 
 #[test]
@@ -363,6 +376,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
                 version,
                 leaving,
                 wants_reply: !leaving,
+                unicast_ip: None,
                 unicast_port: port,
                 interval_ms: interval,
                 incarnation: 7,

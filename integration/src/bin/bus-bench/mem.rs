@@ -175,6 +175,7 @@ pub(super) async fn mem_peers(count: u64) -> Res<()> {
                 version: bus_core::wire::PROTOCOL_VERSION,
                 leaving: false,
                 wants_reply: false,
+                unicast_ip: None,
                 unicast_port: 20_000 + u16::try_from(i % 40_000).unwrap_or(0),
                 // Long enough that none expires while measuring.
                 interval_ms: 600_000,
