@@ -12,7 +12,10 @@ use bus_core::{Duration, Instant, PeerId};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn sessions() -> (bus_core::crypto::Session, bus_core::crypto::Session) {
-    let psk = Credentials::Psk(PresharedKey([7; 32]));
+    let psk = Credentials::Psk {
+        key: PresharedKey([7; 32]),
+        responder: PeerId([2; 16]),
+    };
     let (initiation, init) =
         Initiation::start(PeerId([1; 16]), &psk, 1, 1, fresh()).expect("initiation");
     let accepted = respond(&init, &psk, 2, Instant::ZERO, fresh()).expect("response");

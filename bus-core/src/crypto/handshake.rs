@@ -40,8 +40,15 @@ pub enum Mode {
 /// What one side needs to handshake with one peer.
 #[derive(Clone, Debug)]
 pub enum Credentials {
-    /// The key shared with the peer (or the whole cluster).
-    Psk(PresharedKey),
+    /// The key shared with the peer (or the whole cluster), and which side of the handshake
+    /// responds: its id is bound into mac1, so an initiation captured on its way to one peer
+    /// is refused by every other before any Diffie-Hellman.
+    Psk {
+        /// The pre-shared key.
+        key: PresharedKey,
+        /// The responder's id.
+        responder: PeerId,
+    },
     /// Our key pair, and the peer's public key, pinned.
     PublicKey {
         /// Our static key pair.
@@ -64,22 +71,22 @@ impl std::fmt::Debug for PresharedKey {
 impl Credentials {
     fn mode(&self) -> Mode {
         match self {
-            Credentials::Psk(_) => Mode::Psk,
+            Credentials::Psk { .. } => Mode::Psk,
             Credentials::PublicKey { .. } => Mode::PublicKey,
         }
     }
 
     fn pattern(&self) -> Pattern {
         match self {
-            Credentials::Psk(_) => NN_PSK0,
+            Credentials::Psk { .. } => NN_PSK0,
             Credentials::PublicKey { .. } => KK,
         }
     }
 
     fn keys(&self, ephemeral: Keypair) -> HandshakeKeys {
         match self {
-            Credentials::Psk(psk) => HandshakeKeys {
-                psks: vec![psk.0],
+            Credentials::Psk { key, .. } => HandshakeKeys {
+                psks: vec![key.0],
                 ephemeral: Some(ephemeral),
                 ..HandshakeKeys::default()
             },
@@ -92,7 +99,7 @@ impl Credentials {
         }
     }
 
-    /// The mac1 key: BLAKE2b-256("pvl1 mac1" ‖ client id ‖ psk) in PSK mode;
+    /// The mac1 key: BLAKE2b-256("pvl1 mac1" ‖ client id ‖ responder id ‖ psk) in PSK mode;
     /// BLAKE2b-256("pvl1 mac1" ‖ responder public ‖ initiator public) in public-key mode.
     fn mac1_key(&self, client: PeerId, initiator: bool) -> [u8; KEY_LEN] {
         let mut hasher = match Blake2bHash::new(KEY_LEN) {
@@ -101,9 +108,10 @@ impl Credentials {
         };
         let _ = hasher.update(b"pvl1 mac1");
         match self {
-            Credentials::Psk(psk) => {
+            Credentials::Psk { key, responder } => {
                 let _ = hasher.update(client.as_bytes());
-                let _ = hasher.update(&psk.0);
+                let _ = hasher.update(responder.as_bytes());
+                let _ = hasher.update(&key.0);
             }
             Credentials::PublicKey { local, remote } => {
                 let (responder, initiator_key) = if initiator {
@@ -496,7 +504,7 @@ impl Initiation {
     /// # Errors
     /// [`HandshakeError`] says why; the initiation stays usable for a genuine response only
     /// if the failure happened before the Noise read (wrong size, index or mac1).
-    pub fn finish(mut self, response: &[u8], now: Instant) -> Result<Session, HandshakeError> {
+    pub fn finish(&self, response: &[u8], now: Instant) -> Result<Session, HandshakeError> {
         let view = checked(response, PacketType::HandshakeResponse)?;
         if view.u32_at(response::field::RECEIVER_INDEX) != self.sender_index {
             return Err(HandshakeError::UnknownIndex);
@@ -508,22 +516,16 @@ impl Initiation {
         ) {
             return Err(HandshakeError::BadMac);
         }
-        self.state
+        // On a copy: a response that fails leaves the initiation able to take the real one.
+        let mut state = self.state.clone();
+        state
             .read_message(&response[response::field::NOISE])
             .map_err(|_| HandshakeError::Auth)?;
         let remote_index = view.u32_at(response::field::SENDER_INDEX);
-        let state = std::mem::replace(&mut self.state, placeholder());
         let transport = state.into_transport().map_err(|_| HandshakeError::Auth)?;
         Session::new(&transport, self.sender_index, remote_index, now)
             .map_err(|_| HandshakeError::Auth)
     }
-}
-
-/// An empty handshake state to move the real one out of a value that implements `Drop`.
-fn placeholder() -> HandshakeState {
-    // Invariant: NN needs no keys, so this cannot fail; NN's state holds no secret yet.
-    HandshakeState::new(super::noise::NN, false, &[], HandshakeKeys::default())
-        .unwrap_or_else(|_| unreachable!("NN needs no keys"))
 }
 
 /// What a responder learns from a valid initiation.

@@ -401,7 +401,9 @@ pub struct Transport {
     pub handshake_hash: [u8; KEY_LEN],
 }
 
-/// One side of a two-message handshake.
+/// One side of a two-message handshake. Cloned to try a message that may be forged without
+/// spending the state on it.
+#[derive(Clone)]
 pub struct HandshakeState {
     pattern: Pattern,
     symmetric: SymmetricState,

@@ -273,13 +273,16 @@ impl Endpoint {
         let Some(index) = handshake::response_index(datagram) else {
             return self.metrics.dropped(DropReason::Malformed);
         };
-        let Some(outstanding) = self.sessions.outstanding.remove(&index) else {
+        let Some(outstanding) = self.sessions.outstanding.get(&index) else {
             return self.metrics.dropped(DropReason::UnknownPeer);
         };
+        // The initiation waits on until a response verifies: a forged one (the index is in
+        // clear) must not end it.
         match outstanding.initiation.finish(datagram, now) {
             Ok(session) => {
-                self.sessions
-                    .install(outstanding.addr, outstanding.peer, session, true);
+                let (addr, peer) = (outstanding.addr, outstanding.peer);
+                self.sessions.outstanding.remove(&index);
+                self.sessions.install(addr, peer, session, true);
             }
             Err(e) => self.metrics.dropped(DropReason::of_handshake_error(e)),
         }

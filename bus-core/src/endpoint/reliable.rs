@@ -269,6 +269,7 @@ impl Endpoint {
         // An epoch is refused as stale once older than this (see `epoch_is_fresh`).
         let epochs_last = self.config.rekey_after * 2 + self.config.max_clock_skew;
         self.freshness.prune(now, epochs_last);
+        self.sessions.prune(now);
         let given_up_for = self.config.given_up_for;
         self.given_up
             .retain(|_, since| now.saturating_duration_since(*since) < given_up_for);

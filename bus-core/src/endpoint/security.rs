@@ -50,7 +50,12 @@ impl Security {
     pub fn credentials(&self, local: PeerId, client: PeerId, other: PeerId) -> Option<Credentials> {
         match self {
             Security::Insecure => None,
-            Security::Psk { .. } => self.psk_of(client).cloned().map(Credentials::Psk),
+            Security::Psk { .. } => {
+                let responder = if client == local { other } else { local };
+                self.psk_of(client)
+                    .cloned()
+                    .map(|key| Credentials::Psk { key, responder })
+            }
             Security::PublicKey {
                 identity, trusted, ..
             } => {

@@ -230,6 +230,35 @@ impl Sessions {
         }
     }
 
+    /// Forgets sessions past their life (they are refused by now anyway), and addresses left
+    /// with none: a responder's sessions for initiations nobody followed up (captured ones
+    /// replayed from elsewhere, say) do not pile up.
+    pub(crate) fn prune(&mut self, now: Instant) {
+        let reject_after = self.reject_after;
+        let expired = |s: &Session| now - s.established_at() >= reject_after;
+        let mut gone = Vec::new();
+        for slots in self.by_addr.values_mut() {
+            if slots.current.as_ref().is_some_and(expired) {
+                gone.extend(slots.current.take());
+                slots.current_heard = false;
+            }
+            if slots.previous.as_ref().is_some_and(expired) {
+                gone.extend(slots.previous.take());
+            }
+            let (old, kept): (Vec<Session>, Vec<Session>) = std::mem::take(&mut slots.pending)
+                .into_iter()
+                .partition(expired);
+            slots.pending = kept;
+            gone.extend(old);
+        }
+        for session in gone {
+            self.addr_of_index.remove(&session.local_index);
+        }
+        self.by_addr.retain(|_, slots| {
+            slots.current.is_some() || slots.previous.is_some() || !slots.pending.is_empty()
+        });
+    }
+
     /// Forgets the sessions of `peer` at every address it had (it left).
     pub(crate) fn forget_peer(&mut self, peer: PeerId) {
         let addrs: Vec<SocketAddr> = self
@@ -280,7 +309,10 @@ mod tests {
     /// Alice's session and Bob's.
     fn pair(a: u32, b: u32, now: Instant) -> (Session, Session) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(a) << 32 | u64::from(b));
-        let psk = Credentials::Psk(PresharedKey([7; 32]));
+        let psk = Credentials::Psk {
+            key: PresharedKey([7; 32]),
+            responder: BOB,
+        };
         let mut ephemeral = || Keypair::generate(&mut rng).unwrap();
         let (initiation, init) = Initiation::start(ALICE, &psk, a, 1, ephemeral()).unwrap();
         let accepted = respond(&init, &psk, b, now, ephemeral()).unwrap();
@@ -308,6 +340,17 @@ mod tests {
         let index = index_of(&packet);
         let (peer, range) = sessions.open(index, &mut packet, now).unwrap();
         (peer, packet[range].to_vec())
+    }
+
+    #[test]
+    fn sessions_nobody_used_are_pruned_with_their_address() {
+        let mut bob = Sessions::new(REKEY);
+        let (_, pending) = pair(1, 2, Instant::ZERO);
+        bob.install(alice_addr(), ALICE, pending, false);
+        bob.prune(Instant::ZERO + REKEY);
+        assert_eq!(bob.by_addr.len(), 1, "still young");
+        bob.prune(Instant::ZERO + REKEY * 3 / 2);
+        assert!(bob.by_addr.is_empty() && bob.addr_of_index.is_empty());
     }
 
     #[test]

@@ -1221,3 +1221,92 @@ fn unicast_replayed_to_another_peer_moves_nothing_and_delivers_nothing() {
     let refused = target.endpoint.metrics().snapshot();
     assert!(refused.drops(DropReason::Misdirected) > 0, "{refused:?}");
 }
+
+/// Field report, item 4 of the attacks: a forged handshake response (92 junk bytes with the
+/// initiator's index, which travels in clear) ended the initiation before anything was
+/// verified, and 50 of 54 handshakes died. Here one is sent while the genuine response is on
+/// its way: it is refused, and the genuine one still completes the handshake at once.
+#[test]
+fn a_forged_handshake_response_does_not_end_the_handshake() {
+    let slow = LinkConfig {
+        latency: Duration::from_millis(50),
+        ..LinkConfig::default()
+    };
+    let mut c = cluster_with(17, slow, psk(), 1, Duration::from_secs(5), |c| c);
+    let started = c.sim.drive_while(Instant::from_millis(5_000), |nodes| {
+        nodes[0].endpoint.sessions.outstanding.is_empty()
+    });
+    assert!(started, "node 0 initiates");
+    let sent_at = c.sim.now();
+    let index = *c.sim.nodes[0]
+        .endpoint
+        .sessions
+        .outstanding
+        .keys()
+        .next()
+        .unwrap();
+    let mut forged = vec![0x5a; crate::wire::handshake::response::LEN];
+    forged[0] = PacketType::HandshakeResponse as u8;
+    forged[1..4].copy_from_slice(&[crate::crypto::SUITE_CHACHA, 0, 0]);
+    forged[crate::wire::handshake::response::field::RECEIVER_INDEX]
+        .copy_from_slice(&index.to_le_bytes());
+    let bad_mac = |c: &Cluster| {
+        let metrics = c.sim.nodes[0].endpoint.metrics().snapshot();
+        metrics.drops(DropReason::BadMac)
+    };
+    {
+        use crate::sim::Node;
+        c.sim.nodes[0].handle_datagram(sent_at, NodeId(1), &forged);
+    }
+    assert_eq!(bad_mac(&c), 1, "refused at the first check");
+    let done = c
+        .sim
+        .drive_while(sent_at + Duration::from_millis(300), |nodes| {
+            nodes[0].endpoint.handshakes() == 0
+        });
+    assert!(
+        done,
+        "the genuine response completed the handshake within a round trip"
+    );
+}
+
+/// Field report, item 5 of the attacks: mac1 bound an initiation to its initiator only, so a
+/// captured initiation was valid at every responder, each paying a Diffie-Hellman for it.
+/// mac1 now binds the responder's id too: node 0's initiation to node 1, replayed to node 2,
+/// is refused at that first check.
+#[test]
+fn an_initiation_replayed_to_a_third_peer_costs_it_no_diffie_hellman() {
+    let mut c = cluster_with(18, lossy(0.0), psk(), 2, Duration::from_secs(5), |c| c);
+    c.sim.nodes[1].captured = Some(Vec::new());
+    c.allow(10);
+    c.settle(10, Duration::from_secs(10));
+    let initiations: Vec<Vec<u8>> = c.sim.nodes[1]
+        .captured
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter(|(from, bytes)| {
+            *from == NodeId(0) && PacketType::of_datagram(bytes) == Ok(PacketType::HandshakeInit)
+        })
+        .map(|(_, bytes)| bytes)
+        .collect();
+    assert!(!initiations.is_empty(), "node 0 initiated with node 1");
+    let now = c.sim.now();
+    let target = &mut c.sim.nodes[2];
+    let before = target.endpoint.metrics().snapshot();
+    let in_flight = target.endpoint.handshakes_in_flight;
+    {
+        use crate::sim::Node;
+        for bytes in &initiations {
+            target.handle_datagram(now, NodeId(7), bytes);
+        }
+    }
+    let after = target.endpoint.metrics().snapshot();
+    let refused = after.drops(DropReason::BadMac) - before.drops(DropReason::BadMac);
+    assert_eq!(refused, initiations.len() as u64, "{after:?}");
+    assert_eq!(
+        target.endpoint.handshakes_in_flight, in_flight,
+        "no work was handed out"
+    );
+    assert_eq!(after.handshakes, before.handshakes);
+}

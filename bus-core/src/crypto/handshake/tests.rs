@@ -2,6 +2,7 @@ use super::*;
 use crate::crypto::{EpochReceiver, OpenError, SenderEpoch};
 
 const CLIENT: PeerId = PeerId([0xc1; 16]);
+const RESPONDER: PeerId = PeerId([0xd2; 16]);
 const PSK: [u8; 32] = [0x5c; 32];
 
 /// The epoch key derivation of PSK mode, for `EpochReceiver::open`.
@@ -15,7 +16,10 @@ fn fresh() -> Keypair {
 }
 
 fn psk() -> Credentials {
-    Credentials::Psk(PresharedKey(PSK))
+    Credentials::Psk {
+        key: PresharedKey(PSK),
+        responder: RESPONDER,
+    }
 }
 
 fn handshake(initiator: &Credentials, responder: &Credentials) -> (Session, Session, Vec<Vec<u8>>) {
@@ -72,7 +76,10 @@ fn public_key_handshake_gives_sessions_that_talk() {
 #[test]
 fn the_wrong_psk_is_refused_at_mac1_before_any_dh() {
     let (_, init) = Initiation::start(CLIENT, &psk(), 1, 1, fresh()).unwrap();
-    let wrong = Credentials::Psk(PresharedKey([0x11; 32]));
+    let wrong = Credentials::Psk {
+        key: PresharedKey([0x11; 32]),
+        responder: RESPONDER,
+    };
     assert_eq!(
         respond(&init, &wrong, 2, Instant::ZERO, fresh()).unwrap_err(),
         HandshakeError::BadMac

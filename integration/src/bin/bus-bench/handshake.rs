@@ -12,8 +12,14 @@ pub(super) fn handshakes(args: &Args) -> Res<()> {
     let modes = [
         (
             "psk",
-            Credentials::Psk(PresharedKey(BENCH_KEY)),
-            Credentials::Psk(PresharedKey(BENCH_KEY)),
+            Credentials::Psk {
+                key: PresharedKey(BENCH_KEY),
+                responder: bus_actors::PeerId([2; 16]),
+            },
+            Credentials::Psk {
+                key: PresharedKey(BENCH_KEY),
+                responder: bus_actors::PeerId([2; 16]),
+            },
         ),
         (
             "public_key",
