@@ -14,7 +14,8 @@ mod session;
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use session::{
     EpochOpened, EpochReceiver, OpenError, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES,
-    SUITE_CHACHA, SenderEpoch, Session, epoch_key_psk, epoch_key_receiver,
+    SUITE_CHACHA, SenderEpoch, Session, epoch_key_psk, epoch_key_receiver, epoch_key_receiver_with,
+    epoch_tag, epoch_tag_key_pk, epoch_tag_key_psk, epoch_tag_matches,
 };
 
 /// 32 fresh random bytes from `rng`: a new pre-shared key, or epoch material. The core reads no

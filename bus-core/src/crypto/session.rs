@@ -218,6 +218,7 @@ pub struct SenderEpoch {
     sender: PeerId,
     material: [u8; 32],
     timestamp_ms: u64,
+    tag: [u8; 16],
     key: DirectionKey,
     counter: u64,
 }
@@ -254,6 +255,66 @@ pub fn epoch_key_psk(
         &mut key,
     );
     key
+}
+
+/// The key of `sender`'s epoch tags in PSK mode: BLAKE2b-256("pvl1 epoch tag" ‖ sender ‖ psk).
+pub fn epoch_tag_key_psk(psk: &[u8; KEY_LEN], sender: PeerId) -> [u8; KEY_LEN] {
+    tag_key(sender, psk)
+}
+
+/// The key of `sender`'s epoch tags in public-key mode, from DH(sender's static, group), which
+/// only the sender and holders of the group key can compute (and a receiver computes once per
+/// sender): BLAKE2b-256("pvl1 epoch tag" ‖ sender ‖ that DH).
+pub fn epoch_tag_key_pk(dh_static_group: &[u8; KEY_LEN], sender: PeerId) -> [u8; KEY_LEN] {
+    tag_key(sender, dh_static_group)
+}
+
+fn tag_key(sender: PeerId, secret: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    use orion::hazardous::hash::blake2::blake2b::Blake2b;
+    let mut key = [0; KEY_LEN];
+    if let Ok(mut hasher) = Blake2b::new(KEY_LEN)
+        && hasher.update(b"pvl1 epoch tag").is_ok()
+        && hasher.update(sender.as_bytes()).is_ok()
+        && hasher.update(secret).is_ok()
+        && let Ok(digest) = hasher.finalize()
+    {
+        key.copy_from_slice(digest.as_ref());
+    }
+    key
+}
+
+/// An epoch's tag: BLAKE2b-MAC-128 under its sender's tag key over sender ‖ material ‖
+/// timestamp. Checked before anything is derived for an epoch not seen before.
+pub fn epoch_tag(
+    key: &[u8; KEY_LEN],
+    sender: PeerId,
+    material: &[u8; 32],
+    timestamp_ms: u64,
+) -> [u8; 16] {
+    use orion::hazardous::mac::blake2b::{Blake2b, SecretKey};
+    let mut tag = [0; 16];
+    if let Ok(key) = SecretKey::try_from(&key[..])
+        && let Ok(mut mac) = Blake2b::new(&key, 16)
+        && mac.update(sender.as_bytes()).is_ok()
+        && mac.update(material).is_ok()
+        && mac.update(&timestamp_ms.to_be_bytes()).is_ok()
+        && let Ok(out) = mac.finalize()
+    {
+        tag.copy_from_slice(out.unprotected_as_ref());
+    }
+    tag
+}
+
+/// Whether `tag` is the epoch tag of `sender`'s epoch `material` at `timestamp_ms` under `key`
+/// (compared in constant time).
+pub fn epoch_tag_matches(
+    key: &[u8; KEY_LEN],
+    sender: PeerId,
+    material: &[u8; 32],
+    timestamp_ms: u64,
+    tag: &[u8; 16],
+) -> bool {
+    orion::util::secure_cmp(&epoch_tag(key, sender, material, timestamp_ms), tag).is_ok()
 }
 
 fn epoch_key_pk(
@@ -300,11 +361,34 @@ pub fn epoch_key_receiver(
     material: &[u8; 32],
     timestamp_ms: u64,
 ) -> Result<[u8; KEY_LEN], CryptoError> {
-    let mut a = group.dh(material)?;
     let mut b = group.dh(sender_static)?;
-    let key = epoch_key_pk(&a, &b, sender, material, group.public(), timestamp_ms);
-    a.zeroize();
+    let key = epoch_key_receiver_with(group, sender, &b, material, timestamp_ms);
     b.zeroize();
+    key
+}
+
+/// [`epoch_key_receiver`] with DH(group, sender's static) already computed (it is the same for
+/// every epoch of the sender): one Diffie-Hellman instead of two.
+///
+/// # Errors
+/// [`CryptoError::BadKey`] for a worthless epoch key.
+pub fn epoch_key_receiver_with(
+    group: &noise::Keypair,
+    sender: PeerId,
+    dh_static_group: &[u8; KEY_LEN],
+    material: &[u8; 32],
+    timestamp_ms: u64,
+) -> Result<[u8; KEY_LEN], CryptoError> {
+    let mut a = group.dh(material)?;
+    let key = epoch_key_pk(
+        &a,
+        dh_static_group,
+        sender,
+        material,
+        group.public(),
+        timestamp_ms,
+    );
+    a.zeroize();
     Ok(key)
 }
 
@@ -327,12 +411,16 @@ impl SenderEpoch {
         let mut a = ephemeral.dh(group_public)?;
         let mut b = sender_static.dh(group_public)?;
         let key = epoch_key_pk(&a, &b, sender, &material, group_public, timestamp_ms);
+        let mut tag_key = epoch_tag_key_pk(&b, sender);
+        let tag = epoch_tag(&tag_key, sender, &material, timestamp_ms);
         a.zeroize();
         b.zeroize();
+        tag_key.zeroize();
         Ok(SenderEpoch {
             sender,
             material,
             timestamp_ms,
+            tag,
             key: DirectionKey { key },
             counter: 0,
         })
@@ -345,6 +433,9 @@ impl SenderEpoch {
         material: [u8; 32],
         timestamp_ms: u64,
     ) -> SenderEpoch {
+        let mut tag_key = epoch_tag_key_psk(psk, sender);
+        let tag = epoch_tag(&tag_key, sender, &material, timestamp_ms);
+        tag_key.zeroize();
         SenderEpoch {
             key: DirectionKey {
                 key: epoch_key_psk(psk, sender, &material, timestamp_ms),
@@ -352,6 +443,7 @@ impl SenderEpoch {
             sender,
             material,
             timestamp_ms,
+            tag,
             counter: 0,
         }
     }
@@ -407,6 +499,7 @@ impl SenderEpoch {
                 sender: self.sender,
                 epoch_material: self.material,
                 epoch_timestamp_ms: self.timestamp_ms,
+                epoch_tag: self.tag,
             },
         };
         seal_packet(&self.key.key, &header, body, out)?;
@@ -463,8 +556,8 @@ impl EpochReceiver {
 
     /// Opens a multicast data packet in place and returns its sender and body. For an epoch
     /// not seen before, `key_of(sender, material, timestamp_ms)` derives its key (see
-    /// [`epoch_key_psk`] and [`epoch_key_receiver`]), or says the sender is unknown. A packet
-    /// that fails changes nothing: not even the cache.
+    /// [`epoch_key_psk`] and [`epoch_key_receiver`]), or says the sender is unknown; the epoch
+    /// tag is not checked. A packet that fails changes nothing: not even the cache.
     ///
     /// # Errors
     /// [`OpenError`] says why; the packet must be dropped and counted.
@@ -487,21 +580,39 @@ impl EpochReceiver {
         packet: &mut [u8],
         key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
     ) -> Result<(PeerId, Range<usize>), OpenError> {
-        self.open_fresh_range(packet, |_| true, key_of)
+        let key_of = |sender, material: &[u8; 32], ts, _: &[u8; 16]| {
+            key_of(sender, material, ts).ok_or(OpenError::UnknownSender)
+        };
+        self.open_checked(packet, |_| true, key_of, false)
             .map(|opened| (opened.sender, opened.body))
     }
 
-    /// [`EpochReceiver::open_range`], refusing with [`OpenError::Expired`] a packet whose epoch
-    /// started at a time `is_fresh` rejects (checked on every packet, cached epoch or not,
-    /// from the one parse of its header); also returns the header's flags.
+    /// [`EpochReceiver::open_range`] for a caller that checks epoch tags: for an epoch not seen
+    /// before, `key_of(sender, material, timestamp_ms, tag)` checks the tag (see
+    /// [`epoch_tag_matches`], one hash) before it derives the key, and says why not otherwise.
+    /// Its `Ok` vouches for the epoch, which is then cached even if this packet's body fails
+    /// (so a flood of junk under a genuine epoch header costs one derivation, not one each).
+    /// Refuses with [`OpenError::Expired`] a packet whose epoch started at a time `is_fresh`
+    /// rejects (checked on every packet, cached epoch or not, from the one parse of its
+    /// header).
     ///
     /// # Errors
-    /// As [`EpochReceiver::open`], and [`OpenError::Expired`].
+    /// As [`EpochReceiver::open`], what `key_of` says, and [`OpenError::Expired`].
     pub fn open_fresh_range(
         &mut self,
         packet: &mut [u8],
         is_fresh: impl FnOnce(u64) -> bool,
-        key_of: impl FnOnce(PeerId, &[u8; 32], u64) -> Option<[u8; KEY_LEN]>,
+        key_of: impl FnOnce(PeerId, &[u8; 32], u64, &[u8; 16]) -> Result<[u8; KEY_LEN], OpenError>,
+    ) -> Result<EpochOpened, OpenError> {
+        self.open_checked(packet, is_fresh, key_of, true)
+    }
+
+    fn open_checked(
+        &mut self,
+        packet: &mut [u8],
+        is_fresh: impl FnOnce(u64) -> bool,
+        key_of: impl FnOnce(PeerId, &[u8; 32], u64, &[u8; 16]) -> Result<[u8; KEY_LEN], OpenError>,
+        vouched: bool,
     ) -> Result<EpochOpened, OpenError> {
         let header = Header::new_checked(&packet[..]).map_err(|_| OpenError::Malformed)?;
         if header.packet_type() != PacketType::MulticastData {
@@ -514,6 +625,7 @@ impl EpochReceiver {
             sender,
             epoch_material,
             epoch_timestamp_ms,
+            epoch_tag,
         } = HeaderRepr::parse(&header).extension
         else {
             return Err(OpenError::Malformed);
@@ -533,20 +645,21 @@ impl EpochReceiver {
                 open_packet(&epoch.key.key, &mut epoch.replay, packet, fields)?
             }
             None => {
-                let key = key_of(sender, &epoch_material, epoch_timestamp_ms)
-                    .ok_or(OpenError::UnknownSender)?;
+                let key = key_of(sender, &epoch_material, epoch_timestamp_ms, &epoch_tag)?;
                 let mut epoch = EpochState {
                     sender,
                     material: epoch_material,
                     key: DirectionKey { key },
                     replay: ReplayWindow::default(),
                 };
-                let body = open_packet(&epoch.key.key, &mut epoch.replay, packet, fields)?;
-                if self.epochs.len() == self.capacity {
-                    self.epochs.pop_front();
+                let opened = open_packet(&epoch.key.key, &mut epoch.replay, packet, fields);
+                if opened.is_ok() || vouched {
+                    if self.epochs.len() == self.capacity {
+                        self.epochs.pop_front();
+                    }
+                    self.epochs.push_back(epoch);
                 }
-                self.epochs.push_back(epoch);
-                body
+                opened?
             }
         };
         Ok(EpochOpened {

@@ -13,9 +13,9 @@
 //! restart by more than its epochs' age (NTP-synchronised clocks do not).
 //!
 //! A packet not known fresh is dropped (`unproven`), except that its pings are answered (so the
-//! sender can prove us in turn) and its sender is challenged, both at most once per
-//! [`REPLY_EVERY`] per sender: a replayer gets one small reply per sender that long, never more
-//! bytes than it sent. An answer from another life of the sender replaces what was known of
+//! sender can prove us in turn) and its sender is challenged, each rate-limited per sender
+//! ([`ANSWER_EVERY`], [`PROBE_EVERY`]): a replayer gets a few small replies per sender a
+//! second, none larger than what it sent. An answer from another life of the sender replaces what was known of
 //! the earlier one, so that life's packets are refused from then on. Sessions need none of
 //! this: each is new in each life.
 
@@ -29,8 +29,12 @@ use crate::metrics::DropReason;
 use crate::time::{Duration, Instant};
 use crate::wire::{Frame, Frames};
 
-/// How often at most a sender whose packets are not known fresh gets a reply and a challenge.
-const REPLY_EVERY: Duration = Duration::from_millis(250);
+/// How often at most a sender whose packets are not known fresh is challenged.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// How often at most its pings are answered meanwhile (a pong is no larger than a ping, and the
+/// other side needs the answer to know us fresh: a budget of its own, not the challenge's).
+const ANSWER_EVERY: Duration = Duration::from_millis(50);
 
 /// Senders tracked at once (bounded: in PSK mode any key holder can claim any id).
 const MAX_SENDERS: usize = 4096;
@@ -48,16 +52,35 @@ struct FreshFrom {
 #[derive(Debug)]
 pub(super) struct Freshness {
     senders: HashMap<PeerId, FreshFrom, FastHash>,
-    /// When each sender whose packets were not known fresh was last replied to.
-    replied: HashMap<PeerId, Instant, FastHash>,
+    /// When each sender whose packets were not known fresh was last challenged, and last had a
+    /// ping answered.
+    probed: HashMap<PeerId, Instant, FastHash>,
+    answered: HashMap<PeerId, Instant, FastHash>,
 }
 
 impl Freshness {
-    pub(super) fn new(senders: FastHash, replied: FastHash) -> Freshness {
+    pub(super) fn new(senders: FastHash, probed: FastHash, answered: FastHash) -> Freshness {
         Freshness {
             senders: HashMap::with_hasher(senders),
-            replied: HashMap::with_hasher(replied),
+            probed: HashMap::with_hasher(probed),
+            answered: HashMap::with_hasher(answered),
         }
+    }
+
+    /// Whether `sender`'s entry in `log` is older than `every` (and if so, makes it `now`).
+    fn due(
+        log: &mut HashMap<PeerId, Instant, FastHash>,
+        sender: PeerId,
+        now: Instant,
+        every: Duration,
+    ) -> bool {
+        let due = log
+            .get(&sender)
+            .is_none_or(|at| now.saturating_duration_since(*at) >= every);
+        if due {
+            log.insert(sender, now);
+        }
+        due
     }
 
     /// Whether `sender`'s packet at `counter` of its epoch stamped `epoch_ms` is known fresh.
@@ -130,8 +153,9 @@ impl Freshness {
     pub(super) fn prune(&mut self, now: Instant, retention: Duration) {
         self.senders
             .retain(|_, f| now.saturating_duration_since(f.since) < retention);
-        self.replied
-            .retain(|_, at| now.saturating_duration_since(*at) < Duration::from_secs(1));
+        for log in [&mut self.probed, &mut self.answered] {
+            log.retain(|_, at| now.saturating_duration_since(*at) < Duration::from_secs(1));
+        }
     }
 }
 
@@ -203,15 +227,6 @@ impl Endpoint {
                 self.on_session_unknown(now, sender, *index);
             }
         }
-        let recent = self
-            .freshness
-            .replied
-            .get(&sender)
-            .is_some_and(|at| now.saturating_duration_since(*at) < REPLY_EVERY);
-        if recent {
-            return;
-        }
-        self.freshness.replied.insert(sender, now);
         // Where it is, if we know it: a replay from elsewhere draws nothing there.
         let to = self.table.get(&sender).map_or(from, |p| p.addr);
         let ping = frames.iter().find_map(|frame| match frame {
@@ -221,10 +236,15 @@ impl Endpoint {
             } => Some((*ping_id, *sent_at_us)),
             _ => None,
         });
-        if let Some((ping_id, sent_at_us)) = ping {
+        let freshness = &mut self.freshness;
+        if let Some((ping_id, sent_at_us)) = ping
+            && Freshness::due(&mut freshness.answered, sender, now, ANSWER_EVERY)
+        {
             self.answer_ping(now, sender, to, ping_id, sent_at_us);
         }
-        self.probe(now, to);
+        if Freshness::due(&mut self.freshness.probed, sender, now, PROBE_EVERY) {
+            self.probe(now, to);
+        }
     }
 
     /// A fresh packet `opened` carries `sender`'s beacon of life `incarnation`: see

@@ -324,6 +324,9 @@ pub struct Endpoint {
     freshness: freshness::Freshness,
     /// Multicast epoch keys of the senders heard from.
     epochs: EpochReceiver,
+    /// DH(group, sender's static) of each trusted sender heard from (public-key mode): the
+    /// part of an epoch key that is the same for every epoch of a sender.
+    static_dh: HashMap<PeerId, zeroize::Zeroizing<[u8; 32]>, FastHash>,
     /// The secret of our cookies, made when first under load.
     cookies: Option<CookieSecret>,
     /// Handshake computations handed out and not yet handled.
@@ -390,11 +393,14 @@ impl Endpoint {
             HashMap::with_hasher(hasher()),
             HashMap::with_hasher(hasher()),
         );
-        let (ping_hashers, freshness_hashers) = ((hasher(), hasher()), (hasher(), hasher()));
+        let ping_hashers = (hasher(), hasher());
+        let freshness_hashers = (hasher(), hasher(), hasher());
         let hinted = HashMap::with_hasher(hasher());
+        let static_dh = HashMap::with_hasher(hasher());
         let first_ping_id = rng.next_u64();
         let pings = pings::Pings::new(now, first_ping_id, ping_hashers.0, ping_hashers.1);
-        let freshness = freshness::Freshness::new(freshness_hashers.0, freshness_hashers.1);
+        let (fresh_from, probed, answered) = freshness_hashers;
+        let freshness = freshness::Freshness::new(fresh_from, probed, answered);
         // A random first id: a restarted peer's ids land far from its previous life's.
         let first_message_id = rng.next_u64() >> 2;
         let incarnation = rng.next_u64();
@@ -434,6 +440,7 @@ impl Endpoint {
             epoch: None,
             freshness,
             epochs: EpochReceiver::new(MAX_EPOCHS),
+            static_dh,
             cookies: None,
             handshakes_in_flight: 0,
             last_initiation: 0,

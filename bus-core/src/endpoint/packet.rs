@@ -126,14 +126,16 @@ impl Endpoint {
         let (rekey_after, skew) = (self.config.rekey_after, self.config.max_clock_skew);
         let fresh = |timestamp_ms| epoch_is_fresh(now_ms, rekey_after, skew, timestamp_ms);
         let (security, epochs) = (&self.config.security, &mut self.epochs);
+        let static_dh = &mut self.static_dh;
         let local = self.config.local_id;
         let mut looped = false;
-        let opened = epochs.open_fresh_range(&mut packet, fresh, |sender, material, ts| {
+        let key_of = |sender, material: &[u8; 32], ts, tag: &[u8; 16]| {
             // Our own multicast, looped back: we hold no receiver key for ourselves (in
             // public-key mode), and it is no drop worth counting.
             looped = sender == local;
-            security.epoch_key(sender, material, ts)
-        });
+            security.checked_epoch_key(sender, (material, ts, tag), static_dh)
+        };
+        let opened = epochs.open_fresh_range(&mut packet, fresh, key_of);
         if looped && opened == Err(OpenError::UnknownSender) {
             return None;
         }

@@ -6,7 +6,13 @@ use std::collections::HashMap;
 use crate::PeerId;
 use crate::crypto::handshake::{Credentials, PresharedKey};
 use crate::crypto::noise::Keypair;
-use crate::crypto::{SenderEpoch, epoch_key_psk, epoch_key_receiver};
+use zeroize::Zeroizing;
+
+use super::FastHash;
+use crate::crypto::{
+    OpenError, SenderEpoch, epoch_key_psk, epoch_key_receiver_with, epoch_tag_key_pk,
+    epoch_tag_key_psk, epoch_tag_matches,
+};
 
 /// How the bus protects its traffic.
 #[derive(Clone, Debug)]
@@ -68,21 +74,46 @@ impl Security {
         }
     }
 
-    /// The key of `sender`'s multicast epoch, if the sender is trusted.
-    pub fn epoch_key(
+    /// The key of `sender`'s epoch `material` at `timestamp_ms` once its `tag` checks out:
+    /// one hash decides, before any key derivation (in public-key mode before any
+    /// Diffie-Hellman but, once per sender, the static one, kept in `static_dh`).
+    ///
+    /// # Errors
+    /// [`OpenError::UnknownSender`] if the sender is not trusted; [`OpenError::Auth`] if the
+    /// tag is wrong (a forged epoch).
+    pub fn checked_epoch_key(
         &self,
         sender: PeerId,
-        material: &[u8; 32],
-        timestamp_ms: u64,
-    ) -> Option<[u8; 32]> {
+        (material, timestamp_ms, tag): (&[u8; 32], u64, &[u8; 16]),
+        static_dh: &mut HashMap<PeerId, Zeroizing<[u8; 32]>, FastHash>,
+    ) -> Result<[u8; 32], OpenError> {
         match self {
-            Security::Insecure => None,
-            Security::Psk { .. } => self
-                .psk_of(sender)
-                .map(|psk| epoch_key_psk(&psk.0, sender, material, timestamp_ms)),
+            Security::Insecure => Err(OpenError::UnknownSender),
+            Security::Psk { .. } => {
+                let psk = self.psk_of(sender).ok_or(OpenError::UnknownSender)?;
+                let tag_key = Zeroizing::new(epoch_tag_key_psk(&psk.0, sender));
+                if !epoch_tag_matches(&tag_key, sender, material, timestamp_ms, tag) {
+                    return Err(OpenError::Auth);
+                }
+                Ok(epoch_key_psk(&psk.0, sender, material, timestamp_ms))
+            }
             Security::PublicKey { group, trusted, .. } => {
-                let sender_static = trusted.get(&sender)?;
-                epoch_key_receiver(group, sender, sender_static, material, timestamp_ms).ok()
+                let sender_static = trusted.get(&sender).ok_or(OpenError::UnknownSender)?;
+                let dh = match static_dh.get(&sender) {
+                    Some(dh) => dh.clone(),
+                    None => {
+                        let dh =
+                            Zeroizing::new(group.dh(sender_static).map_err(|_| OpenError::Auth)?);
+                        static_dh.insert(sender, dh.clone());
+                        dh
+                    }
+                };
+                let tag_key = Zeroizing::new(epoch_tag_key_pk(&dh, sender));
+                if !epoch_tag_matches(&tag_key, sender, material, timestamp_ms, tag) {
+                    return Err(OpenError::Auth);
+                }
+                epoch_key_receiver_with(group, sender, &dh, material, timestamp_ms)
+                    .map_err(|_| OpenError::Auth)
             }
         }
     }

@@ -1310,3 +1310,59 @@ fn an_initiation_replayed_to_a_third_peer_costs_it_no_diffie_hellman() {
     );
     assert_eq!(after.handshakes, before.handshakes);
 }
+
+/// Field report, item 3 of the attacks: in public-key mode one junk multicast packet naming an
+/// epoch never seen cost two X25519 operations on the socket thread, and 10k a second saturated
+/// a peer. Every epoch header now carries a tag checked with one hash (under a key derived
+/// once per sender) before anything else: 10 000 junk packets claiming a trusted sender are
+/// refused without a key derivation, the epoch cache does not grow, and the peers stay joined.
+#[test]
+fn junk_epochs_in_public_key_mode_cost_one_hash_each() {
+    use crate::wire::{HeaderExtension, HeaderFlags, HeaderRepr};
+    use rand::{Rng, SeedableRng};
+    let mut sim = public_key_pair(19);
+    sim.drive_until(Instant::from_millis(5_000));
+    assert!(sim.nodes[1].endpoint.confirmed(peer_of(0)));
+    let cached = sim.nodes[1].endpoint.epochs.len();
+    let before = sim.nodes[1].endpoint.metrics().snapshot();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+    let now = sim.now();
+    let wall_ms =
+        (super::sim::SIM_WALL_CLOCK_START + Duration::from_micros(now.as_micros())).as_millis();
+    for _ in 0..10_000 {
+        let header = HeaderRepr {
+            suite: crate::crypto::SUITE_CHACHA,
+            flags: HeaderFlags::TO_GROUP,
+            session_index: 0,
+            counter: rng.random(),
+            extension: HeaderExtension::MulticastData {
+                sender: peer_of(0),
+                epoch_material: rng.random(),
+                epoch_timestamp_ms: wall_ms,
+                epoch_tag: rng.random(),
+            },
+        };
+        let mut junk = Vec::new();
+        header.emit(&mut junk);
+        junk.extend((0..64).map(|_| rng.random::<u8>()));
+        use crate::sim::Node;
+        sim.nodes[1].handle_datagram(now, NodeId(0), &junk);
+    }
+    let after = sim.nodes[1].endpoint.metrics().snapshot();
+    let refused = after.drops(DropReason::AuthFailure) - before.drops(DropReason::AuthFailure);
+    assert_eq!(refused, 10_000);
+    assert_eq!(
+        sim.nodes[1].endpoint.epochs.len(),
+        cached,
+        "no junk epoch cached"
+    );
+    assert_eq!(
+        sim.nodes[1].endpoint.static_dh.len(),
+        1,
+        "one static DH, for node 0"
+    );
+    let until = sim.now() + Duration::from_secs(5);
+    sim.drive_until(until);
+    assert!(sim.nodes[1].endpoint.confirmed(peer_of(0)));
+    assert!(sim.nodes[0].endpoint.confirmed(peer_of(1)));
+}

@@ -14,7 +14,8 @@
 //! +---------------------------------------------------------------+  16
 //! | extension: Plain: sender peer id (16)                         |
 //! |            MulticastData: sender peer id (16),                |
-//! |                 epoch material (32), epoch timestamp (u64 LE) |
+//! |                 epoch material (32), epoch timestamp (u64 LE),|
+//! |                 epoch tag (16)                                |
 //! +---------------------------------------------------------------+
 //! | body ...                              | tag (16, encrypted)   |
 //! ```
@@ -37,6 +38,7 @@ mod field {
     pub(super) const SENDER: Range<usize> = 16..32;
     pub(super) const EPOCH_MATERIAL: Range<usize> = 32..64;
     pub(super) const EPOCH_TIMESTAMP: Range<usize> = 64..72;
+    pub(super) const EPOCH_TAG: Range<usize> = 72..88;
 }
 
 /// The length of the common header.
@@ -93,7 +95,7 @@ impl PacketType {
     pub const fn header_len(self) -> Option<usize> {
         match self {
             PacketType::Data => Some(COMMON_LEN),
-            PacketType::MulticastData => Some(field::EPOCH_TIMESTAMP.end),
+            PacketType::MulticastData => Some(field::EPOCH_TAG.end),
             PacketType::Plain => Some(field::SENDER.end),
             _ => None,
         }
@@ -341,6 +343,10 @@ pub enum HeaderExtension {
         epoch_material: [u8; 32],
         /// When the epoch started, in milliseconds since the Unix epoch on the sender's clock.
         epoch_timestamp_ms: u64,
+        /// A MAC over the sender, material and timestamp under a key only the sender and its
+        /// receivers hold, checked before any key derivation: one hash, not a Diffie-Hellman,
+        /// for a forged epoch.
+        epoch_tag: [u8; 16],
     },
     /// [`PacketType::Plain`]: the sender, in clear.
     Plain {
@@ -373,6 +379,7 @@ impl HeaderRepr {
                 sender: PeerId(array(&bytes[field::SENDER])),
                 epoch_material: array(&bytes[field::EPOCH_MATERIAL]),
                 epoch_timestamp_ms: u64::from_le_bytes(array(&bytes[field::EPOCH_TIMESTAMP])),
+                epoch_tag: array(&bytes[field::EPOCH_TAG]),
             },
             PacketType::Plain => HeaderExtension::Plain {
                 sender: PeerId(array(&bytes[field::SENDER])),
@@ -414,10 +421,12 @@ impl HeaderRepr {
                 sender,
                 epoch_material,
                 epoch_timestamp_ms,
+                epoch_tag,
             } => {
                 out.extend_from_slice(sender.as_bytes());
                 out.extend_from_slice(epoch_material);
                 out.extend_from_slice(&epoch_timestamp_ms.to_le_bytes());
+                out.extend_from_slice(epoch_tag);
             }
             HeaderExtension::Plain { sender } => out.extend_from_slice(sender.as_bytes()),
         }
@@ -511,11 +520,13 @@ mod tests {
                 sender: PeerId([3; 16]),
                 epoch_material: [9; 32],
                 epoch_timestamp_ms: 1_790_000_000_000,
+                epoch_tag: [7; 16],
             },
         };
         let mut out = Vec::new();
         repr.emit(&mut out);
-        assert_eq!(out.len(), 72);
+        assert_eq!(out.len(), 88);
+        assert_eq!(out[72..], [7; 16], "the epoch tag last");
         out.extend_from_slice(&[0; TAG_LEN]);
         let header = Header::new_checked(&out[..]).unwrap();
         assert_eq!(HeaderRepr::parse(&header), repr);
