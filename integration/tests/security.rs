@@ -517,3 +517,144 @@ async fn recorded_traffic_replayed_into_a_restarted_or_new_peer_delivers_nothing
         );
     }
 }
+
+/// CPU seconds this process has used (user and system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
+}
+
+/// Field report, item 3 of the attacks: in public-key mode, about 10k junk datagrams a second
+/// naming unknown epochs saturated a peer (two X25519 operations each); sent to the group,
+/// peers declared each other unreachable and reliable messages were lost. Here 20k a second
+/// claiming the members' own ids go to the group while reliable messages flow: every message
+/// arrives exactly once, nobody becomes unreachable, and the process's CPU over the flood is
+/// printed.
+#[actix::test]
+async fn a_junk_epoch_flood_on_the_group_leaves_public_key_peers_working() {
+    use bus_core::crypto::noise::Keypair;
+    use bus_core::wire::{HeaderExtension, HeaderFlags, HeaderRepr};
+    use rand::Rng;
+    let group = test_group();
+    let group_key = Keypair::generate(&mut rand::rng()).unwrap();
+    let identities: Vec<Keypair> = (0..3)
+        .map(|_| Keypair::generate(&mut rand::rng()).unwrap())
+        .collect();
+    let mut buses = Vec::new();
+    for identity in &identities {
+        let mut builder = bus_actors::Bus::builder()
+            .group(group)
+            .beacon_interval(integration::BEACON_INTERVAL)
+            .public_key_mode(identity.clone(), group_key.clone());
+        for other in identities
+            .iter()
+            .filter(|k| k.public() != identity.public())
+        {
+            builder = builder.trust(*other.public());
+        }
+        buses.push(builder.start().await.unwrap());
+    }
+    let mut rxs = Vec::new();
+    for bus in &buses[1..] {
+        rxs.push(subscribe::<integration::Reliable>(bus).await);
+    }
+    let publisher = &buses[0];
+    publisher
+        .wait_for_subscribers::<integration::Reliable>(2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut ev = events(publisher);
+
+    let ids: Vec<bus_actors::PeerId> = buses.iter().map(|b| b.local_id()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+            socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+            socket.set_multicast_loop_v4(true).unwrap();
+            let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            socket.bind(&local.into()).unwrap();
+            let socket: UdpSocket = socket.into();
+            let mut rng = rand::rng();
+            let mut sent = 0u64;
+            let started = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // 20 000 a second, in bursts of 200 every 10 ms.
+                for _ in 0..200 {
+                    let wall_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as u64;
+                    let header = HeaderRepr {
+                        suite: bus_core::crypto::SUITE_CHACHA,
+                        flags: HeaderFlags::TO_GROUP,
+                        session_index: 0,
+                        counter: rng.random(),
+                        extension: HeaderExtension::MulticastData {
+                            sender: ids[rng.random_range(0..ids.len())],
+                            epoch_material: rng.random(),
+                            epoch_timestamp_ms: wall_ms,
+                            epoch_tag: rng.random(),
+                        },
+                    };
+                    let mut junk = Vec::new();
+                    header.emit(&mut junk);
+                    junk.extend((0..64).map(|_| rng.random::<u8>()));
+                    let _ = socket.send_to(&junk, group);
+                    sent += 1;
+                }
+                let due = started + Duration::from_micros(sent * 50);
+                std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            }
+            (sent, started.elapsed())
+        })
+    };
+    let cpu_before = cpu_seconds();
+    // Reliable messages for two seconds of flood, a hundred a second.
+    let publishing = std::time::Instant::now();
+    let mut count = 0;
+    while publishing.elapsed() < Duration::from_secs(2) {
+        let report = publisher
+            .publish_reliable(integration::Reliable { seq: count })
+            .await
+            .expect("delivered during the flood");
+        assert_eq!(report.acked.len(), 2, "{report:?}");
+        count += 1;
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    for rx in &mut rxs {
+        let got = receive(rx, count as usize, Duration::from_secs(10)).await;
+        assert!(got.iter().map(|e| e.message.seq).eq(0..count));
+        assert!(rx.try_recv().is_err(), "nothing twice");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, took) = flood.join().unwrap();
+    let cpu = cpu_seconds() - cpu_before;
+    let refused = buses[1].metrics().drops(DropReason::AuthFailure);
+    eprintln!(
+        "junk flood: {sent} datagrams in {took:?} ({:.0}/s) to 3 peers in this process; \
+         CPU {cpu:.2} s over it ({:.2} of a core, the flooding thread included); \
+         a subscriber refused {refused}",
+        sent as f64 / took.as_secs_f64(),
+        cpu / took.as_secs_f64()
+    );
+    assert!(
+        refused > sent / 2,
+        "the flood reached it: {refused} of {sent}"
+    );
+    while let Ok(event) = ev.try_recv() {
+        assert!(
+            !matches!(event, bus_actors::BusEvent::PeerUnreachable(_)),
+            "{event:?}"
+        );
+    }
+    assert_eq!(publisher.peers().len(), 2);
+}
