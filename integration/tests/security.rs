@@ -386,24 +386,20 @@ async fn under_load_handshakes_complete_through_cookies() {
         .expect("no handshake completed through the cookie");
 }
 
-/// Field report: public-key mode counted its own looped-back multicast as `unknown_peer`
-/// (~85 a second idle), hiding real drops. Two public-key peers that hear each other (and
-/// themselves) count no drop at all.
-#[actix::test]
-async fn public_key_mode_counts_no_drop_for_its_own_multicast() {
+/// `n` public-key peers on `group` sharing a group key, each trusting the others' keys only
+/// (not its own), as a deployment would configure them.
+async fn public_key_peers(group: SocketAddr, n: usize) -> Vec<bus_actors::Bus> {
     use bus_core::crypto::noise::Keypair;
-    let group_addr = test_group();
     let group_key = Keypair::generate(&mut rand::rng()).unwrap();
-    let identities: Vec<Keypair> = (0..2)
+    let identities: Vec<Keypair> = (0..n)
         .map(|_| Keypair::generate(&mut rand::rng()).unwrap())
         .collect();
     let mut buses = Vec::new();
     for identity in &identities {
         let mut builder = bus_actors::Bus::builder()
-            .group(group_addr)
+            .group(group)
             .beacon_interval(integration::BEACON_INTERVAL)
             .public_key_mode(identity.clone(), group_key.clone());
-        // The other's key only, as a deployment would configure it.
         for other in identities
             .iter()
             .filter(|k| k.public() != identity.public())
@@ -412,6 +408,15 @@ async fn public_key_mode_counts_no_drop_for_its_own_multicast() {
         }
         buses.push(builder.start().await.unwrap());
     }
+    buses
+}
+
+/// Field report: public-key mode counted its own looped-back multicast as `unknown_peer`
+/// (~85 a second idle), hiding real drops. Two public-key peers that hear each other (and
+/// themselves) count no drop at all.
+#[actix::test]
+async fn public_key_mode_counts_no_drop_for_its_own_multicast() {
+    let buses = public_key_peers(test_group(), 2).await;
     let _rx = subscribe::<Counter>(&buses[0]).await;
     buses[1]
         .wait_for_subscribers::<Counter>(1, Duration::from_secs(5))
@@ -538,28 +543,9 @@ fn cpu_seconds() -> f64 {
 /// printed.
 #[actix::test]
 async fn a_junk_epoch_flood_on_the_group_leaves_public_key_peers_working() {
-    use bus_core::crypto::noise::Keypair;
-    use bus_core::wire::{HeaderExtension, HeaderFlags, HeaderRepr};
     use rand::Rng;
     let group = test_group();
-    let group_key = Keypair::generate(&mut rand::rng()).unwrap();
-    let identities: Vec<Keypair> = (0..3)
-        .map(|_| Keypair::generate(&mut rand::rng()).unwrap())
-        .collect();
-    let mut buses = Vec::new();
-    for identity in &identities {
-        let mut builder = bus_actors::Bus::builder()
-            .group(group)
-            .beacon_interval(integration::BEACON_INTERVAL)
-            .public_key_mode(identity.clone(), group_key.clone());
-        for other in identities
-            .iter()
-            .filter(|k| k.public() != identity.public())
-        {
-            builder = builder.trust(*other.public());
-        }
-        buses.push(builder.start().await.unwrap());
-    }
+    let buses = public_key_peers(group, 3).await;
     let mut rxs = Vec::new();
     for bus in &buses[1..] {
         rxs.push(subscribe::<integration::Reliable>(bus).await);
@@ -593,21 +579,9 @@ async fn a_junk_epoch_flood_on_the_group_leaves_public_key_peers_working() {
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap()
                         .as_millis() as u64;
-                    let header = HeaderRepr {
-                        suite: bus_core::crypto::SUITE_CHACHA,
-                        flags: HeaderFlags::TO_GROUP,
-                        session_index: 0,
-                        counter: rng.random(),
-                        extension: HeaderExtension::MulticastData {
-                            sender: ids[rng.random_range(0..ids.len())],
-                            epoch_material: rng.random(),
-                            epoch_timestamp_ms: wall_ms,
-                            epoch_tag: rng.random(),
-                        },
-                    };
-                    let mut junk = Vec::new();
-                    header.emit(&mut junk);
-                    junk.extend((0..64).map(|_| rng.random::<u8>()));
+                    let sender = ids[rng.random_range(0..ids.len())];
+                    let junk =
+                        bus_core::endpoint::sim::junk_epoch_packet(&mut rng, sender, wall_ms);
                     let _ = socket.send_to(&junk, group);
                     sent += 1;
                 }

@@ -102,6 +102,25 @@ impl SimEndpoint {
         self
     }
 
+    /// Ends the capture and returns the datagrams of packet type `kind` it captured from
+    /// `from`.
+    ///
+    /// # Panics
+    /// If it was not capturing.
+    pub fn take_captured(&mut self, from: NodeId, kind: crate::wire::PacketType) -> Vec<Vec<u8>> {
+        let captured = self
+            .captured
+            .take()
+            .unwrap_or_else(|| panic!("not capturing"));
+        captured
+            .into_iter()
+            .filter(|(sender, bytes)| {
+                *sender == from && crate::wire::PacketType::of_datagram(bytes) == Ok(kind)
+            })
+            .map(|(_, bytes)| bytes)
+            .collect()
+    }
+
     /// Runs `app` after every input from now on.
     pub fn with_app(mut self, app: impl FnMut(&mut Endpoint, Instant) + 'static) -> Self {
         self.app = Some(Box::new(app));
@@ -189,4 +208,27 @@ impl Node for SimEndpoint {
     fn poll_timeout(&self) -> Option<Instant> {
         self.endpoint.poll_timeout()
     }
+}
+
+/// What an attacker without the keys sends to flood a group: a multicast data packet claiming
+/// `sender`'s epoch stamped `epoch_ms`, with random material, tag, counter and 64 bytes of
+/// "ciphertext".
+pub fn junk_epoch_packet<R: rand::Rng>(rng: &mut R, sender: PeerId, epoch_ms: u64) -> Vec<u8> {
+    use crate::wire::{HeaderExtension, HeaderFlags, HeaderRepr};
+    let header = HeaderRepr {
+        suite: crate::crypto::SUITE_CHACHA,
+        flags: HeaderFlags::TO_GROUP,
+        session_index: 0,
+        counter: rng.random(),
+        extension: HeaderExtension::MulticastData {
+            sender,
+            epoch_material: rng.random(),
+            epoch_timestamp_ms: epoch_ms,
+            epoch_tag: rng.random(),
+        },
+    };
+    let mut junk = Vec::new();
+    header.emit(&mut junk);
+    junk.extend((0..64).map(|_| rng.random::<u8>()));
+    junk
 }

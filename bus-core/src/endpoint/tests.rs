@@ -1114,16 +1114,7 @@ fn a_replayed_beacon_of_an_earlier_life_changes_nothing() {
     let until = c.sim.now() + Duration::from_secs(3);
     c.sim.drive_until(until);
     c.sim.network.set_link(NodeId(1), NodeId(0), lossy(0.0));
-    let old_life: Vec<Vec<u8>> = c.sim.nodes[2]
-        .captured
-        .take()
-        .unwrap()
-        .into_iter()
-        .filter(|(from, bytes)| {
-            *from == NodeId(1) && PacketType::of_datagram(bytes) == Ok(PacketType::MulticastData)
-        })
-        .map(|(_, bytes)| bytes)
-        .collect();
+    let old_life: Vec<Vec<u8>> = c.sim.nodes[2].take_captured(NodeId(1), PacketType::MulticastData);
     assert!(old_life.len() >= 2, "{} recorded", old_life.len());
 
     let restart = c.sim.now();
@@ -1188,16 +1179,8 @@ fn unicast_replayed_to_another_peer_moves_nothing_and_delivers_nothing() {
     c.sim.nodes[0].endpoint.config.seeds = vec![sim_addr(NodeId(1)), sim_addr(NodeId(2))];
     c.allow(50);
     c.settle(50, Duration::from_secs(20));
-    let for_node_1: Vec<Vec<u8>> = c.sim.nodes[1]
-        .captured
-        .take()
-        .unwrap()
-        .into_iter()
-        .filter(|(from, bytes)| {
-            *from == NodeId(0) && PacketType::of_datagram(bytes) == Ok(PacketType::MulticastData)
-        })
-        .map(|(_, bytes)| bytes)
-        .collect();
+    let for_node_1: Vec<Vec<u8>> =
+        c.sim.nodes[1].take_captured(NodeId(0), PacketType::MulticastData);
     assert!(!for_node_1.is_empty(), "some unicast under node 0's epoch");
     let now = c.sim.now();
     let target = &mut c.sim.nodes[2];
@@ -1280,16 +1263,8 @@ fn an_initiation_replayed_to_a_third_peer_costs_it_no_diffie_hellman() {
     c.sim.nodes[1].captured = Some(Vec::new());
     c.allow(10);
     c.settle(10, Duration::from_secs(10));
-    let initiations: Vec<Vec<u8>> = c.sim.nodes[1]
-        .captured
-        .take()
-        .unwrap()
-        .into_iter()
-        .filter(|(from, bytes)| {
-            *from == NodeId(0) && PacketType::of_datagram(bytes) == Ok(PacketType::HandshakeInit)
-        })
-        .map(|(_, bytes)| bytes)
-        .collect();
+    let initiations: Vec<Vec<u8>> =
+        c.sim.nodes[1].take_captured(NodeId(0), PacketType::HandshakeInit);
     assert!(!initiations.is_empty(), "node 0 initiated with node 1");
     let now = c.sim.now();
     let target = &mut c.sim.nodes[2];
@@ -1318,8 +1293,7 @@ fn an_initiation_replayed_to_a_third_peer_costs_it_no_diffie_hellman() {
 /// refused without a key derivation, the epoch cache does not grow, and the peers stay joined.
 #[test]
 fn junk_epochs_in_public_key_mode_cost_one_hash_each() {
-    use crate::wire::{HeaderExtension, HeaderFlags, HeaderRepr};
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let mut sim = public_key_pair(19);
     sim.drive_until(Instant::from_millis(5_000));
     assert!(sim.nodes[1].endpoint.confirmed(peer_of(0)));
@@ -1330,21 +1304,7 @@ fn junk_epochs_in_public_key_mode_cost_one_hash_each() {
     let wall_ms =
         (super::sim::SIM_WALL_CLOCK_START + Duration::from_micros(now.as_micros())).as_millis();
     for _ in 0..10_000 {
-        let header = HeaderRepr {
-            suite: crate::crypto::SUITE_CHACHA,
-            flags: HeaderFlags::TO_GROUP,
-            session_index: 0,
-            counter: rng.random(),
-            extension: HeaderExtension::MulticastData {
-                sender: peer_of(0),
-                epoch_material: rng.random(),
-                epoch_timestamp_ms: wall_ms,
-                epoch_tag: rng.random(),
-            },
-        };
-        let mut junk = Vec::new();
-        header.emit(&mut junk);
-        junk.extend((0..64).map(|_| rng.random::<u8>()));
+        let junk = super::sim::junk_epoch_packet(&mut rng, peer_of(0), wall_ms);
         use crate::sim::Node;
         sim.nodes[1].handle_datagram(now, NodeId(0), &junk);
     }
