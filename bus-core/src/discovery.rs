@@ -145,7 +145,11 @@ impl PeerTable {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-            interval: Duration::from_millis(u64::from(beacon.interval_ms.max(1))),
+            // Within sane bounds whatever it says: an interval of 2^32 ms would keep a peer
+            // that stopped beaconing (or a forged one, in plaintext) for ever.
+            interval: Duration::from_millis(u64::from(
+                beacon.interval_ms.clamp(1, MAX_INTERVAL_MS),
+            )),
             incarnation: beacon.incarnation,
             last_seen: now,
         };
@@ -231,6 +235,10 @@ impl PeerTable {
     }
 }
 
+/// The longest beacon interval a peer is taken at: its liveness timeout is at most this many
+/// milliseconds times the liveness factor.
+pub const MAX_INTERVAL_MS: u32 = 60_000;
+
 /// When to send the next beacon: `interval` from `now`, give or take 10%, so that peers started
 /// together do not beacon in lockstep.
 pub fn next_beacon_at<R: Rng + ?Sized>(now: Instant, interval: Duration, rng: &mut R) -> Instant {
@@ -262,6 +270,25 @@ mod tests {
 
     fn source() -> SocketAddr {
         "127.0.0.1:9".parse().unwrap()
+    }
+
+    #[test]
+    fn an_advertised_interval_beyond_a_minute_is_taken_as_a_minute() {
+        // Field report (attacks, item 6): an interval of 2^32 - 1 ms never expired.
+        let mut table = PeerTable::new(PeerId([0; 16]), 3);
+        let b = Beacon {
+            interval_ms: u32::MAX,
+            ..beacon(1, vec![])
+        };
+        table.handle_beacon(Instant::ZERO, source(), &b).unwrap();
+        let _joined = table.poll_event();
+        let expiry = Instant::from_millis(3 * u64::from(MAX_INTERVAL_MS));
+        assert_eq!(table.poll_timeout(), Some(expiry));
+        table.handle_timeout(expiry);
+        assert!(matches!(
+            table.poll_event(),
+            Some(MembershipEvent::Unreachable(_))
+        ));
     }
 
     #[test]
