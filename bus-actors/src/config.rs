@@ -50,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) max_rto: Duration,
     pub(crate) give_up_after: u32,
     pub(crate) given_up_for: Duration,
+    pub(crate) max_peers: usize,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
     pub(crate) handshake_load_threshold: usize,
@@ -104,6 +105,7 @@ impl Config {
             max_rto: self.max_rto,
             give_up_after: self.give_up_after,
             given_up_for: self.given_up_for,
+            max_peers: self.max_peers,
             rekey_after: self.rekey_after,
             max_clock_skew: self.max_clock_skew,
             handshake_load_threshold: self.handshake_load_threshold,
@@ -161,6 +163,7 @@ impl Default for Config {
             max_rto: Duration::from_millis(500),
             give_up_after: 64,
             given_up_for: Duration::from_secs(10),
+            max_peers: 4096,
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
             handshake_load_threshold: 8,
@@ -414,6 +417,14 @@ impl BusBuilder {
     pub fn give_up_on_laggards(mut self, misses: u32, pause: Duration) -> Self {
         self.config.give_up_after = misses;
         self.config.given_up_for = pause;
+        self
+    }
+
+    /// How many peers this one keeps track of at most (default 4096). Beacons of others are
+    /// refused and counted (`table_full` in the metrics' drops) until some leave or fall
+    /// silent: in plaintext anyone can claim any id, and memory is finite.
+    pub fn max_peers(mut self, max_peers: usize) -> Self {
+        self.config.max_peers = max_peers;
         self
     }
 

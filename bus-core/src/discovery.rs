@@ -77,12 +77,16 @@ pub enum BeaconIgnored {
     /// one peer id (a real restart never returns to an old incarnation). The current claimant
     /// is kept; this one is refused.
     DuplicateId,
+    /// A peer not known yet, and the table already holds as many as it may.
+    TableFull,
 }
 
 /// The membership state machine. See the [module docs](self).
 #[derive(Debug)]
 pub struct PeerTable {
     local_id: PeerId,
+    /// Peers held at most.
+    max_peers: usize,
     liveness_factor: u32,
     peers: BTreeMap<PeerId, PeerInfo>,
     /// The incarnation each peer had before its last restart, and whether a claimant in it was
@@ -97,11 +101,19 @@ impl PeerTable {
     pub fn new(local_id: PeerId, liveness_factor: u32) -> PeerTable {
         PeerTable {
             local_id,
+            max_peers: usize::MAX,
             liveness_factor: liveness_factor.max(1),
             peers: BTreeMap::new(),
             retired: BTreeMap::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// The same table, holding at most `max_peers` peers: beacons of others are refused until
+    /// some leave or fall silent (anyone can claim any id in plaintext, and memory is finite).
+    pub fn with_max_peers(mut self, max_peers: usize) -> PeerTable {
+        self.max_peers = max_peers;
+        self
     }
 
     /// A beacon arrived from `source`. The event it causes, if any, is queued for
@@ -167,7 +179,9 @@ impl PeerTable {
             }
             return Err(BeaconIgnored::DuplicateId);
         }
+        let full = self.peers.len() >= self.max_peers;
         let event = match self.peers.get_mut(&beacon.peer_id) {
+            None if full => return Err(BeaconIgnored::TableFull),
             None => Some(MembershipEvent::Joined(info.clone())),
             Some(known) if known.incarnation != info.incarnation => {
                 self.retired
@@ -289,6 +303,27 @@ mod tests {
             table.poll_event(),
             Some(MembershipEvent::Unreachable(_))
         ));
+    }
+
+    #[test]
+    fn a_full_table_refuses_newcomers_and_keeps_what_it_has() {
+        let mut table = PeerTable::new(PeerId([0; 16]), 3).with_max_peers(2);
+        let t0 = Instant::from_millis(1);
+        for id in 1..=2 {
+            table
+                .handle_beacon(t0, source(), &beacon(id, vec![]))
+                .unwrap();
+        }
+        assert_eq!(
+            table.handle_beacon(t0, source(), &beacon(3, vec![])),
+            Err(BeaconIgnored::TableFull)
+        );
+        assert_eq!(table.peers().count(), 2);
+        // Those it holds are still updated.
+        table
+            .handle_beacon(t0, source(), &beacon(2, vec![TopicId(9)]))
+            .unwrap();
+        assert_eq!(table.subscribers(TopicId(9)).count(), 1);
     }
 
     #[test]

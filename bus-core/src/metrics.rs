@@ -64,10 +64,13 @@ pub enum DropReason {
     /// A message or acknowledgement in a unicast packet under a sender's multicast epoch that
     /// names no recipient (only control frames may travel so).
     Unbound,
+    /// A beacon of a peer not known yet when the membership table holds as many as it may
+    /// (`EndpointConfig::max_peers`).
+    TableFull,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 24] = [
+    const ALL: [DropReason; 25] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -92,6 +95,7 @@ impl DropReason {
         DropReason::Unproven,
         DropReason::Misdirected,
         DropReason::Unbound,
+        DropReason::TableFull,
     ];
 
     /// A short, stable name for dashboards.
@@ -121,6 +125,7 @@ impl DropReason {
             DropReason::Unproven => "unproven",
             DropReason::Misdirected => "misdirected",
             DropReason::Unbound => "unbound",
+            DropReason::TableFull => "table_full",
         }
     }
 

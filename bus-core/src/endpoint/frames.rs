@@ -73,6 +73,9 @@ impl Endpoint {
                             // The first time, there is an event to report.
                             membership_changed = true;
                         }
+                        Err(BeaconIgnored::TableFull) => {
+                            self.metrics.dropped(DropReason::TableFull);
+                        }
                     }
                 }
                 Frame::Publish { .. } | Frame::ReliablePublish { .. } | Frame::Ack(_) if !bound => {

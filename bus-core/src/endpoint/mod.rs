@@ -133,6 +133,9 @@ pub struct EndpointConfig {
     /// How often the other peers are pinged (their answers say whether our multicast still
     /// reaches them).
     pub idle_ping_interval: Duration,
+    /// Peers held in the membership table at most; beacons of others are refused and counted
+    /// (`table_full`) until some leave or fall silent.
+    pub max_peers: usize,
     /// A subscriber that let this many reliable messages in a row pass their deadline without
     /// acknowledging is given up on (0: never): it is reported missing from each message at
     /// once and sent nothing, instead of being retransmitted to until every deadline.
@@ -172,6 +175,7 @@ impl EndpointConfig {
             idle_ping_interval: Duration::from_secs(10),
             give_up_after: 64,
             given_up_for: Duration::from_secs(10),
+            max_peers: 4096,
         }
     }
 }
@@ -421,7 +425,8 @@ impl Endpoint {
             .max_datagram
             .saturating_sub(overhead + TIMESTAMP_FRAME.encoded_len() + recipient);
         Endpoint {
-            table: PeerTable::new(config.local_id, config.liveness_factor),
+            table: PeerTable::new(config.local_id, config.liveness_factor)
+                .with_max_peers(config.max_peers),
             sessions: Sessions::new(config.rekey_after),
             window: SendWindow::new(config.window, first_message_id),
             metrics: Arc::new(Metrics::default()),
