@@ -15,7 +15,8 @@ use crate::{PeerId, TopicId};
 
 impl Endpoint {
     /// Acts on the frames of `body`, which `sender` sent from `from`. The body is parsed once,
-    /// whole, before anything is done: a datagram is taken whole or not at all.
+    /// whole, before anything is done: a datagram is taken whole or not at all, and only if it
+    /// is for us and known fresh (or answers a challenge of ours, which proves it fresh).
     pub(super) fn handle_body(&mut self, now: Instant, from: SocketAddr, opened: &Opened) {
         let (sender, body) = (opened.sender, &opened.body);
         let frames = match Frames::new(body).collect::<Result<Vec<_>, _>>() {
@@ -25,6 +26,12 @@ impl Endpoint {
         let Some(bound) = self.recipient_check(opened, &frames) else {
             return self.metrics.dropped(DropReason::Misdirected);
         };
+        if !self.is_fresh(opened) {
+            match self.answer_in(&frames) {
+                Some(answer) => self.on_answer(now, sender, from, answer),
+                None => return self.refuse_unproven(now, from, sender, &frames),
+            }
+        }
         let mut membership_changed = false;
         let mut sent_at = None;
         // Payloads for the local subscriptions, delivered together after the loop.

@@ -27,7 +27,7 @@ use super::{Endpoint, FastHash, Target};
 use crate::PeerId;
 use crate::metrics::DropReason;
 use crate::time::{Duration, Instant};
-use crate::wire::{Frame, Frames};
+use crate::wire::Frame;
 
 /// How often at most a sender whose packets are not known fresh is challenged.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -195,19 +195,10 @@ impl Endpoint {
         self.config.security.is_insecure() || self.freshness.senders.contains_key(&sender)
     }
 
-    /// A packet from `sender` (at `from`) not known to be fresh. If it answers a challenge of
-    /// ours it proves itself and is handled; otherwise it is dropped, its pings answered and
-    /// its sender challenged (rate-limited).
-    pub(super) fn handle_unproven(&mut self, now: Instant, from: SocketAddr, opened: &Opened) {
-        let sender = opened.sender;
-        let Ok(frames) = Frames::new(&opened.body).collect::<Result<Vec<_>, _>>() else {
-            return self.metrics.dropped(DropReason::Malformed);
-        };
-        if self.recipient_check(opened, &frames).is_none() {
-            // Meant for another peer: nothing to answer.
-            return self.metrics.dropped(DropReason::Misdirected);
-        }
-        let answer = frames.iter().find_map(|frame| match frame {
+    /// The answer to a challenge of ours among `frames`, if any: the responder's life, epoch
+    /// start and next counter.
+    pub(super) fn answer_in(&self, frames: &[Frame<'_>]) -> Option<(u64, u64, u64)> {
+        frames.iter().find_map(|frame| match frame {
             Frame::Pong {
                 ping_id,
                 incarnation,
@@ -216,13 +207,21 @@ impl Endpoint {
                 ..
             } if self.pings.issued(*ping_id) => Some((*incarnation, *epoch_ms, *epoch_counter)),
             _ => None,
-        });
-        if let Some(answer) = answer {
-            self.on_answer(now, sender, from, answer);
-            return self.handle_body(now, from, opened);
-        }
+        })
+    }
+
+    /// `frames` came from `sender` (at `from`) in a packet not known to be fresh, answering no
+    /// challenge of ours: dropped, its pings answered and its sender challenged
+    /// (rate-limited).
+    pub(super) fn refuse_unproven(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        frames: &[Frame<'_>],
+    ) {
         self.metrics.dropped(DropReason::Unproven);
-        for frame in &frames {
+        for frame in frames {
             if let Frame::SessionUnknown { index } = frame {
                 self.on_session_unknown(now, sender, *index);
             }

@@ -602,11 +602,7 @@ impl Endpoint {
             // Our own multicast, looped back.
             return;
         }
-        if self.is_fresh(&opened) {
-            self.handle_body(now, from, &opened);
-        } else {
-            self.handle_unproven(now, from, &opened);
-        }
+        self.handle_body(now, from, &opened);
     }
 
     /// The instant [`Endpoint::poll_timeout`] returned has come: beacons, liveness,
