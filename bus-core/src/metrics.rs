@@ -67,10 +67,16 @@ pub enum DropReason {
     /// A beacon of a peer not known yet when the membership table holds as many as it may
     /// (`EndpointConfig::max_peers`).
     TableFull,
+    /// A datagram not sent: to an address that has not answered a ping of ours, beyond three
+    /// times what came from it (or, for an introduction, from the peer that made it).
+    AmplificationLimit,
+    /// A reliable message whose dedup window would grow past the bound on all windows
+    /// (`EndpointConfig::max_dedup_bytes`): neither delivered nor acknowledged.
+    DedupFull,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 25] = [
+    const ALL: [DropReason; 27] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -96,6 +102,8 @@ impl DropReason {
         DropReason::Misdirected,
         DropReason::Unbound,
         DropReason::TableFull,
+        DropReason::AmplificationLimit,
+        DropReason::DedupFull,
     ];
 
     /// A short, stable name for dashboards.
@@ -126,6 +134,8 @@ impl DropReason {
             DropReason::Misdirected => "misdirected",
             DropReason::Unbound => "unbound",
             DropReason::TableFull => "table_full",
+            DropReason::AmplificationLimit => "amplification_limit",
+            DropReason::DedupFull => "dedup_full",
         }
     }
 

@@ -129,7 +129,10 @@ impl Endpoint {
                     if self.pings.issued(ping_id) {
                         self.on_answer(now, sender, from, (incarnation, epoch_ms, epoch_counter));
                     }
-                    if self.table.get(&sender).is_some() {
+                    // Only an answer to a ping we sent there proves the peer receives what we
+                    // send there (a plaintext pong could come from anyone, from anywhere).
+                    let answered = self.budgets.answered(from, ping_id);
+                    if answered && self.table.get(&sender).is_some_and(|p| p.addr == from) {
                         // Routed to once it takes what we send: it opens our packets (it
                         // answered) and knows them fresh.
                         if knows_you_fresh {
@@ -150,7 +153,7 @@ impl Endpoint {
                 Frame::Peers(peers) => {
                     // Only a peer we know (whose beacon we authenticated) introduces others.
                     if self.table.get(&sender).is_some() {
-                        self.introduce_to(now, &peers);
+                        self.introduce_to(now, from, &peers);
                     }
                 }
                 _ => self.metrics.dropped(DropReason::UnsupportedFrame),

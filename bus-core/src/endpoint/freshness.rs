@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::packet::Opened;
-use super::{Endpoint, FastHash, Target};
+use super::{Endpoint, FastHash};
 use crate::PeerId;
 use crate::metrics::DropReason;
 use crate::time::{Duration, Instant};
@@ -242,7 +242,7 @@ impl Endpoint {
             self.answer_ping(now, sender, to, ping_id, sent_at_us);
         }
         if Freshness::due(&mut self.freshness.probed, sender, now, PROBE_EVERY) {
-            self.probe(now, to);
+            self.send_ping(now, to);
         }
     }
 
@@ -251,13 +251,5 @@ impl Endpoint {
     pub(super) fn beacon_life(&mut self, opened: &Opened, incarnation: u64) {
         self.freshness
             .new_life(opened.sender, incarnation, opened.epoch);
-    }
-
-    /// Sends a challenge (a ping) to `addr`, whoever is there.
-    fn probe(&mut self, now: Instant, addr: SocketAddr) {
-        let frame = self.pings.next_ping(now);
-        if self.queue(Target::Unicast(addr), &frame).is_err() {
-            self.metrics.dropped(DropReason::SendFailed);
-        }
     }
 }

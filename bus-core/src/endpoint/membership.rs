@@ -122,10 +122,11 @@ impl Endpoint {
         }
     }
 
-    /// A known peer told us of others: we introduce ourselves to those we do not know with a
-    /// unicast beacon (at most [`GOSSIP_PEERS`] a frame, and once a beacon interval per
-    /// address), and learn of them only from their own beacons.
-    pub(super) fn introduce_to(&mut self, now: Instant, peers: &[PeerAddr]) {
+    /// A known peer (at `sponsor`) told us of others: we introduce ourselves to those we do not
+    /// know with a unicast beacon (at most [`GOSSIP_PEERS`] a frame, and once a beacon
+    /// interval per address), and learn of them only from their own beacons. The beacons are
+    /// charged to the sponsor's budget, not to addresses that never sent us anything.
+    pub(super) fn introduce_to(&mut self, now: Instant, sponsor: SocketAddr, peers: &[PeerAddr]) {
         let interval = self.config.beacon_interval;
         let strangers: Vec<SocketAddr> = peers
             .iter()
@@ -138,9 +139,16 @@ impl Endpoint {
             .take(GOSSIP_PEERS)
             .map(|p| p.addr)
             .collect();
+        let beacon = self.beacon(false, false);
+        // The packet around it: its header, tag and timestamp.
+        let cost = beacon.len() + self.outbox_overhead();
         for addr in strangers {
+            if !self.budgets.grant(now, sponsor, addr, cost) {
+                self.metrics.dropped(DropReason::AmplificationLimit);
+                break;
+            }
             self.introduced.insert(addr, now);
-            self.send_beacon(&[Target::Unicast(addr)], false);
+            self.send_beacon_of(&[Target::Unicast(addr)], beacon.clone());
         }
     }
 

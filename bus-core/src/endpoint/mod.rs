@@ -23,6 +23,7 @@
 //! caller, so with the same seed and the same inputs an endpoint does the same thing, byte for
 //! byte, encrypted or not.
 
+mod budgets;
 mod frames;
 mod freshness;
 mod handshakes;
@@ -33,6 +34,8 @@ mod reliable;
 mod security;
 mod sessions;
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
@@ -54,7 +57,7 @@ use crate::batch::{FrameBatcher, FrameTooLarge};
 use crate::crypto::handshake::CookieSecret;
 use crate::crypto::{EpochReceiver, SenderEpoch};
 use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
-use crate::metrics::{Metrics, ReliableCounters};
+use crate::metrics::{DropReason, Metrics, ReliableCounters};
 use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
 use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
@@ -147,6 +150,11 @@ pub struct EndpointConfig {
     /// window is kept at least this long after it was last heard, across unreachability and
     /// rejoining, so nothing is delivered twice.
     pub dedup_retention: Duration,
+    /// Bytes of dedup bitmaps held for all senders together at most. An honest sender's
+    /// window spans its messages in flight (a few hundred bytes); a reliable message whose
+    /// window would grow past the bound is refused unacknowledged and counted (`dedup_full`),
+    /// and comes again.
+    pub max_dedup_bytes: usize,
 }
 
 impl EndpointConfig {
@@ -176,6 +184,7 @@ impl EndpointConfig {
             give_up_after: 64,
             given_up_for: Duration::from_secs(10),
             max_peers: 4096,
+            max_dedup_bytes: 16 << 20,
         }
     }
 }
@@ -347,6 +356,8 @@ pub struct Endpoint {
     wakes: BinaryHeap<Reverse<(Instant, u64)>>,
     /// What each sender's reliable messages we have received, in which of its lives.
     senders: HashMap<PeerId, reliable::Sender, FastHash>,
+    /// Bytes of the senders' dedup bitmaps.
+    dedup_bytes: usize,
     /// Peers declared unreachable, with their last address and when: still owed what they
     /// were owed until the deadline.
     lost: HashMap<PeerId, (SocketAddr, Instant), FastHash>,
@@ -374,6 +385,8 @@ pub struct Endpoint {
     hinted: HashMap<SocketAddr, Instant, FastHash>,
     /// Addresses we introduced ourselves to because a peer told us of them, and when.
     introduced: HashMap<SocketAddr, Instant, FastHash>,
+    /// What each address may be sent before it proves it is there.
+    budgets: budgets::Budgets,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Window room given back since the last [`Event::WindowRoom`].
@@ -401,6 +414,7 @@ impl Endpoint {
         let freshness_hashers = (hasher(), hasher(), hasher());
         let hinted = HashMap::with_hasher(hasher());
         let static_dh = HashMap::with_hasher(hasher());
+        let budgets_hasher = hasher();
         let first_ping_id = rng.next_u64();
         let pings = pings::Pings::new(now, first_ping_id, ping_hashers.0, ping_hashers.1);
         let (fresh_from, probed, answered) = freshness_hashers;
@@ -453,6 +467,7 @@ impl Endpoint {
             pending: BTreeMap::new(),
             wakes: BinaryHeap::new(),
             senders,
+            dedup_bytes: 0,
             lost,
             longest_deadline: Duration::ZERO,
             next_prune: now,
@@ -466,6 +481,8 @@ impl Endpoint {
             held: BTreeMap::new(),
             introduced,
             hinted,
+            // Two addresses per peer: room for every peer's, and as many again unverified.
+            budgets: budgets::Budgets::new(config.max_peers.saturating_mul(2), budgets_hasher),
             acks_owed: BTreeMap::new(),
             room_freed: 0,
             events: VecDeque::new(),
@@ -595,6 +612,7 @@ impl Endpoint {
     ) {
         self.read_wall(now, wall);
         self.metrics.datagram_in(datagram.len());
+        self.budgets.received(now, from, datagram.len());
         let Some(opened) = self.open(now, from, datagram) else {
             return;
         };
@@ -646,14 +664,23 @@ impl Endpoint {
     /// every input.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.queue_acks();
-        if let Some(transmit) = self.handshake_out.pop_front() {
-            return Some(transmit);
+        while let Some(transmit) = self.handshake_out.pop_front() {
+            if self.may_send(now, transmit.target, transmit.bytes.len()) {
+                return Some(transmit);
+            }
         }
         loop {
             let Some((target, body)) = self.outbox.poll_body() else {
                 self.idle = true;
                 return None;
             };
+            // Checked before sealing, which costs more than refusing; a packet is never
+            // larger than its body and the most a packet adds.
+            let most = body.len() + self.outbox_overhead();
+            if !self.may_send(now, target, most) {
+                self.outbox.recycle(body);
+                continue;
+            }
             let packet = self.seal(now, target, &body);
             self.outbox.recycle(body);
             if !packet.is_empty() {
@@ -663,6 +690,26 @@ impl Endpoint {
                 });
             }
         }
+    }
+
+    /// Whether a datagram of `len` bytes may go to `target` (see the budgets module): always to
+    /// the group and the seeds, to others once verified or within their budget. Counted if not.
+    fn may_send(&mut self, now: Instant, target: Target, len: usize) -> bool {
+        let Target::Unicast(addr) = target else {
+            return true;
+        };
+        if self.config.seeds.contains(&addr) || self.budgets.try_send(now, addr, len) {
+            return true;
+        }
+        self.metrics.dropped(DropReason::AmplificationLimit);
+        false
+    }
+
+    /// The bytes a packet adds around its body.
+    fn outbox_overhead(&self) -> usize {
+        self.config
+            .max_datagram
+            .saturating_sub(self.outbox.max_body())
     }
 
     /// The next event; `None` once there are none. Changed by every input.

@@ -52,9 +52,6 @@ pub(super) const TO_FRAME_LEN: usize = 1 + 16;
 /// How often a peer is told at most that it sends on a session we do not have.
 const HINT_EVERY: Duration = Duration::from_secs(1);
 
-/// The size of a hint sealed under our epoch: header, timestamp and hint frames, tag.
-const HINT_PACKET_LEN: usize = 72 + 9 + 5 + 16;
-
 /// Addresses told at most within [`HINT_EVERY`].
 const MAX_HINTED: usize = 4096;
 
@@ -157,15 +154,15 @@ impl Endpoint {
     /// or dropped it): we tell it, at most once a [`HINT_EVERY`] per address, so it drops the
     /// session and a new handshake follows instead of its traffic being lost until the next
     /// rekey. To an address of no known peer (we may have restarted and know nobody yet) only
-    /// if the hint is at most three times the size of what came, and while fewer than
-    /// [`MAX_HINTED`] addresses are waiting: no amplifier for spoofed junk.
-    fn hint_unknown_session(&mut self, now: Instant, from: SocketAddr, index: u32, len: usize) {
+    /// while fewer than [`MAX_HINTED`] addresses are waiting (and, like every reply to an
+    /// address not verified, within its budget): no amplifier for spoofed junk.
+    fn hint_unknown_session(&mut self, now: Instant, from: SocketAddr, index: u32) {
         let recent = self
             .hinted
             .get(&from)
             .is_some_and(|at| now.saturating_duration_since(*at) < HINT_EVERY);
         let known = self.table.peers().any(|p| p.addr == from);
-        if recent || (!known && (len * 3 < HINT_PACKET_LEN || self.hinted.len() >= MAX_HINTED)) {
+        if recent || (!known && self.hinted.len() >= MAX_HINTED) {
             return;
         }
         self.hinted.insert(from, now);
@@ -185,7 +182,6 @@ impl Endpoint {
                 return None;
             }
         };
-        let len = bytes.len();
         let mut packet = writable(bytes);
         match self.sessions.open(index, &mut packet, now) {
             Ok((sender, range)) => {
@@ -200,7 +196,7 @@ impl Endpoint {
             }
             Err(e) => {
                 if e == OpenError::UnknownSender {
-                    self.hint_unknown_session(now, from, index, len);
+                    self.hint_unknown_session(now, from, index);
                 }
                 self.metrics.dropped(DropReason::of_open_error(e));
                 None

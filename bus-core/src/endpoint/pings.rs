@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rand::RngCore;
+
 use super::{Endpoint, FastHash};
 use crate::PeerId;
 use crate::metrics::DropReason;
@@ -21,18 +23,28 @@ use crate::wire::Frame;
 pub(super) struct Pings {
     next_tick: Instant,
     /// Ping ids of this life run from `first_id`, a random number: an answer to one of them
-    /// was sent after we started (see the freshness module).
+    /// was sent after we started (see the freshness module). Each id adds 24 random bits to
+    /// a count, so that an answer proves the ping was received (see the budgets module).
     first_id: u64,
     next_id: u64,
     /// When each known peer was last pinged, and the interval to its next ping if idle.
-    last: HashMap<PeerId, (Instant, Duration), FastHash>,
+    last: HashMap<PeerId, Pinged, FastHash>,
     /// Peers sent reliable messages since the last tick.
     active: HashSet<PeerId, FastHash>,
 }
 
+#[derive(Debug)]
+struct Pinged {
+    at: Instant,
+    interval: Duration,
+}
+
+/// The random part of a ping id.
+const RANDOM_BITS: u32 = 24;
+
 impl Pings {
     pub(super) fn new(now: Instant, first_id: u64, last: FastHash, active: FastHash) -> Pings {
-        // Room for 2^62 pings before the ids would wrap.
+        // Room for 2^38 pings before the ids would wrap.
         let first_id = first_id >> 2;
         Pings {
             next_tick: now,
@@ -48,10 +60,10 @@ impl Pings {
         (self.first_id..self.next_id).contains(&id)
     }
 
-    /// A new ping, sent at `now`.
-    pub(super) fn next_ping(&mut self, now: Instant) -> Frame<'static> {
-        let ping_id = self.next_id;
-        self.next_id += 1;
+    /// A new ping, sent at `now`; `random` gives its id's random part.
+    pub(super) fn next_ping(&mut self, now: Instant, random: u32) -> Frame<'static> {
+        let ping_id = self.next_id + u64::from(random >> (32 - RANDOM_BITS));
+        self.next_id += 1 << RANDOM_BITS;
         Frame::Ping {
             ping_id,
             sent_at_us: now.as_micros(),
@@ -69,8 +81,8 @@ impl Pings {
 
     /// What `peer` answers changed: ping it often again for a while.
     pub(super) fn changed(&mut self, peer: PeerId, ping_interval: Duration) {
-        if let Some((_, interval)) = self.last.get_mut(&peer) {
-            *interval = ping_interval;
+        if let Some(pinged) = self.last.get_mut(&peer) {
+            pinged.interval = ping_interval;
         }
     }
 
@@ -91,37 +103,47 @@ impl Endpoint {
         let Some(addr) = self.table.get(&peer).map(|p| p.addr) else {
             return;
         };
-        let frame = self.pings.next_ping(now);
         let (active, idle) = (self.config.ping_interval, self.config.idle_ping_interval);
         let interval = match self.pings.last.get(&peer) {
-            Some((_, interval)) if !self.pings.active.contains(&peer) => (*interval * 2).min(idle),
+            Some(last) if !self.pings.active.contains(&peer) => (last.interval * 2).min(idle),
             _ => active,
         };
-        self.pings.last.insert(peer, (now, interval));
+        let pinged = Pinged { at: now, interval };
+        self.pings.last.insert(peer, pinged);
+        self.send_ping(now, addr);
+    }
+
+    /// Sends a ping to `addr`, whoever is there.
+    pub(super) fn send_ping(&mut self, now: Instant, addr: std::net::SocketAddr) {
+        let frame = self.pings.next_ping(now, self.rng.next_u32());
+        if let Frame::Ping { ping_id, .. } = frame {
+            self.budgets.challenged(now, addr, ping_id);
+        }
         if self.queue(super::Target::Unicast(addr), &frame).is_err() {
             self.metrics.dropped(DropReason::SendFailed);
         }
     }
 
-    /// Pings every peer that is due: active and unconfirmed ones each tick, idle ones when
-    /// their interval has passed.
+    /// Pings every peer that is due: active and unconfirmed ones each tick (what goes to an
+    /// address that never answers is bounded by its budget), idle ones when their interval has
+    /// passed.
     pub(super) fn ping_due(&mut self, now: Instant) {
         if now < self.pings.next_tick {
             return;
         }
         self.pings.next_tick = now + self.config.ping_interval;
-        let due: Vec<PeerId> = self
-            .table
-            .peers()
-            .map(|p| p.id)
-            .filter(|id| {
-                !self.confirmed(*id)
-                    || self.pings.active.contains(id)
-                    || self.pings.last.get(id).is_none_or(|(at, interval)| {
-                        now.saturating_duration_since(*at) >= *interval
-                    })
-            })
-            .collect();
+        let due: Vec<PeerId> =
+            self.table
+                .peers()
+                .map(|p| p.id)
+                .filter(|id| {
+                    !self.confirmed(*id)
+                        || self.pings.active.contains(id)
+                        || self.pings.last.get(id).is_none_or(|last| {
+                            now.saturating_duration_since(last.at) >= last.interval
+                        })
+                })
+                .collect();
         for peer in due {
             self.ping(now, peer);
         }

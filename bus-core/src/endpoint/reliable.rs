@@ -198,7 +198,7 @@ impl Endpoint {
                 .min_by_key(|(_, s)| s.last_heard)
                 .map(|(id, _)| *id)
         {
-            self.senders.remove(&evicted);
+            self.forget_sender(evicted);
         }
         let table = &self.table;
         let state = self.senders.entry(sender).or_insert_with(|| Sender {
@@ -207,10 +207,14 @@ impl Endpoint {
             last_heard: now,
         });
         state.last_heard = now;
-        let new = match state
-            .windows
-            .on_arrival(message_id, message_id.saturating_sub(window))
-        {
+        let before = state.windows.memory();
+        let room = self.config.max_dedup_bytes.saturating_sub(self.dedup_bytes);
+        let arrival =
+            state
+                .windows
+                .on_arrival_within(message_id, message_id.saturating_sub(window), room);
+        self.dedup_bytes = self.dedup_bytes - before + state.windows.memory();
+        let new = match arrival {
             Arrival::New => {
                 ReliableCounters::bump(&self.metrics.reliable.received, 1);
                 true
@@ -221,6 +225,10 @@ impl Endpoint {
             }
             Arrival::OutOfWindow => {
                 self.metrics.dropped(DropReason::OutOfWindow);
+                return false;
+            }
+            Arrival::NoRoom => {
+                self.metrics.dropped(DropReason::DedupFull);
                 return false;
             }
         };
@@ -250,7 +258,7 @@ impl Endpoint {
     pub(super) fn sender_life(&mut self, sender: PeerId, incarnation: u64) {
         match self.senders.get_mut(&sender) {
             Some(state) if state.incarnation.is_some_and(|known| known != incarnation) => {
-                self.senders.remove(&sender);
+                self.forget_sender(sender);
             }
             Some(state) => state.incarnation = Some(incarnation),
             None => {}
@@ -261,8 +269,14 @@ impl Endpoint {
     /// arrive, and lost peers nothing can still be owed to.
     pub(super) fn prune(&mut self, now: Instant) {
         let retention = self.config.dedup_retention;
-        self.senders
-            .retain(|_, s| now.saturating_duration_since(s.last_heard) < retention);
+        let dedup_bytes = &mut self.dedup_bytes;
+        self.senders.retain(|_, s| {
+            let keep = now.saturating_duration_since(s.last_heard) < retention;
+            if !keep {
+                *dedup_bytes -= s.windows.memory();
+            }
+            keep
+        });
         let owed_for = self.longest_deadline + self.config.max_rto;
         self.lost
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < owed_for);
@@ -270,6 +284,7 @@ impl Endpoint {
         let epochs_last = self.config.rekey_after * 2 + self.config.max_clock_skew;
         self.freshness.prune(now, epochs_last);
         self.sessions.prune(now);
+        self.budgets.prune(now);
         let given_up_for = self.config.given_up_for;
         self.given_up
             .retain(|_, since| now.saturating_duration_since(*since) < given_up_for);
@@ -278,6 +293,17 @@ impl Endpoint {
             .retain(|_, at| now.saturating_duration_since(*at) < interval);
         self.hinted
             .retain(|_, at| now.saturating_duration_since(*at) < Duration::from_secs(1));
+    }
+
+    fn forget_sender(&mut self, sender: PeerId) {
+        if let Some(state) = self.senders.remove(&sender) {
+            self.dedup_bytes -= state.windows.memory();
+        }
+    }
+
+    /// Bytes of dedup bitmaps held, for all senders together.
+    pub fn dedup_bytes(&self) -> usize {
+        self.dedup_bytes
     }
 
     /// Where `peer` is, or was last when it fell silent.

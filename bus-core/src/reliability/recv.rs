@@ -28,6 +28,9 @@ pub enum Arrival {
     Duplicate,
     /// Beyond [`MAX_WINDOW_SPAN`] above the floor: refused, not acknowledged.
     OutOfWindow,
+    /// Its bit would grow the bitmaps past the room the caller gave: refused, not
+    /// acknowledged (the sender retransmits; by then room may have been freed).
+    NoRoom,
 }
 
 /// Which ids of one sender's incarnation have arrived, from a floor upwards.
@@ -95,6 +98,12 @@ impl DedupWindow {
 
     /// Records the arrival of `id`, whose frame said the sender's floor is `sender_floor`.
     pub fn on_arrival(&mut self, id: u64, sender_floor: u64) -> Arrival {
+        self.on_arrival_within(id, sender_floor, usize::MAX)
+    }
+
+    /// Like [`DedupWindow::on_arrival`], but refuses an id whose bit would grow the bitmap by
+    /// more than `room` bytes.
+    pub fn on_arrival_within(&mut self, id: u64, sender_floor: u64, room: usize) -> Arrival {
         self.advance_floor(sender_floor.min(id));
         if id < self.floor {
             return Arrival::Duplicate;
@@ -105,6 +114,9 @@ impl DedupWindow {
         let offset = id - self.base;
         let word = usize::try_from(offset / 64).unwrap_or(usize::MAX);
         if word >= self.words.len() {
+            if (word + 1 - self.words.len()).saturating_mul(8) > room {
+                return Arrival::NoRoom;
+            }
             let was_empty = self.words.is_empty();
             self.words.resize(word + 1, 0);
             if was_empty {
@@ -137,18 +149,31 @@ pub struct SenderWindows {
 impl SenderWindows {
     /// Records the arrival of `id` with the sender's floor `sender_floor`.
     pub fn on_arrival(&mut self, id: u64, sender_floor: u64) -> Arrival {
+        self.on_arrival_within(id, sender_floor, usize::MAX)
+    }
+
+    /// Like [`SenderWindows::on_arrival`], but refuses an id whose bit would grow the bitmaps
+    /// by more than `room` bytes (a refused id of a new life forgets no window).
+    pub fn on_arrival_within(&mut self, id: u64, sender_floor: u64, room: usize) -> Arrival {
         match self.windows.iter_mut().find(|w| w.is_near(id)) {
-            Some(window) => window.on_arrival(id, sender_floor),
+            Some(window) => window.on_arrival_within(id, sender_floor, room),
             None => {
-                if self.windows.len() == 2 {
-                    self.windows.remove(0);
-                }
                 let mut window = DedupWindow::new(sender_floor.min(id));
-                let arrival = window.on_arrival(id, sender_floor);
-                self.windows.push(window);
+                let arrival = window.on_arrival_within(id, sender_floor, room);
+                if !matches!(arrival, Arrival::OutOfWindow | Arrival::NoRoom) {
+                    if self.windows.len() == 2 {
+                        self.windows.remove(0);
+                    }
+                    self.windows.push(window);
+                }
                 arrival
             }
         }
+    }
+
+    /// Bytes of bitmap held.
+    pub fn memory(&self) -> usize {
+        self.windows.iter().map(DedupWindow::memory).sum()
     }
 }
 
@@ -202,6 +227,19 @@ mod tests {
         assert_eq!(s.on_arrival(1 << 50, 1 << 50), Arrival::Duplicate);
     }
 
+    #[test]
+    fn a_window_grows_only_within_the_room_given() {
+        let mut s = SenderWindows::default();
+        assert_eq!(s.on_arrival_within(0, 0, 8), Arrival::New);
+        assert_eq!(s.memory(), 8);
+        assert_eq!(s.on_arrival_within(64 * 4, 0, 16), Arrival::NoRoom);
+        assert_eq!(s.on_arrival_within(64 * 2, 0, 16), Arrival::New);
+        assert_eq!(s.memory(), 24);
+        // A new life refused for want of room forgets nothing of the old one.
+        assert_eq!(s.on_arrival_within(1 << 40, 1 << 40, 0), Arrival::NoRoom);
+        assert_eq!(s.on_arrival_within(64 * 2, 0, 0), Arrival::Duplicate);
+    }
+
     proptest! {
         /// Whatever the order and duplication, each id is new exactly once.
         #[test]
@@ -214,7 +252,7 @@ mod tests {
                 match w.on_arrival(id, 0) {
                     Arrival::New => prop_assert!(delivered.insert(id), "{} twice", id),
                     Arrival::Duplicate => prop_assert!(delivered.contains(&id)),
-                    Arrival::OutOfWindow => prop_assert!(false),
+                    Arrival::OutOfWindow | Arrival::NoRoom => prop_assert!(false),
                 }
             }
         }
