@@ -550,6 +550,11 @@ impl Bus {
             .collect()
     }
 
+    /// How many peers are known now (without taking a snapshot of each).
+    pub fn peer_count(&self) -> usize {
+        self.shared.endpoint().peers().count()
+    }
+
     /// The bus's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut snapshot = self.shared.metrics.snapshot();

@@ -5,7 +5,7 @@
 //! answers "who subscribes to this topic". A peer is unreachable when no beacon has come from it
 //! for `liveness_factor` times the interval it advertises.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use rand::Rng;
@@ -89,6 +89,9 @@ pub struct PeerTable {
     max_peers: usize,
     liveness_factor: u32,
     peers: BTreeMap<PeerId, PeerInfo>,
+    /// Every peer's liveness deadline, earliest first: the next one is found without looking
+    /// at every peer (each input asks for it).
+    deadlines: BTreeSet<(Instant, PeerId)>,
     /// The incarnation each peer had before its last restart, and whether a claimant in it was
     /// reported.
     retired: BTreeMap<PeerId, (u64, bool)>,
@@ -104,6 +107,7 @@ impl PeerTable {
             max_peers: usize::MAX,
             liveness_factor: liveness_factor.max(1),
             peers: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             retired: BTreeMap::new(),
             events: VecDeque::new(),
         }
@@ -135,7 +139,7 @@ impl PeerTable {
         }
         if beacon.leaving {
             self.retired.remove(&beacon.peer_id);
-            if self.peers.remove(&beacon.peer_id).is_some() {
+            if self.remove(&beacon.peer_id).is_some() {
                 self.events.push_back(MembershipEvent::Left(beacon.peer_id));
             }
             return Ok(());
@@ -180,7 +184,7 @@ impl PeerTable {
             return Err(BeaconIgnored::DuplicateId);
         }
         let full = self.peers.len() >= self.max_peers;
-        let event = match self.peers.get_mut(&beacon.peer_id) {
+        let event = match self.peers.get(&beacon.peer_id) {
             None if full => return Err(BeaconIgnored::TableFull),
             None => Some(MembershipEvent::Joined(info.clone())),
             Some(known) if known.incarnation != info.incarnation => {
@@ -193,26 +197,33 @@ impl PeerTable {
                     || known.topics != info.topics
                     || known.metadata != info.metadata
                     || known.interval != info.interval;
-                known.last_seen = now;
                 changed.then(|| MembershipEvent::Updated(info.clone()))
             }
         };
+        self.remove(&beacon.peer_id);
+        self.deadlines.insert((self.deadline(&info), info.id));
         self.peers.insert(beacon.peer_id, info);
         self.events.extend(event);
         Ok(())
     }
 
+    fn remove(&mut self, id: &PeerId) -> Option<PeerInfo> {
+        let info = self.peers.remove(id)?;
+        self.deadlines.remove(&(self.deadline(&info), info.id));
+        Some(info)
+    }
+
     /// Declares unreachable every peer whose liveness deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<PeerId> = self
-            .peers
-            .values()
-            .filter(|p| self.deadline(p) <= now)
-            .map(|p| p.id)
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in expired {
             self.retired.remove(&id);
-            if let Some(info) = self.peers.remove(&id) {
+            if let Some(info) = self.remove(&id) {
                 self.events.push_back(MembershipEvent::Unreachable(info));
             }
         }
@@ -220,7 +231,7 @@ impl PeerTable {
 
     /// When the next peer's liveness deadline passes, if any peer is known.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().map(|p| self.deadline(p)).min()
+        self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
     /// The next membership event, oldest first. Changed by `handle_beacon` and `handle_timeout`.

@@ -76,7 +76,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    const ALL: [DropReason; 27] = [
+    /// Every reason, in the order of the counters.
+    pub const ALL: [DropReason; 27] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,

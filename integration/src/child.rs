@@ -70,6 +70,27 @@ impl Reporter {
         lines.borrow().clone()
     }
 
+    /// Writes `command` as a line to the child's stdin and waits (at most `within`) for the
+    /// next line it prints that starts with `reply`; returns that line.
+    ///
+    /// # Panics
+    /// If the child's stdin is closed or no reply comes in time.
+    pub async fn ask(&mut self, command: &str, reply: &str, within: Duration) -> String {
+        use std::io::Write;
+        let replies = |lines: &[String]| lines.iter().filter(|l| l.starts_with(reply)).count();
+        let before = replies(&self.lines.borrow());
+        let stdin = self.child.0.stdin.as_mut().expect("the child's stdin");
+        writeln!(stdin, "{command}").expect("write to the child");
+        stdin.flush().expect("flush to the child");
+        let lines = self.wait_until(within, |l| replies(l) > before).await;
+        lines
+            .iter()
+            .filter(|l| l.starts_with(reply))
+            .nth(before)
+            .unwrap_or_else(|| panic!("no {reply:?} line within {within:?} after {command:?}"))
+            .clone()
+    }
+
     /// The numbers of the lines that start with `prefix` and a space ("got 7" → 7), in order.
     pub fn numbers(lines: &[String], prefix: &str) -> Vec<u64> {
         lines

@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod child;
+pub mod forge;
 pub mod scenarios;
 pub mod soak;
 

@@ -65,7 +65,12 @@ impl SoakReport {
 
 /// Resident set size of this process, in bytes (0 where unknown).
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+    rss_bytes_of("self")
+}
+
+/// Resident set size of process `pid` ("self" for this one), in bytes (0 where unknown).
+pub fn rss_bytes_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)

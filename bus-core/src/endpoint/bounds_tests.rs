@@ -67,6 +67,8 @@ struct Attacked {
     received: HashMap<SocketAddr, u64>,
     /// Ping ids it sent to each address.
     pings: HashMap<SocketAddr, Vec<u64>>,
+    /// The peers it named in gossip to each address.
+    gossiped: HashMap<SocketAddr, Vec<PeerId>>,
 }
 
 impl Attacked {
@@ -84,6 +86,7 @@ impl Attacked {
             sent: HashMap::new(),
             received: HashMap::new(),
             pings: HashMap::new(),
+            gossiped: HashMap::new(),
         }
     }
 
@@ -106,8 +109,15 @@ impl Attacked {
             *self.sent.entry(addr).or_default() += transmit.bytes.len() as u64;
             let header = Header::new_checked(&transmit.bytes[..]).unwrap();
             for frame in Frames::new(&transmit.bytes[header.header_len()..]) {
-                if let Ok(Frame::Ping { ping_id, .. }) = frame {
-                    self.pings.entry(addr).or_default().push(ping_id);
+                match frame {
+                    Ok(Frame::Ping { ping_id, .. }) => {
+                        self.pings.entry(addr).or_default().push(ping_id);
+                    }
+                    Ok(Frame::Peers(peers)) => {
+                        let named = self.gossiped.entry(addr).or_default();
+                        named.extend(peers.iter().map(|p| p.id));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -221,16 +231,10 @@ fn a_forged_answer_does_not_verify_an_address() {
     assert!(sent <= AMPLIFICATION_FACTOR * received);
 }
 
-/// A real answer from the address pinged does verify it, and it is sent what it subscribes to,
-/// without limit.
-#[test]
-fn an_answer_from_the_address_pinged_verifies_it() {
-    let mut target = Attacked::new(|_| {});
-    let peer = at(9);
-    let id = fake_id(1);
-    target.receive(peer, plain(id, &[beacon(id, 9)]));
-    let ping_id = *target.pings[&peer].last().unwrap();
-    let pong = Frame::Pong {
+/// What `id` at `addr` answers to the last ping the target sent there.
+fn pong_to_last_ping(target: &Attacked, addr: SocketAddr) -> Frame<'static> {
+    let ping_id = *target.pings[&addr].last().unwrap();
+    Frame::Pong {
         ping_id,
         ping_sent_at_us: 0,
         ping_received_at_us: 0,
@@ -240,7 +244,18 @@ fn an_answer_from_the_address_pinged_verifies_it() {
         incarnation: 1,
         epoch_ms: 0,
         epoch_counter: 0,
-    };
+    }
+}
+
+/// A real answer from the address pinged does verify it, and it is sent what it subscribes to,
+/// without limit.
+#[test]
+fn an_answer_from_the_address_pinged_verifies_it() {
+    let mut target = Attacked::new(|_| {});
+    let peer = at(9);
+    let id = fake_id(1);
+    target.receive(peer, plain(id, &[beacon(id, 9)]));
+    let pong = pong_to_last_ping(&target, peer);
     target.receive(peer, plain(id, &[pong]));
     assert!(target.endpoint.confirmed(id));
     target.run_until(Instant::from_millis(10_000));
@@ -300,4 +315,27 @@ fn fake_peers_and_sender_ids_stay_within_the_bounds() {
     }
     // The senders fell silent: their windows are forgotten.
     assert_eq!(target.endpoint.dedup_bytes(), 0);
+}
+
+/// Found on loopback: a made-up peer "at" a victim's address was named in gossip, and every peer
+/// told of it sent the victim its beacon, each beacon interval, on the word of a peer that had
+/// never heard from the victim. Only confirmed peers are named now.
+#[test]
+fn gossip_names_only_confirmed_peers() {
+    let mut target = Attacked::new(|_| {});
+    let (peer, attacker, victim) = (at(7), at(8), at(9));
+    let (peer_id, fake) = (fake_id(1), fake_id(2));
+    target.receive(peer, plain(peer_id, &[beacon(peer_id, 7)]));
+    let pong = pong_to_last_ping(&target, peer);
+    target.receive(peer, plain(peer_id, &[pong]));
+    assert!(target.endpoint.confirmed(peer_id));
+    target.receive(attacker, plain(fake, &[beacon(fake, victim.port())]));
+    assert!(
+        target.endpoint.peer(fake).is_some(),
+        "it is known, not confirmed"
+    );
+    target.run_until(Instant::from_millis(5_000));
+    let named = &target.gossiped[&peer];
+    assert!(named.contains(&peer_id), "gossip went out: {named:?}");
+    assert!(!named.contains(&fake), "the fake was named: {named:?}");
 }

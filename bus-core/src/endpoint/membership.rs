@@ -92,20 +92,23 @@ impl Endpoint {
 
     /// Tells each unicast target of our beacon which peers we know (a window of at most
     /// [`GOSSIP_PEERS`], moving on at each beacon), so that one seed introduces the cluster.
+    /// Only confirmed peers are named: their answers prove they are at the address we give,
+    /// so no one can have the cluster send beacons to an address of its choosing.
     pub(super) fn gossip(&mut self, targets: &[Target]) {
-        let known = self.table.peers().count();
-        if known == 0 {
-            return;
-        }
-        let start = self.gossip_from % known;
         let all: Vec<PeerAddr> = self
             .table
             .peers()
+            .filter(|p| self.confirmed(p.id))
             .map(|p| PeerAddr {
                 id: p.id,
                 addr: p.addr,
             })
             .collect();
+        let known = all.len();
+        if known == 0 {
+            return;
+        }
+        let start = self.gossip_from % known;
         let peers: Vec<PeerAddr> = all
             .iter()
             .cycle()

@@ -150,10 +150,10 @@ pub struct EndpointConfig {
     /// window is kept at least this long after it was last heard, across unreachability and
     /// rejoining, so nothing is delivered twice.
     pub dedup_retention: Duration,
-    /// Bytes of dedup bitmaps held for all senders together at most. An honest sender's
-    /// window spans its messages in flight (a few hundred bytes); a reliable message whose
-    /// window would grow past the bound is refused unacknowledged and counted (`dedup_full`),
-    /// and comes again.
+    /// Bytes of dedup bitmaps held for all senders together at most, of which senders that
+    /// are not confirmed peers may hold half. An honest sender's window spans its messages in
+    /// flight (a few hundred bytes); a reliable message whose window would grow past the bound
+    /// is refused unacknowledged and counted (`dedup_full`), and comes again.
     pub max_dedup_bytes: usize,
 }
 
@@ -357,7 +357,7 @@ pub struct Endpoint {
     /// What each sender's reliable messages we have received, in which of its lives.
     senders: HashMap<PeerId, reliable::Sender, FastHash>,
     /// Bytes of the senders' dedup bitmaps.
-    dedup_bytes: usize,
+    dedup: reliable::DedupUse,
     /// Peers declared unreachable, with their last address and when: still owed what they
     /// were owed until the deadline.
     lost: HashMap<PeerId, (SocketAddr, Instant), FastHash>,
@@ -467,7 +467,7 @@ impl Endpoint {
             pending: BTreeMap::new(),
             wakes: BinaryHeap::new(),
             senders,
-            dedup_bytes: 0,
+            dedup: reliable::DedupUse::default(),
             lost,
             longest_deadline: Duration::ZERO,
             next_prune: now,

@@ -33,12 +33,44 @@ pub(super) struct Sender {
     incarnation: Option<u64>,
     windows: SenderWindows,
     last_heard: Instant,
+    /// Whether it was a confirmed peer when last heard (its bitmaps count as such).
+    confirmed: bool,
 }
 
-/// Senders whose reliable-message windows are kept at once; beyond that the one heard from
-/// longest ago is forgotten (in plaintext mode anyone can claim to be a sender, so this must be
-/// bounded).
-const MAX_SENDERS: usize = 4096;
+/// Bytes of the senders' dedup bitmaps: all of them, and those of senders that are not
+/// confirmed peers. In plaintext anyone can claim to be a sender; those we have not confirmed
+/// may hold half the bound at most, so that a flood of them leaves room for the peers we know.
+#[derive(Debug, Default)]
+pub(super) struct DedupUse {
+    all: usize,
+    unconfirmed: usize,
+}
+
+impl DedupUse {
+    /// How many more bytes a sender may take.
+    fn room(&self, confirmed: bool, max: usize) -> usize {
+        let room = max.saturating_sub(self.all);
+        if confirmed {
+            room
+        } else {
+            room.min((max / 2).saturating_sub(self.unconfirmed))
+        }
+    }
+
+    fn add(&mut self, confirmed: bool, bytes: usize) {
+        self.all += bytes;
+        if !confirmed {
+            self.unconfirmed += bytes;
+        }
+    }
+
+    fn remove(&mut self, confirmed: bool, bytes: usize) {
+        self.all -= bytes;
+        if !confirmed {
+            self.unconfirmed -= bytes;
+        }
+    }
+}
 
 /// How long a subscriber's window must stay full, with no acknowledgement from it, before it
 /// is reported behind.
@@ -190,30 +222,29 @@ impl Endpoint {
         message_id: u64,
         window: u64,
     ) -> bool {
-        if self.senders.len() >= MAX_SENDERS
-            && !self.senders.contains_key(&sender)
-            && let Some(evicted) = self
-                .senders
-                .iter()
-                .min_by_key(|(_, s)| s.last_heard)
-                .map(|(id, _)| *id)
-        {
-            self.forget_sender(evicted);
+        let confirmed = self.confirmed(sender);
+        if !self.senders.contains_key(&sender) && !self.make_room_for_sender(confirmed) {
+            self.metrics.dropped(DropReason::DedupFull);
+            return false;
         }
         let table = &self.table;
         let state = self.senders.entry(sender).or_insert_with(|| Sender {
             incarnation: table.get(&sender).map(|p| p.incarnation),
             windows: SenderWindows::default(),
             last_heard: now,
+            confirmed,
         });
         state.last_heard = now;
         let before = state.windows.memory();
-        let room = self.config.max_dedup_bytes.saturating_sub(self.dedup_bytes);
-        let arrival =
-            state
-                .windows
-                .on_arrival_within(message_id, message_id.saturating_sub(window), room);
-        self.dedup_bytes = self.dedup_bytes - before + state.windows.memory();
+        // Its bitmaps move to the class it is in now.
+        self.dedup.remove(state.confirmed, before);
+        self.dedup.add(confirmed, before);
+        state.confirmed = confirmed;
+        let room = self.dedup.room(confirmed, self.config.max_dedup_bytes);
+        let floor = message_id.saturating_sub(window);
+        let arrival = state.windows.on_arrival_within(message_id, floor, room);
+        self.dedup.remove(confirmed, before);
+        self.dedup.add(confirmed, state.windows.memory());
         let new = match arrival {
             Arrival::New => {
                 ReliableCounters::bump(&self.metrics.reliable.received, 1);
@@ -269,11 +300,11 @@ impl Endpoint {
     /// arrive, and lost peers nothing can still be owed to.
     pub(super) fn prune(&mut self, now: Instant) {
         let retention = self.config.dedup_retention;
-        let dedup_bytes = &mut self.dedup_bytes;
+        let dedup = &mut self.dedup;
         self.senders.retain(|_, s| {
             let keep = now.saturating_duration_since(s.last_heard) < retention;
             if !keep {
-                *dedup_bytes -= s.windows.memory();
+                dedup.remove(s.confirmed, s.windows.memory());
             }
             keep
         });
@@ -297,13 +328,38 @@ impl Endpoint {
 
     fn forget_sender(&mut self, sender: PeerId) {
         if let Some(state) = self.senders.remove(&sender) {
-            self.dedup_bytes -= state.windows.memory();
+            self.dedup.remove(state.confirmed, state.windows.memory());
         }
+    }
+
+    /// Room for the window of one more sender: while twice `max_peers` are held, the one heard
+    /// from longest ago that is not a confirmed peer is forgotten. Returns whether there is
+    /// room (a sender that is not confirmed finds none if every one held is).
+    fn make_room_for_sender(&mut self, confirmed: bool) -> bool {
+        if self.senders.len() < self.config.max_peers.saturating_mul(2) {
+            return true;
+        }
+        let unconfirmed = self
+            .senders
+            .iter()
+            .filter(|(_, s)| !s.confirmed)
+            .min_by_key(|(_, s)| s.last_heard)
+            .map(|(id, _)| *id);
+        let evicted = match unconfirmed {
+            Some(id) => id,
+            None if confirmed => match self.senders.iter().min_by_key(|(_, s)| s.last_heard) {
+                Some((id, _)) => *id,
+                None => return true,
+            },
+            None => return false,
+        };
+        self.forget_sender(evicted);
+        true
     }
 
     /// Bytes of dedup bitmaps held, for all senders together.
     pub fn dedup_bytes(&self) -> usize {
-        self.dedup_bytes
+        self.dedup.all
     }
 
     /// Where `peer` is, or was last when it fell silent.

@@ -11,7 +11,8 @@
 //!     peer id [B; 16] on unicast port P (encrypted with the cluster key HEX if given):
 //!     subscribe to test/reliable and test/counter, print "ready", then "got SEQ" for each
 //!     test/reliable message delivered, "be SEQ" for each test/counter one, and "peers N"
-//!     whenever the number of peers it knows changes, until killed or stdin closes
+//!     whenever the number of peers it knows changes, until killed or stdin closes; a line
+//!     "stats" on stdin has it print its counters ("stats datagrams_in=N ... table_full=N")
 //! ```
 //!
 //! The bus binds to 127.0.0.1 unless `--interface` names another address: the multi-host tests
@@ -199,15 +200,19 @@ async fn reliable_subscriber(args: &Args) -> ExitCode {
     let mut best_effort = subscribe::<Counter>(&bus).await;
     let mut membership = events(&bus);
     println!("ready {:?}", bus.local_id());
-    let mut stdin_closed = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1]));
+    let mut commands = stdin_lines();
     let mut peers = 0;
     loop {
         tokio::select! {
-            _ = &mut stdin_closed => break,
+            command = commands.recv() => match command.as_deref() {
+                Some("stats") => print_stats(&bus),
+                Some(other) => eprintln!("test-peer: unknown command {other:?}"),
+                None => break,
+            },
             Some(event) = reliable.recv() => println!("got {}", event.message.seq),
             Some(event) = best_effort.recv() => println!("be {}", event.message.seq),
             Some(_) = membership.recv() => {
-                let known = bus.peers().len();
+                let known = bus.peer_count();
                 if known != peers {
                     peers = known;
                     println!("peers {peers}");
@@ -217,4 +222,31 @@ async fn reliable_subscriber(args: &Args) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The lines of stdin as they come; the channel closes with stdin (the parent exited).
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// One line of counters: "stats datagrams_in=N ..." with every drop reason by name.
+fn print_stats(bus: &bus_actors::Bus) {
+    use bus_core::metrics::DropReason;
+    let stats = bus.metrics();
+    let mut line = format!(
+        "stats datagrams_in={} datagrams_out={}",
+        stats.datagrams_in, stats.datagrams_out
+    );
+    for reason in DropReason::ALL {
+        line += &format!(" {}={}", reason.name(), stats.drops(reason));
+    }
+    println!("{line}");
 }

@@ -2,6 +2,7 @@
 //! measured in a process of its own.
 
 use super::*;
+use integration::forge::{beacon, fake_peer, plain_packet};
 
 /// Each memory figure in a process of its own: memory freed by one measurement would be reused
 /// by the next and make it look smaller.
@@ -150,7 +151,6 @@ pub(super) async fn mem_subscriptions(count: u64) -> Res<()> {
 /// each with an id and port of its own, none of them listening), and its resident set grows by
 /// what it keeps for each: table entry, snapshot, peer actor.
 pub(super) async fn mem_peers(count: u64) -> Res<()> {
-    use bus_core::wire::{Beacon, Frame, HeaderExtension, HeaderFlags, HeaderRepr};
     let bus = builder(test_group())
         .start()
         .await
@@ -158,32 +158,11 @@ pub(super) async fn mem_peers(count: u64) -> Res<()> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let send_beacons = |from: u64, to: u64| -> Res<()> {
         for i in from..to {
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&(i + 1).to_be_bytes());
-            let sender = bus_actors::PeerId(id);
-            let mut packet = Vec::new();
-            HeaderRepr {
-                suite: 0,
-                flags: HeaderFlags::empty(),
-                session_index: 0,
-                counter: i,
-                extension: HeaderExtension::Plain { sender },
-            }
-            .emit(&mut packet);
-            Frame::Beacon(Beacon {
-                peer_id: sender,
-                version: bus_core::wire::PROTOCOL_VERSION,
-                leaving: false,
-                wants_reply: false,
-                unicast_ip: None,
-                unicast_port: 20_000 + u16::try_from(i % 40_000).unwrap_or(0),
-                // Long enough that none expires while measuring.
-                interval_ms: 600_000,
-                incarnation: i,
-                topics: Vec::new(),
-                metadata: Vec::new(),
-            })
-            .emit(&mut packet);
+            let sender = fake_peer(i);
+            let port = 20_000 + u16::try_from(i % 40_000).unwrap_or(0);
+            // Long enough that none expires while measuring.
+            let beacon = beacon(sender, i, port, 600_000, Vec::new(), false);
+            let packet = plain_packet(sender, i, &[beacon]);
             socket
                 .send_to(&packet, bus.local_addr())
                 .map_err(|e| e.to_string())?;
