@@ -9,6 +9,7 @@
 pub mod child;
 pub mod forge;
 pub mod scenarios;
+pub mod sniff;
 pub mod soak;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};

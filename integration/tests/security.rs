@@ -632,3 +632,85 @@ async fn a_junk_epoch_flood_on_the_group_leaves_public_key_peers_working() {
     }
     assert_eq!(publisher.peers().len(), 2);
 }
+
+/// Where `bus` has `peer`, if it knows it.
+fn address_of(bus: &bus_actors::Bus, peer: bus_actors::PeerId) -> Option<SocketAddr> {
+    bus.peers().iter().find(|p| p.id == peer).map(|p| p.addr)
+}
+
+/// Field report, item 2 of the attacks: a peer's unicast datagrams replayed to other peers
+/// moved its address to the replayer's, and brought a departed peer back as a ghost. Here the
+/// unicast traffic from one encrypted peer to another is recorded off loopback (before their
+/// session and under it: pings, pongs, beacons, reliable messages) and sent as raw datagrams
+/// from another address to a third peer and back to the second: no address moves, nothing is
+/// delivered; once the first has left, the same replays to the others and to a peer that
+/// joined after bring it back nowhere. (Two rules stop it, each alone: a unicast packet under an
+/// epoch names its recipient, and a packet from before a receiver knew its sender fresh is
+/// refused. With both switched off, the departed peer comes back.)
+#[actix::test]
+async fn unicast_replayed_to_other_peers_moves_no_address_and_revives_no_peer() {
+    let sniffer = match integration::sniff::Sniffer::start() {
+        Ok(sniffer) => sniffer,
+        Err(why) => {
+            eprintln!("skipped: cannot record loopback traffic ({why})");
+            return;
+        }
+    };
+    let group = test_group();
+    let a = secure_builder(group, KEY).start().await.unwrap();
+    let b = secure_builder(group, KEY).start().await.unwrap();
+    let mut rx_b = subscribe::<Counter>(&b).await;
+    let mut ev_a = events(&a);
+    await_subscribers(&a, &mut ev_a, Counter::ID, 1, Duration::from_secs(5)).await;
+    for seq in 0..20 {
+        a.publish_reliable(Counter { publisher: 1, seq })
+            .await
+            .unwrap();
+    }
+    receive(&mut rx_b, 20, Duration::from_secs(5)).await;
+    let recorded = sniffer.between(a.local_addr(), b.local_addr());
+    assert!(recorded.len() >= 5, "{} datagrams recorded", recorded.len());
+    let (a_id, a_addr) = (a.local_id(), a.local_addr());
+
+    let c = secure_builder(group, KEY).start().await.unwrap();
+    let mut rx_c = subscribe::<Counter>(&c).await;
+    let mut ev_c = events(&c);
+    integration::await_known(&c, &mut ev_c, 2, Duration::from_secs(5)).await;
+    // From another address: a beacon taken at its source would move a there.
+    let attacker = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let replay = |bus: &bus_actors::Bus| {
+        let before = bus.metrics().datagrams_in;
+        for datagram in &recorded {
+            attacker.send_to(datagram, bus.local_addr()).unwrap();
+        }
+        before
+    };
+    for bus in [&c, &b] {
+        let before = replay(bus);
+        await_datagrams(bus, before, recorded.len() as u64).await;
+        assert_eq!(address_of(bus, a_id), Some(a_addr), "a's address moved");
+    }
+    assert!(rx_c.try_recv().is_err(), "a replayed message was delivered");
+    assert!(
+        rx_b.try_recv().is_err(),
+        "a replayed message was delivered again"
+    );
+
+    a.shutdown().await.unwrap();
+    for (bus, ev) in [(&b, &mut events(&b)), (&c, &mut ev_c)] {
+        if address_of(bus, a_id).is_some() {
+            integration::await_event(ev, Duration::from_secs(5), "a leaving", |e| {
+                integration::is_gone(e, a_id)
+            })
+            .await;
+        }
+    }
+    let d = secure_builder(group, KEY).start().await.unwrap();
+    let mut ev_d = events(&d);
+    integration::await_known(&d, &mut ev_d, 2, Duration::from_secs(5)).await;
+    for bus in [&b, &c, &d] {
+        let before = replay(bus);
+        await_datagrams(bus, before, recorded.len() as u64).await;
+        assert_eq!(address_of(bus, a_id), None, "a came back as a ghost");
+    }
+}
