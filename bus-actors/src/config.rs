@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) give_up_after: u32,
     pub(crate) given_up_for: Duration,
     pub(crate) max_peers: usize,
+    pub(crate) max_dedup_bytes: usize,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
     pub(crate) handshake_load_threshold: usize,
@@ -106,6 +107,7 @@ impl Config {
             give_up_after: self.give_up_after,
             given_up_for: self.given_up_for,
             max_peers: self.max_peers,
+            max_dedup_bytes: self.max_dedup_bytes,
             rekey_after: self.rekey_after,
             max_clock_skew: self.max_clock_skew,
             handshake_load_threshold: self.handshake_load_threshold,
@@ -164,6 +166,7 @@ impl Default for Config {
             give_up_after: 64,
             given_up_for: Duration::from_secs(10),
             max_peers: 4096,
+            max_dedup_bytes: 16 << 20,
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
             handshake_load_threshold: 8,
@@ -425,6 +428,15 @@ impl BusBuilder {
     /// silent: in plaintext anyone can claim any id, and memory is finite.
     pub fn max_peers(mut self, max_peers: usize) -> Self {
         self.config.max_peers = max_peers;
+        self
+    }
+
+    /// Bytes of reliable-message dedup bitmaps this peer keeps for all senders together at most
+    /// (default 16 MiB; senders that are not confirmed peers may hold half). An honest sender
+    /// needs a few hundred bytes; a message whose window would grow past the bound is not
+    /// acknowledged (`dedup_full` in the metrics' drops) and comes again.
+    pub fn max_dedup_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_dedup_bytes = bytes;
         self
     }
 
