@@ -15,10 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::BusBuilder;
 use crate::error::Error;
-use crate::messages::{
-    BusEvent, Event, PeerSnapshot, RawMessages, ReportTo, Shutdown, StartReliable,
-    StartReliableBatch,
-};
+use crate::messages::{BusEvent, Event, PeerSnapshot, RawMessages, ReportTo, Shutdown};
 use crate::scratch::Scratch;
 use crate::shared::{LocalSubscription, Shared, lock};
 use crate::socket::{SocketActor, snapshot};
@@ -33,28 +30,6 @@ fn nobody_owed() -> DeliveryReport {
         left: Vec::new(),
         missing: Vec::new(),
         retransmissions: 0,
-    }
-}
-
-/// Reliable messages of a batch that the endpoint took, waiting to be handed to the socket actor
-/// (which starts their pending actors) in one message; handed over when dropped at the latest.
-struct Starts<'a> {
-    socket: &'a Addr<SocketActor>,
-    ready: Vec<StartReliable>,
-}
-
-impl Starts<'_> {
-    fn start(&mut self) {
-        if !self.ready.is_empty() {
-            self.socket
-                .do_send(StartReliableBatch(std::mem::take(&mut self.ready)));
-        }
-    }
-}
-
-impl Drop for Starts<'_> {
-    fn drop(&mut self) {
-        self.start();
     }
 }
 
@@ -302,22 +277,19 @@ impl Bus {
     ) -> Result<DeliveryReport, Error> {
         self.check_running()?;
         let payload = Scratch::encode(&message)?;
-        let Some(message_id) = self
-            .open_reliable::<T>(&payload, deadline, wait_for_room)
+        let (reply, report) = tokio::sync::oneshot::channel();
+        let reply = ReportTo::Caller(reply);
+        if !self
+            .open_reliable::<T>(&payload, deadline, wait_for_room, Some(reply))
             .await?
-        else {
+        {
             return self
                 .deliver_only_locally::<T>(&payload)
                 .map(|()| nobody_owed());
-        };
+        }
         self.deliver_locally::<T>(&payload);
         // Back to the thread's scratch before waiting for acknowledgements.
         drop(payload);
-        let (reply, report) = tokio::sync::oneshot::channel();
-        self.socket.do_send(StartReliable {
-            message_id,
-            reply: ReportTo::Caller(reply),
-        });
         let report = report.await.map_err(|_| Error::ShutDown)?;
         if report.is_complete() {
             Ok(report)
@@ -331,8 +303,8 @@ impl Bus {
 
     /// Publishes every message of `messages` reliably, as [`Bus::publish_reliable`] would each,
     /// and resolves when all of them have an outcome, with their reports in order. A burst
-    /// published this way costs far less per message than as many `publish_reliable` calls:
-    /// one future, one wait, and one start for the lot.
+    /// published this way costs less per message than as many `publish_reliable` calls: one
+    /// future and one wait for the lot.
     ///
     /// A message that is not acknowledged by everyone owed it before the deadline is not an
     /// error here: its report names the subscribers missing
@@ -351,43 +323,23 @@ impl Bus {
         let deadline = self.deadline_of::<T>();
         let (to, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let mut reports: Vec<Option<DeliveryReport>> = Vec::new();
-        // Whatever took room in the window is started, even after an error or if this future
-        // is dropped while it waits: its room is only given back, and its report only
-        // collected, by its pending actor.
-        let mut starts = Starts {
-            socket: &self.socket,
-            ready: Vec::new(),
-        };
-        let published = async {
-            for (index, message) in messages.into_iter().enumerate() {
-                reports.push(None);
-                let payload = Scratch::encode(&message)?;
-                let opened = match self.open_reliable::<T>(&payload, deadline, false).await {
-                    Err(Error::Busy(_)) => {
-                        // Start what is ready before waiting: the room comes back as those
-                        // messages are acknowledged.
-                        starts.start();
-                        self.open_reliable::<T>(&payload, deadline, true).await?
-                    }
-                    other => other?,
-                };
-                let Some(message_id) = opened else {
-                    self.deliver_only_locally::<T>(&payload)?;
-                    reports[index] = Some(nobody_owed());
-                    continue;
-                };
-                self.deliver_locally::<T>(&payload);
-                let reply = ReportTo::Batch {
-                    index,
-                    to: to.clone(),
-                };
-                starts.ready.push(StartReliable { message_id, reply });
+        for (index, message) in messages.into_iter().enumerate() {
+            reports.push(None);
+            let payload = Scratch::encode(&message)?;
+            let reply = ReportTo::Batch {
+                index,
+                to: to.clone(),
+            };
+            if !self
+                .open_reliable::<T>(&payload, deadline, true, Some(reply))
+                .await?
+            {
+                self.deliver_only_locally::<T>(&payload)?;
+                reports[index] = Some(nobody_owed());
+                continue;
             }
-            Ok::<(), Error>(())
-        };
-        let result = published.await;
-        starts.start();
-        result?;
+            self.deliver_locally::<T>(&payload);
+        }
         drop(to);
         while let Some((index, report)) = outcomes.recv().await {
             if let Some(slot) = reports.get_mut(index) {
@@ -400,23 +352,49 @@ impl Bus {
             .collect()
     }
 
-    /// Hands a reliable message of `T` to the endpoint, waiting for room in the window if
-    /// asked to. Returns its id, or `None` if nobody remote subscribes.
+    /// A handle that publishes reliable messages of `T` one by one without a future per
+    /// message waiting for its outcome: each is accepted into the window (or refused as busy),
+    /// and the outcome of the reliable message that carries it is reported only if it fails,
+    /// as [`BusEvent::Undelivered`]. For high-rate producers; [`Bus::publish_reliable`] gives
+    /// each message its report.
+    pub fn reliable_publisher<T: Topic>(&self) -> ReliablePublisher<T> {
+        ReliablePublisher {
+            deadline: self.deadline_of::<T>(),
+            bus: self.clone(),
+            _topic: std::marker::PhantomData,
+        }
+    }
+
+    /// Hands a reliable event of `T` to the endpoint, waiting for room in the window if asked
+    /// to, and registers `reply` for the outcome of the message that carries it (under the
+    /// endpoint's lock, so before that message can finish). Returns whether anyone remote is
+    /// owed it.
     async fn open_reliable<T: Topic>(
         &self,
         payload: &[u8],
         deadline: Duration,
         wait_for_room: bool,
-    ) -> Result<Option<u64>, Error> {
+        mut reply: Option<ReportTo>,
+    ) -> Result<bool, Error> {
         loop {
             let room = self.shared.window_space.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             let opened = self.shared.command(|endpoint, now| {
-                endpoint.publish_reliable(now, T::ID, T::FINGERPRINT, payload, deadline)
+                let opened =
+                    endpoint.publish_reliable(now, T::ID, T::FINGERPRINT, payload, deadline);
+                if let Ok(Some(message_id)) = &opened
+                    && let Some(reply) = reply.take()
+                {
+                    lock(&self.shared.replies)
+                        .entry(*message_id)
+                        .or_default()
+                        .push(reply);
+                }
+                opened
             });
             match opened {
-                Ok(opened) => return Ok(opened),
+                Ok(opened) => return Ok(opened.is_some()),
                 Err(PublishError::TooLarge(e)) => return Err(e.into()),
                 Err(PublishError::Busy(busy)) if !wait_for_room => return Err(Error::Busy(busy)),
                 Err(_) => {}
@@ -577,5 +555,62 @@ impl Bus {
             .send(Shutdown)
             .await
             .map_err(|_| Error::ShutDown)
+    }
+}
+
+/// Publishes reliable messages of one topic without a future per message waiting for its
+/// outcome (see [`Bus::reliable_publisher`]). Cheap to clone.
+#[derive(Debug)]
+pub struct ReliablePublisher<T> {
+    bus: Bus,
+    deadline: Duration,
+    _topic: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T> Clone for ReliablePublisher<T> {
+    fn clone(&self) -> Self {
+        ReliablePublisher {
+            bus: self.bus.clone(),
+            deadline: self.deadline,
+            _topic: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Topic> ReliablePublisher<T> {
+    /// Publishes `message` reliably, waiting only for room in the window: it is delivered
+    /// exactly once to every subscriber known now, or the failure is reported as
+    /// [`BusEvent::Undelivered`]. Local subscribers get it at once.
+    ///
+    /// # Errors
+    /// [`Error::NoSubscribers`] if nobody, remote or local, subscribes; [`Error::Core`] if it
+    /// cannot be encoded or does not fit in a datagram; [`Error::ShutDown`] after
+    /// [`Bus::shutdown`].
+    pub async fn send(&self, message: &T) -> Result<(), Error> {
+        self.publish(message, true).await
+    }
+
+    /// [`ReliablePublisher::send`], except that when a window is full it fails at once with
+    /// [`Error::Busy`] instead of waiting.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] naming the full window; otherwise as [`ReliablePublisher::send`].
+    pub async fn try_send(&self, message: &T) -> Result<(), Error> {
+        self.publish(message, false).await
+    }
+
+    async fn publish(&self, message: &T, wait_for_room: bool) -> Result<(), Error> {
+        let bus = &self.bus;
+        bus.check_running()?;
+        let payload = Scratch::encode(message)?;
+        if bus
+            .open_reliable::<T>(&payload, self.deadline, wait_for_room, None)
+            .await?
+        {
+            bus.deliver_locally::<T>(&payload);
+            Ok(())
+        } else {
+            bus.deliver_only_locally::<T>(&payload)
+        }
     }
 }

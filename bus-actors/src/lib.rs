@@ -31,7 +31,7 @@ mod socket;
 mod subscription;
 pub mod transport;
 
-pub use bus::Bus;
+pub use bus::{Bus, ReliablePublisher};
 pub use bus_core::endpoint::Security;
 pub use bus_core::metrics::{DropReason, MetricsSnapshot, ReliableStats};
 pub use bus_core::reliability::{Busy, DeliveryReport, WindowLimits};

@@ -124,6 +124,17 @@ pub enum BusEvent {
         /// The messages in a row it missed.
         missed: u32,
     },
+    /// A reliable message carrying events published with a
+    /// [`ReliablePublisher`](crate::ReliablePublisher) (which wait for no outcome) was not
+    /// acknowledged by everyone owed it before its deadline: its report names who is missing.
+    Undelivered {
+        /// The topic.
+        topic: TopicId,
+        /// How many such events it carried.
+        events: usize,
+        /// The message's outcome.
+        report: DeliveryReport,
+    },
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.
@@ -171,15 +182,6 @@ pub(crate) struct Shutdown;
 #[rtype(result = "()")]
 pub(crate) struct PongReceived(pub(crate) bus_core::PingSample);
 
-/// Start the pending-message actor of a reliable message the endpoint took: it hands the
-/// outcome to `reply`.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct StartReliable {
-    pub(crate) message_id: u64,
-    pub(crate) reply: ReportTo,
-}
-
 /// Where a pending message's outcome goes.
 #[derive(Debug)]
 pub(crate) enum ReportTo {
@@ -201,11 +203,6 @@ impl ReportTo {
         }
     }
 }
-
-/// Start pending-message actors for several reliable messages at once (one batch's worth).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct StartReliableBatch(pub(crate) Vec<StartReliable>);
 
 /// A reliable message has its outcome.
 #[derive(Debug, Message)]

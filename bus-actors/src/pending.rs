@@ -1,26 +1,40 @@
 //! One actor per reliable message in flight: the application's side of a pending message. The
 //! endpoint owns the protocol side (acknowledgement set, retransmission schedule, deadline, the
-//! window); this actor holds the promise made to the publisher and keeps it when the endpoint
-//! reports the outcome, then stops: no pending actor outlives its message.
+//! window); this actor holds the promises made to the publishers of the events the message
+//! carries and keeps them when the endpoint reports the outcome (events published without a
+//! promise have a failure reported as a bus event), then stops: no pending actor outlives its
+//! message.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
 
-use crate::messages::{Finished, ReportTo};
+use bus_core::TopicId;
+
+use crate::messages::{BusEvent, Finished, ReportTo};
 use crate::shared::Shared;
 
 pub(crate) struct PendingMessageActor {
     shared: Arc<Shared>,
-    reply: Option<ReportTo>,
+    topic: TopicId,
+    replies: Vec<ReportTo>,
+    /// Events published without awaiting their outcome.
+    detached: usize,
 }
 
 impl PendingMessageActor {
-    pub(crate) fn new(shared: Arc<Shared>, reply: ReportTo) -> PendingMessageActor {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        topic: TopicId,
+        events: usize,
+        replies: Vec<ReportTo>,
+    ) -> PendingMessageActor {
         PendingMessageActor {
             shared,
-            reply: Some(reply),
+            topic,
+            detached: events.saturating_sub(replies.len()),
+            replies,
         }
     }
 }
@@ -47,9 +61,16 @@ impl Handler<Finished> for PendingMessageActor {
     type Result = ();
 
     fn handle(&mut self, Finished(report): Finished, ctx: &mut Self::Context) {
-        if let Some(reply) = self.reply.take() {
-            // The publisher may have stopped waiting; the outcome is counted either way.
-            reply.send(report);
+        if self.detached > 0 && !report.is_complete() {
+            self.shared.emit_event(&BusEvent::Undelivered {
+                topic: self.topic,
+                events: self.detached,
+                report: report.clone(),
+            });
+        }
+        // A publisher may have stopped waiting; the outcome is counted either way.
+        for reply in self.replies.drain(..) {
+            reply.send(report.clone());
         }
         ctx.stop();
     }

@@ -2,6 +2,7 @@
 //! quinn shares a connection between its driver and its handles), and what only the actor side
 //! keeps (local subscriptions, event subscribers, the wake-ups of waiting publishers).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -15,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::messages::{BusEvent, Flush, RawMessages};
+use crate::messages::{BusEvent, Flush, RawMessages, ReportTo};
 
 #[derive(Debug)]
 pub(crate) struct LocalSubscription {
@@ -50,6 +51,10 @@ pub(crate) struct Shared {
     /// Signalled when a remote peer begins or stops subscribing to a topic.
     pub(crate) subscribers_changed: Notify,
     pub(crate) event_subscribers: Mutex<Vec<Recipient<BusEvent>>>,
+    /// Who awaits the outcome of each reliable message still taking events or not yet handed
+    /// to its pending actor. Written under the endpoint's lock (an event and its reply are
+    /// registered together), so every reply is here when its message is sent.
+    pub(crate) replies: Mutex<HashMap<u64, Vec<ReportTo>, FastHash>>,
     pub(crate) next_subscription_id: AtomicU64,
     /// The driver's doorbell: rung when a command queued work while it was idle.
     pub(crate) driver: OnceLock<Recipient<Flush>>,
@@ -75,6 +80,7 @@ impl Shared {
             window_space: Notify::new(),
             subscribers_changed: Notify::new(),
             event_subscribers: Mutex::new(Vec::new()),
+            replies: Mutex::new(HashMap::default()),
             next_subscription_id: AtomicU64::new(1),
             driver: OnceLock::new(),
             shut_down: AtomicBool::new(false),

@@ -8,17 +8,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::shared::lock;
 use actix::prelude::*;
 use bus_core::Instant;
 use bus_core::discovery::{MembershipEvent, PeerInfo};
 use bus_core::endpoint::{Endpoint, Event, HandshakeDone};
 use bus_core::metrics::DropReason;
-use bus_core::reliability::DeliveryReport;
 use bus_core::{PeerId, WallClock};
 
 use crate::messages::{
-    BusEvent, Finished, Flush, PeerSnapshot, PongReceived, RawMessages, Shutdown, StartReliable,
-    StartReliableBatch,
+    BusEvent, Finished, Flush, PeerSnapshot, PongReceived, RawMessages, Shutdown,
 };
 use crate::peer::PeerActor;
 use crate::pending::PendingMessageActor;
@@ -36,9 +35,6 @@ pub(crate) struct SocketActor {
     peers: BTreeMap<PeerId, Addr<PeerActor>>,
     /// The actors of reliable messages in flight, by id.
     pending: HashMap<u64, Addr<PendingMessageActor>>,
-    /// Outcomes of messages whose actor has not started yet (an acknowledgement can overtake
-    /// the publisher's start message).
-    unclaimed: HashMap<u64, DeliveryReport>,
     flushing: bool,
     /// The one timer over the endpoint's `poll_timeout`, and when it fires.
     timer: Option<(Instant, SpawnHandle)>,
@@ -71,7 +67,6 @@ impl SocketActor {
             transport: Rc::from(transport),
             peers: BTreeMap::new(),
             pending: HashMap::new(),
-            unclaimed: HashMap::new(),
             flushing: false,
             timer: None,
             drained: None,
@@ -142,12 +137,24 @@ impl SocketActor {
                     actor.do_send(PongReceived(sample));
                 }
             }
-            Event::Finished { message_id, report } => {
-                match self.pending.remove(&message_id) {
-                    Some(actor) => actor.do_send(Finished(report)),
-                    None => {
-                        self.unclaimed.insert(message_id, report);
-                    }
+            Event::Sent {
+                message_id,
+                topic,
+                events,
+            } => {
+                // Every event's reply was registered with it: the message is closed.
+                let replies = lock(&self.shared.replies)
+                    .remove(&message_id)
+                    .unwrap_or_default();
+                let actor = PendingMessageActor::new(self.shared.clone(), topic, events, replies);
+                self.pending.insert(message_id, actor.start());
+            }
+            Event::Finished {
+                message_id, report, ..
+            } => {
+                // Sent comes first, from the same queue of events.
+                if let Some(actor) = self.pending.remove(&message_id) {
+                    actor.do_send(Finished(report));
                 }
                 self.check_drained();
             }
@@ -208,6 +215,7 @@ impl SocketActor {
             // have set a timer: re-arm once the endpoint has nothing left to send.
             ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
                 act.flushing = false;
+                act.handle_events(ctx);
                 act.rearm(ctx);
             }));
         }
@@ -246,14 +254,15 @@ impl SocketActor {
         }
     }
 
-    fn start_pending(&mut self, start: StartReliable) {
-        let id = start.message_id;
-        let actor = PendingMessageActor::new(self.shared.clone(), start.reply).start();
-        match self.unclaimed.remove(&id) {
-            Some(report) => actor.do_send(Finished(report)),
-            None => {
-                self.pending.insert(id, actor);
-            }
+    /// Carries out the events the endpoint has queued since the last input (sending closes
+    /// reliable messages, which the pending actors must learn of).
+    fn handle_events(&mut self, ctx: &mut Context<Self>) {
+        let events: Vec<Event> = {
+            let mut endpoint = self.shared.endpoint();
+            std::iter::from_fn(|| endpoint.poll_event()).collect()
+        };
+        for event in events {
+            self.handle_event(event, ctx);
         }
     }
 }
@@ -322,22 +331,6 @@ impl Handler<Flush> for SocketActor {
     type Result = ();
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
         self.flush(ctx);
-    }
-}
-
-impl Handler<StartReliable> for SocketActor {
-    type Result = ();
-    fn handle(&mut self, start: StartReliable, _: &mut Self::Context) {
-        self.start_pending(start);
-    }
-}
-
-impl Handler<StartReliableBatch> for SocketActor {
-    type Result = ();
-    fn handle(&mut self, StartReliableBatch(batch): StartReliableBatch, _: &mut Self::Context) {
-        for start in batch {
-            self.start_pending(start);
-        }
     }
 }
 

@@ -199,16 +199,20 @@ pub struct Metrics {
 /// Counters of reliable messages, sent and received.
 #[derive(Debug, Default)]
 pub struct ReliableCounters {
-    /// First copies sent.
+    /// First copies sent (of reliable messages, each carrying one event or more).
     pub sent: AtomicU64,
+    /// Events carried by the messages sent.
+    pub events_sent: AtomicU64,
     /// Copies sent again.
     pub retransmitted: AtomicU64,
-    /// Acknowledgements from peers owed a message.
+    /// Events acknowledged, counted once per peer owed them.
     pub acked: AtomicU64,
-    /// Messages past their deadline with someone missing.
+    /// Events of messages past their deadline with someone missing.
     pub expired: AtomicU64,
     /// Messages received for the first time.
     pub received: AtomicU64,
+    /// Events carried by the messages received for the first time.
+    pub events_received: AtomicU64,
     /// Copies received again.
     pub duplicates: AtomicU64,
     /// Reliable publishes that found a subscriber's window full (or the bus's).
@@ -291,10 +295,12 @@ impl Metrics {
                 .collect(),
             reliable: ReliableStats {
                 sent: read(&self.reliable.sent),
+                events_sent: read(&self.reliable.events_sent),
                 retransmitted: read(&self.reliable.retransmitted),
                 acked: read(&self.reliable.acked),
                 expired: read(&self.reliable.expired),
                 received: read(&self.reliable.received),
+                events_received: read(&self.reliable.events_received),
                 duplicates: read(&self.reliable.duplicates),
                 window_full: read(&self.reliable.window_full),
                 given_up: read(&self.reliable.given_up),
@@ -341,16 +347,20 @@ pub struct MetricsSnapshot {
 /// Reliable messages, as a sender and as a receiver.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct ReliableStats {
-    /// Messages sent (first copies).
+    /// Messages sent (first copies; each carries one event or more).
     pub sent: u64,
+    /// Events carried by the messages sent.
+    pub events_sent: u64,
     /// Copies sent again to peers that had not acknowledged.
     pub retransmitted: u64,
-    /// Acknowledgements from peers owed a message.
+    /// Events acknowledged, counted once per peer owed them.
     pub acked: u64,
-    /// Messages whose deadline passed before every owed peer acknowledged.
+    /// Events of messages whose deadline passed before every owed peer acknowledged.
     pub expired: u64,
     /// Messages received for the first time.
     pub received: u64,
+    /// Events carried by the messages received for the first time.
+    pub events_received: u64,
     /// Copies received again (acknowledged again, not delivered again).
     pub duplicates: u64,
     /// Reliable publishes that found a subscriber's window full, or the bus's: a subscriber

@@ -3,7 +3,7 @@
 
 use bus_core::wire::{
     AckRanges, Beacon, DecodeError, Frame, Frames, Header, HeaderExtension, HeaderFlags,
-    HeaderRepr, PacketType,
+    HeaderRepr, PacketType, Payloads,
 };
 use bus_core::{PeerId, TopicId};
 use proptest::collection::vec;
@@ -57,7 +57,7 @@ fn valid_packet() -> Vec<u8> {
             fingerprint: 2,
             message_id: 1 << 40,
             window: 3,
-            payload: b"world",
+            payloads: Payloads::encoded(2, b"\x05world\x01!"),
         },
         Frame::Ack(AckRanges::from_ranges([1..=5, 9..=9, 300..=310])),
         Frame::Call {

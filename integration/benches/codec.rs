@@ -21,12 +21,14 @@ struct ReliablePublishRecord<'a> {
 
 fn codec(c: &mut Criterion) {
     let payload = [0x5a; 64];
+    let mut encoded = Vec::new();
+    bus_core::wire::Payloads::push(&mut encoded, &payload);
     let frame = Frame::ReliablePublish {
         topic: TopicId::from_name("plant/boiler/temperature"),
         fingerprint: 0x1234_5678_9abc_def0,
         message_id: 123_456,
         window: 12,
-        payload: &payload,
+        payloads: bus_core::wire::Payloads::encoded(1, &encoded),
     };
     let record = ReliablePublishRecord {
         topic: TopicId::from_name("plant/boiler/temperature").0,

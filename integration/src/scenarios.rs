@@ -446,10 +446,10 @@ pub async fn reliable_messages_arrive_exactly_once(make: &mut impl FnMut() -> Bu
         assert!(seqs.iter().copied().eq(0..n), "each message exactly once");
         // Everything was acknowledged, so everything was received and deduplicated already:
         // no later copy can be delivered again.
-        assert_eq!(bus.metrics().reliable.received, n);
+        assert_eq!(bus.metrics().reliable.events_received, n);
     }
     let stats = publisher.metrics().reliable;
-    assert_eq!(stats.sent, n);
+    assert_eq!(stats.events_sent, n);
     assert_eq!(stats.acked, 3 * n);
     assert_eq!(stats.expired, 0);
     let settled = async {

@@ -112,7 +112,7 @@ async fn an_insecure_peer_under_a_flood_stays_bounded_and_amplifies_nothing() {
                     fingerprint: !Reliable::FINGERPRINT,
                     message_id,
                     window,
-                    payload: b"x",
+                    payloads: bus_core::wire::Payloads::encoded(1, b"\x01x"),
                 };
                 plain_packet(sender, message_id, &[frame])
             })

@@ -36,7 +36,7 @@ async fn windowed_pair<T: Topic>(
 ) -> (Bus, Bus, UnboundedReceiver<Event<T>>) {
     let mut make = sim_builders(hub, SEED);
     let window = WindowLimits {
-        per_peer_messages: in_flight,
+        per_peer_events: in_flight,
         ..WindowLimits::default()
     };
     let publisher = tune(make()).reliable_window(window).start().await.unwrap();
@@ -133,7 +133,11 @@ fn a_publisher_faster_than_the_window_waits_and_try_reports_busy() {
         let results = publish_reliably(&publisher, 500, 500, |_| {}).await;
         assert!(results.iter().all(Result::is_ok));
         let stats = publisher.metrics().reliable;
-        assert_eq!(stats.pending_peak, 32, "in flight never exceeds the window");
+        // The window is 32 events: never more messages than that in flight, and the events
+        // published while it was full shared messages.
+        assert!(stats.pending_peak <= 32, "{stats:?}");
+        assert!(stats.sent < 500, "{stats:?}");
+        assert_eq!(stats.events_sent, 500);
         assert_eq!(stats.pending, 0);
         receive(&mut rx, 500, Duration::from_secs(1)).await;
 
@@ -170,14 +174,19 @@ fn a_batch_larger_than_the_window_arrives_exactly_once_with_its_reports_in_order
                 .iter()
                 .all(|r| r.is_complete() && r.acked.len() == 1)
         );
+        // Events published together share a message, and so its report.
         assert!(
             reports
                 .windows(2)
-                .all(|w| w[0].message_id < w[1].message_id),
+                .all(|w| w[0].message_id <= w[1].message_id),
             "reports come in the order of the messages"
         );
         let stats = publisher.metrics().reliable;
-        assert_eq!(stats.pending_peak, 32, "in flight never exceeds the window");
+        assert!(
+            stats.pending_peak <= 32,
+            "in flight never exceeds the window"
+        );
+        assert!(stats.sent < 300, "events shared messages: {stats:?}");
         assert_eq!(stats.pending, 0);
         assert!(stats.retransmitted > 0, "the network did lose some");
         let mut seqs: Vec<u64> = receive(&mut rx, 300, Duration::from_secs(1))

@@ -166,7 +166,7 @@ fn no_reply_to_an_unverified_address_exceeds_three_times_what_it_sent() {
         fingerprint: 0,
         message_id: 5,
         window: 0,
-        payload: b"x",
+        payloads: crate::wire::Payloads::encoded(1, b"\x01x"),
     };
     target.receive(
         victim,
@@ -296,7 +296,7 @@ fn fake_peers_and_sender_ids_stay_within_the_bounds() {
                 fingerprint: 0,
                 message_id,
                 window,
-                payload: b"x",
+                payloads: crate::wire::Payloads::encoded(1, b"\x01x"),
             };
             target.receive(at(50_000), plain(id, &[frame]));
         }

@@ -98,13 +98,18 @@ impl Endpoint {
                     fingerprint,
                     message_id,
                     window,
-                    payload,
+                    payloads,
                 } => {
                     if !self.local_topics.contains(&topic) {
                         // An acknowledgement says "delivered": not for what nobody here takes.
                         self.metrics.dropped(DropReason::NotSubscribed);
                     } else if self.on_reliable(now, from, sender, message_id, window) {
-                        arrived.push((topic, fingerprint, body.slice_ref(payload)));
+                        let events = payloads
+                            .iter()
+                            .map(|p| (topic, fingerprint, body.slice_ref(p)));
+                        arrived.extend(events);
+                        let received = &self.metrics.reliable.events_received;
+                        crate::metrics::ReliableCounters::bump(received, payloads.count());
                     }
                 }
                 Frame::Ack(ranges) => self.on_ack(now, sender, &ranges),

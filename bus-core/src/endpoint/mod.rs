@@ -51,6 +51,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 pub use handshakes::{HandshakeDone, HandshakeJob, HandshakeTicket};
+pub use reliable::MAX_EVENTS_PER_MESSAGE;
 pub use security::Security;
 
 use crate::batch::{FrameBatcher, FrameTooLarge};
@@ -254,11 +255,23 @@ pub enum Event {
         /// The four timestamps of the exchange.
         sample: PingSample,
     },
-    /// A reliable message has its outcome: acknowledged by everyone owed it, or not by the
-    /// deadline.
-    Finished {
-        /// The message's id, as [`Endpoint::publish_reliable`] returned it.
+    /// A reliable message was closed and sent: no more events join it, and its outcome comes
+    /// later as [`Event::Finished`].
+    Sent {
+        /// The message's id, as [`Endpoint::publish_reliable`] returned it for each event.
         message_id: u64,
+        /// Its topic.
+        topic: TopicId,
+        /// How many events it carries.
+        events: usize,
+    },
+    /// A reliable message has its outcome: acknowledged by everyone owed it, or not by the
+    /// deadline. It is the outcome of every event the message carried.
+    Finished {
+        /// The message's id, as [`Endpoint::publish_reliable`] returned it for each event.
+        message_id: u64,
+        /// How many events it carried.
+        events: usize,
         /// Who acknowledged, who left, who is missing.
         report: DeliveryReport,
     },
@@ -351,6 +364,8 @@ pub struct Endpoint {
     window: SendWindow,
     /// Reliable messages in flight, by id.
     pending: BTreeMap<u64, Pending>,
+    /// Reliable messages still taking events, by topic.
+    open: BTreeMap<TopicId, reliable::OpenMessage>,
     /// When each pending message next needs attention, earliest first. Entries of messages
     /// that finished meanwhile are skipped when they come up.
     wakes: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -465,6 +480,7 @@ impl Endpoint {
             last_initiation: 0,
             initiations_starting: BTreeSet::new(),
             pending: BTreeMap::new(),
+            open: BTreeMap::new(),
             wakes: BinaryHeap::new(),
             senders,
             dedup: reliable::DedupUse::default(),
@@ -543,9 +559,9 @@ impl Endpoint {
             .map_or(&[], |route| &route.subscribers[..])
     }
 
-    /// Reliable messages in flight.
+    /// Reliable messages in flight, and those still taking events.
     pub fn pending_messages(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.open.len()
     }
 
     /// The reliable window: what is in flight toward whom.
@@ -663,6 +679,7 @@ impl Endpoint {
     /// The next datagram to send, sealed; `None` once everything queued is out. Changed by
     /// every input.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.close_messages(now);
         self.queue_acks();
         while let Some(transmit) = self.handshake_out.pop_front() {
             if self.may_send(now, transmit.target, transmit.bytes.len()) {

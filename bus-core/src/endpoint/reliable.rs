@@ -11,7 +11,7 @@ use super::{Endpoint, Event, PublishError, Target};
 use crate::metrics::{DropReason, ReliableCounters};
 use crate::reliability::{Arrival, Busy, ReliableSend, SenderWindows};
 use crate::time::{Duration, Instant};
-use crate::wire::{AckRanges, Frame, FrameType};
+use crate::wire::{AckRanges, Frame, FrameType, Payloads};
 use crate::{PeerId, TopicId};
 
 /// A reliable message in flight.
@@ -23,7 +23,35 @@ pub(super) struct Pending {
     send: ReliableSend,
     /// The encoded frame, sent again as it is.
     frame: Bytes,
-    payload_len: usize,
+    /// The events it carries, and their payload bytes.
+    events: usize,
+    bytes: usize,
+}
+
+/// Events a reliable message carries at most.
+pub const MAX_EVENTS_PER_MESSAGE: usize = 1024;
+
+/// A reliable message still taking events. It is closed, and sent, when the driver next asks
+/// for datagrams (so an event published alone waits for nothing: the driver asks as soon as it
+/// is idle), when the next event would not fit in one datagram with it or pass
+/// [`MAX_EVENTS_PER_MESSAGE`], or when the next event of its topic goes to other subscribers,
+/// under another fingerprint or with another deadline.
+#[derive(Debug)]
+pub(super) struct OpenMessage {
+    message_id: u64,
+    fingerprint: u64,
+    deadline: Duration,
+    /// The topic's subscribers when it opened: owed every event it carries.
+    subscribers: std::sync::Arc<[PeerId]>,
+    owed: Vec<(PeerId, Duration)>,
+    /// Owed and counted in the window (neither held back nor given up on).
+    counted: Vec<PeerId>,
+    held: Vec<PeerId>,
+    given_up: Vec<PeerId>,
+    /// The events, encoded as the frame carries them.
+    payloads: Vec<u8>,
+    events: usize,
+    bytes: usize,
 }
 
 /// What one sender's reliable messages we have received.
@@ -81,10 +109,12 @@ const BEHIND_AFTER: Duration = Duration::from_secs(1);
 const RANGES_PER_ACK: usize = 64;
 
 impl Endpoint {
-    /// Publishes a reliable message of `topic` to every remote subscriber known now: sent at
-    /// once, retransmitted to each until it acknowledges, finished by [`Event::Finished`] when
-    /// all have (or left), or at `deadline` with those missing named. Returns its id, or `None`
-    /// if nobody remote subscribes (nothing is sent).
+    /// Publishes a reliable event of `topic` to every remote subscriber known now. It joins the
+    /// topic's open reliable message if it can (see [`OpenMessage`]), or opens one; the message
+    /// is sent when closed, retransmitted to each subscriber until it acknowledges, and
+    /// finished by [`Event::Finished`] when all have (or left), or at `deadline` with those
+    /// missing named. Returns the id of the message that carries the event, or `None` if
+    /// nobody remote subscribes (nothing is sent).
     ///
     /// # Errors
     /// [`PublishError::TooLarge`] if it does not fit in a datagram (whether or not anyone
@@ -98,17 +128,34 @@ impl Endpoint {
         payload: &[u8],
         deadline: Duration,
     ) -> Result<Option<u64>, PublishError> {
-        let probe = Frame::ReliablePublish {
-            topic,
-            fingerprint,
-            message_id: u64::MAX,
-            window: u64::MAX,
-            payload,
-        };
-        self.check_fits(probe.encoded_len())?;
+        self.check_fits(reliable_frame_len(payload.len(), 0))?;
         let Some(subscribers) = self.routes.get(&topic).map(|r| r.subscribers.clone()) else {
             return Ok(None);
         };
+        let max_body = self.outbox.max_body();
+        let joins = self.open.get(&topic).map(|open| {
+            open.fingerprint == fingerprint
+                && open.deadline == deadline
+                && open.subscribers == subscribers
+                && open.events < MAX_EVENTS_PER_MESSAGE
+                && reliable_frame_len(payload.len(), open.payloads.len()) <= max_body
+        });
+        match (joins, self.open.get_mut(&topic)) {
+            (Some(true), Some(open)) => match self.window.add(&open.counted, payload.len()) {
+                Ok(()) => {
+                    Payloads::push(&mut open.payloads, payload);
+                    open.events += 1;
+                    open.bytes += payload.len();
+                    return Ok(Some(open.message_id));
+                }
+                Err(busy) => {
+                    self.report_behind(now, &busy);
+                    return Err(PublishError::Busy(busy));
+                }
+            },
+            (Some(false), _) => self.close_message(now, topic),
+            _ => {}
+        }
         let owed: Vec<(PeerId, Duration)> = subscribers
             .iter()
             .filter(|id| self.table.get(id).is_some())
@@ -124,55 +171,99 @@ impl Endpoint {
         };
         // A subscriber reported behind holds back only itself: it is still owed the message, but
         // its copy waits for room in its window instead of everyone waiting for it.
-        let (held, peers): (Vec<PeerId>, Vec<PeerId>) = if self.behind.is_empty() {
+        let (held, counted): (Vec<PeerId>, Vec<PeerId>) = if self.behind.is_empty() {
             (Vec::new(), owed_now)
         } else {
             owed_now
                 .into_iter()
                 .partition(|id| self.behind.get(id).is_some_and(|(_, reported)| *reported))
         };
-        let message_id = match self.window.open(&peers, payload.len()) {
+        let message_id = match self.window.open(&counted, payload.len()) {
             Ok(id) => id,
             Err(busy) => {
                 self.report_behind(now, &busy);
                 return Err(PublishError::Busy(busy));
             }
         };
+        let mut payloads = Vec::with_capacity(Payloads::cost(payload.len()));
+        Payloads::push(&mut payloads, payload);
+        self.open.insert(
+            topic,
+            OpenMessage {
+                message_id,
+                fingerprint,
+                deadline,
+                subscribers,
+                owed,
+                counted,
+                held,
+                given_up,
+                payloads,
+                events: 1,
+                bytes: payload.len(),
+            },
+        );
+        // Closed when the driver next asks for datagrams.
+        self.mark_busy();
+        Ok(Some(message_id))
+    }
+
+    /// Closes every open reliable message and queues it: the driver asks for datagrams.
+    pub(super) fn close_messages(&mut self, now: Instant) {
+        while let Some(topic) = self.open.keys().next().copied() {
+            self.close_message(now, topic);
+        }
+    }
+
+    /// Closes `topic`'s open reliable message, if any: its frame is made, it goes to its
+    /// subscribers, and its retransmission schedule starts.
+    fn close_message(&mut self, now: Instant, topic: TopicId) {
+        let Some(open) = self.open.remove(&topic) else {
+            return;
+        };
+        let message_id = open.message_id;
         let frame = Frame::ReliablePublish {
             topic,
-            fingerprint,
+            fingerprint: open.fingerprint,
             message_id,
             window: message_id.saturating_sub(self.window.floor()),
-            payload,
+            payloads: Payloads::encoded(open.events as u64, &open.payloads),
         };
         let mut bytes = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut bytes);
         let (group, unicast) = self.targets(topic).unwrap_or_default();
-        let only_given_up = peers.is_empty() && held.is_empty();
-        let skipped_addrs: Vec<std::net::SocketAddr> = held
+        let only_given_up = open.counted.is_empty() && open.held.is_empty();
+        let skipped_addrs: Vec<std::net::SocketAddr> = open
+            .held
             .iter()
-            .chain(&given_up)
+            .chain(&open.given_up)
             .filter_map(|id| self.addr_of(*id))
             .collect();
-        self.longest_deadline = self.longest_deadline.max(deadline);
-        self.pings.mark_active(owed.iter().map(|(id, _)| *id));
-        let mut send =
-            ReliableSend::new(now, message_id, owed, now + deadline, self.config.max_rto);
-        for peer in &held {
+        self.longest_deadline = self.longest_deadline.max(open.deadline);
+        self.pings.mark_active(open.owed.iter().map(|(id, _)| *id));
+        let mut send = ReliableSend::new(
+            now,
+            message_id,
+            open.owed,
+            now + open.deadline,
+            self.config.max_rto,
+        );
+        for peer in &open.held {
             send.hold(*peer);
             self.held.entry(*peer).or_default().push_back(message_id);
         }
-        for peer in &given_up {
+        for peer in &open.given_up {
             send.give_up(*peer);
         }
         let pending = Pending {
             topic,
-            held,
+            held: open.held,
             send,
             frame: Bytes::from(bytes),
-            payload_len: payload.len(),
+            events: open.events,
+            bytes: open.bytes,
         };
-        // Invariant: the frame was checked to fit above.
+        // Invariant: events joined only while the frame fitted.
         if group {
             let _ = self.queue_encoded(Target::Group, FrameType::ReliablePublish, &pending.frame);
         }
@@ -181,6 +272,12 @@ impl Endpoint {
             let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
         }
         ReliableCounters::bump(&self.metrics.reliable.sent, 1);
+        ReliableCounters::bump(&self.metrics.reliable.events_sent, open.events as u64);
+        self.events.push_back(Event::Sent {
+            message_id,
+            topic,
+            events: open.events,
+        });
         if let Some(at) = pending.send.poll_timeout() {
             self.wakes.push(Reverse((at, message_id)));
         }
@@ -189,7 +286,6 @@ impl Endpoint {
             // Owed only to subscribers given up on: its outcome is known now.
             self.finish_if_settled(now, message_id, None);
         }
-        Ok(Some(message_id))
     }
 
     /// Counts a publish refused for a full window, and reports a subscriber whose window has
@@ -271,14 +367,16 @@ impl Endpoint {
     /// Acknowledgements from `peer` for the ids in `ranges`.
     pub(super) fn on_ack(&mut self, now: Instant, peer: PeerId, ranges: &AckRanges) {
         let mut done = Vec::new();
+        let mut events = 0;
         for range in ranges.ranges() {
             for (id, pending) in self.pending.range_mut(range.clone()) {
                 if pending.send.on_ack(peer) {
                     done.push(*id);
+                    events += pending.events as u64;
                 }
             }
         }
-        ReliableCounters::bump(&self.metrics.reliable.acked, done.len() as u64);
+        ReliableCounters::bump(&self.metrics.reliable.acked, events);
         for id in done {
             self.peer_done(now, id, peer);
         }
@@ -422,8 +520,9 @@ impl Endpoint {
             && counted
             && let Some(pending) = self.pending.get(&id)
         {
-            self.window.release_peer(peer, pending.payload_len);
-            self.room_freed += 1;
+            self.window
+                .release_peer(peer, pending.events, pending.bytes);
+            self.room_freed += pending.events;
         }
         self.send_held(now, peer);
     }
@@ -446,7 +545,10 @@ impl Endpoint {
                 self.held.get_mut(&peer).map(VecDeque::pop_front);
                 continue;
             };
-            if !self.window.has_room_for(&peer, pending.payload_len) {
+            if !self
+                .window
+                .has_room_for(&peer, pending.events, pending.bytes)
+            {
                 return;
             }
             self.held.get_mut(&peer).map(VecDeque::pop_front);
@@ -454,7 +556,7 @@ impl Endpoint {
             if !pending.send.unhold(peer, now) {
                 continue;
             }
-            self.window.take_peer(peer, pending.payload_len);
+            self.window.take_peer(peer, pending.events, pending.bytes);
             let frame = pending.frame.clone();
             if let Some(at) = pending.send.poll_timeout() {
                 self.wakes.push(Reverse((at, id)));
@@ -476,21 +578,24 @@ impl Endpoint {
             return false;
         };
         if !report.missing.is_empty() {
-            ReliableCounters::bump(&self.metrics.reliable.expired, 1);
+            ReliableCounters::bump(&self.metrics.reliable.expired, pending.events as u64);
         }
         // Those given up on are missing too, but were never counted in their windows.
         let expired: Vec<PeerId> = pending.send.waiting().collect();
         for peer in done.iter().chain(&expired) {
             // A copy still held back was never counted in its window.
             if !pending.held.contains(peer) {
-                self.window.release_peer(*peer, pending.payload_len);
+                self.window
+                    .release_peer(*peer, pending.events, pending.bytes);
             }
         }
-        self.window.close(id);
+        let events = pending.events;
+        self.window.close(id, events);
         self.pending.remove(&id);
-        self.room_freed += 1;
+        self.room_freed += events;
         self.events.push_back(Event::Finished {
             message_id: id,
+            events,
             report,
         });
         for peer in expired {
@@ -586,4 +691,11 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// The length of a reliable frame carrying `encoded` bytes of events and one more of
+/// `payload_len` bytes, with ids and window at their largest.
+fn reliable_frame_len(payload_len: usize, encoded: usize) -> usize {
+    let varints = 3 * crate::wire::MAX_VARINT_LEN;
+    1 + 8 + 8 + varints + encoded + Payloads::cost(payload_len)
 }

@@ -40,7 +40,8 @@ pub struct SimEndpoint {
     pub endpoint: Endpoint,
     /// What it delivered to its application, in order.
     pub delivered: Vec<Delivery>,
-    /// The outcomes of its reliable messages, in the order they finished.
+    /// The outcome of each reliable event it published (the outcome of the message that
+    /// carried it), in the order they finished.
     pub finished: Vec<(u64, DeliveryReport)>,
     /// Its membership events, in order.
     pub membership: Vec<MembershipEvent>,
@@ -145,8 +146,14 @@ impl SimEndpoint {
                 match event {
                     Event::Handshake(job) => self.endpoint.handle_handshake(now, job.run()),
                     Event::Deliver(delivery) => self.delivered.push(delivery),
-                    Event::Finished { message_id, report } => {
-                        self.finished.push((message_id, report));
+                    Event::Finished {
+                        message_id,
+                        events,
+                        report,
+                    } => {
+                        // Each event has the outcome of the message that carried it.
+                        let outcomes = std::iter::repeat_n((message_id, report), events);
+                        self.finished.extend(outcomes);
                     }
                     Event::Membership(event) => self.membership.push(event),
                     Event::SubscriberJoined { topic, peer } => {
@@ -157,7 +164,7 @@ impl SimEndpoint {
                     }
                     Event::SubscriberBehind { peer, .. } => self.behind.push(peer),
                     Event::SubscriberGivenUp { peer, .. } => self.given_up.push(peer),
-                    Event::WindowRoom(_) | Event::Pong { .. } => {}
+                    Event::WindowRoom(_) | Event::Pong { .. } | Event::Sent { .. } => {}
                 }
             }
             if !any {

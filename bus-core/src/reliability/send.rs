@@ -6,51 +6,55 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::PeerId;
 use crate::time::{Duration, Instant};
 
-/// Why a message could not enter the window now.
+/// Why an event could not enter the window now.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
 pub enum Busy {
-    /// The peer already has its window's worth of messages in flight.
-    #[error("peer {peer} has {in_flight} messages ({bytes} bytes) in flight, the window's limit")]
+    /// The peer already has its window's worth of events in flight.
+    #[error("peer {peer} has {in_flight} events ({bytes} bytes) in flight, the window's limit")]
     PeerWindowFull {
         /// The peer.
         peer: PeerId,
-        /// Its messages in flight.
+        /// Its events in flight.
         in_flight: usize,
         /// Their bytes.
         bytes: usize,
     },
-    /// The bus has its limit of messages in flight.
-    #[error("{0} messages in flight, the bus's limit")]
+    /// The bus has its limit of events in flight.
+    #[error("{0} events in flight, the bus's limit")]
     TooManyInFlight(usize),
 }
 
-/// Limits on messages in flight.
+/// Limits on reliable events in flight (a reliable message carries one or more).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct WindowLimits {
-    /// Messages in flight to one peer.
-    pub per_peer_messages: usize,
+    /// Events in flight to one peer.
+    pub per_peer_events: usize,
     /// Payload bytes in flight to one peer.
     pub per_peer_bytes: usize,
-    /// Messages in flight overall.
-    pub total_messages: usize,
+    /// Events in flight overall.
+    pub total_events: usize,
 }
 
 impl Default for WindowLimits {
     fn default() -> WindowLimits {
         WindowLimits {
-            per_peer_messages: 4096,
+            per_peer_events: 16_384,
             per_peer_bytes: 4 << 20,
-            total_messages: 16_384,
+            total_events: 65_536,
         }
     }
 }
 
-/// Numbers reliable messages and keeps their count and bytes in flight within limits.
+/// Numbers reliable messages and keeps the events and bytes they carry in flight within
+/// limits.
 #[derive(Clone, Debug)]
 pub struct SendWindow {
     limits: WindowLimits,
     next_id: u64,
     unfinished: BTreeSet<u64>,
+    /// Events in flight, all messages together.
+    events: usize,
+    /// Events and bytes in flight to each peer.
     per_peer: BTreeMap<PeerId, (usize, usize)>,
 }
 
@@ -62,23 +66,22 @@ impl SendWindow {
             limits,
             next_id: first_id,
             unfinished: BTreeSet::new(),
+            events: 0,
             per_peer: BTreeMap::new(),
         }
     }
 
-    /// Whether a message of `bytes` to `peers` fits now.
+    /// Whether one more event of `bytes` to `peers` fits now.
     ///
     /// # Errors
     /// [`Busy`] names the limit that is reached.
     pub fn check(&self, peers: &[PeerId], bytes: usize) -> Result<(), Busy> {
-        if self.unfinished.len() >= self.limits.total_messages {
-            return Err(Busy::TooManyInFlight(self.unfinished.len()));
+        if self.events >= self.limits.total_events {
+            return Err(Busy::TooManyInFlight(self.events));
         }
         for peer in peers {
             let (in_flight, in_bytes) = self.per_peer.get(peer).copied().unwrap_or((0, 0));
-            // One message always fits an empty window, however large.
-            let over_bytes = in_flight > 0 && in_bytes + bytes > self.limits.per_peer_bytes;
-            if in_flight >= self.limits.per_peer_messages || over_bytes {
+            if !self.fits(in_flight, in_bytes, bytes) {
                 return Err(Busy::PeerWindowFull {
                     peer: *peer,
                     in_flight,
@@ -89,27 +92,45 @@ impl SendWindow {
         Ok(())
     }
 
-    /// Takes room for a message of `bytes` to `peers` and returns its id.
+    fn fits(&self, in_flight: usize, in_bytes: usize, bytes: usize) -> bool {
+        // One event always fits an empty window, however large.
+        let over_bytes = in_flight > 0 && in_bytes + bytes > self.limits.per_peer_bytes;
+        in_flight < self.limits.per_peer_events && !over_bytes
+    }
+
+    /// Takes room for the first event (of `bytes`) of a new message to `peers` and returns
+    /// the message's id.
     ///
     /// # Errors
     /// As [`SendWindow::check`]; nothing is taken.
     pub fn open(&mut self, peers: &[PeerId], bytes: usize) -> Result<u64, Busy> {
-        self.check(peers, bytes)?;
+        self.add(peers, bytes)?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.unfinished.insert(id);
+        Ok(id)
+    }
+
+    /// Takes room for one more event (of `bytes`) of an open message to `peers`.
+    ///
+    /// # Errors
+    /// As [`SendWindow::check`]; nothing is taken.
+    pub fn add(&mut self, peers: &[PeerId], bytes: usize) -> Result<(), Busy> {
+        self.check(peers, bytes)?;
+        self.events += 1;
         for peer in peers {
             let entry = self.per_peer.entry(*peer).or_default();
             entry.0 += 1;
             entry.1 += bytes;
         }
-        Ok(id)
+        Ok(())
     }
 
-    /// `peer` is done with message `id` (acknowledged, left, or expired): its room is free.
-    pub fn release_peer(&mut self, peer: PeerId, bytes: usize) {
+    /// `peer` is done with a message of `events` events and `bytes` (acknowledged, left, or
+    /// expired): their room is free.
+    pub fn release_peer(&mut self, peer: PeerId, events: usize, bytes: usize) {
         if let Some(entry) = self.per_peer.get_mut(&peer) {
-            entry.0 = entry.0.saturating_sub(1);
+            entry.0 = entry.0.saturating_sub(events);
             entry.1 = entry.1.saturating_sub(bytes);
             if entry.0 == 0 {
                 self.per_peer.remove(&peer);
@@ -117,9 +138,10 @@ impl SendWindow {
         }
     }
 
-    /// Message `id` is finished for everyone.
-    pub fn close(&mut self, id: u64) {
+    /// Message `id`, of `events` events, is finished for everyone.
+    pub fn close(&mut self, id: u64, events: usize) {
         self.unfinished.remove(&id);
+        self.events = self.events.saturating_sub(events);
     }
 
     /// The lowest id still unfinished (or the next id if none): nothing below it will be sent
@@ -128,27 +150,30 @@ impl SendWindow {
         self.unfinished.first().copied().unwrap_or(self.next_id)
     }
 
-    /// Whether `peer`'s window has room for one more message of `bytes` (the bus's limit
-    /// aside: a held copy of a message already open counts there already).
-    pub fn has_room_for(&self, peer: &PeerId, bytes: usize) -> bool {
+    /// Whether `peer`'s window has room for a message of `events` events and `bytes` (the
+    /// bus's limit aside: a held copy of a message already open counts there already).
+    pub fn has_room_for(&self, peer: &PeerId, events: usize, bytes: usize) -> bool {
         let (in_flight, in_bytes) = self.in_flight_to(peer);
-        let over_bytes = in_flight > 0 && in_bytes + bytes > self.limits.per_peer_bytes;
-        in_flight < self.limits.per_peer_messages && !over_bytes
+        // A message goes whole or not at all; one always fits an empty window.
+        in_flight == 0
+            || (in_flight + events <= self.limits.per_peer_events
+                && in_bytes + bytes <= self.limits.per_peer_bytes)
     }
 
-    /// Counts a message of `bytes` in `peer`'s window: a held copy now sent.
-    pub fn take_peer(&mut self, peer: PeerId, bytes: usize) {
+    /// Counts a message of `events` events and `bytes` in `peer`'s window: a held copy now
+    /// sent.
+    pub fn take_peer(&mut self, peer: PeerId, events: usize, bytes: usize) {
         let entry = self.per_peer.entry(peer).or_default();
-        entry.0 += 1;
+        entry.0 += events;
         entry.1 += bytes;
     }
 
-    /// Messages in flight.
+    /// Events in flight.
     pub fn in_flight(&self) -> usize {
-        self.unfinished.len()
+        self.events
     }
 
-    /// Messages and bytes in flight to `peer`.
+    /// Events and bytes in flight to `peer`.
     pub fn in_flight_to(&self, peer: &PeerId) -> (usize, usize) {
         self.per_peer.get(peer).copied().unwrap_or((0, 0))
     }
@@ -426,9 +451,9 @@ mod tests {
     #[test]
     fn the_window_bounds_messages_and_bytes_per_peer() {
         let limits = WindowLimits {
-            per_peer_messages: 2,
+            per_peer_events: 2,
             per_peer_bytes: 100,
-            total_messages: 10,
+            total_events: 10,
         };
         let mut w = SendWindow::new(limits, 1000);
         let a = [peer(1)];
@@ -449,10 +474,42 @@ mod tests {
         // Another peer is not held up.
         assert_eq!(w.open(&[peer(2)], 500), Ok(1002));
         assert_eq!(w.floor(), 1000);
-        w.release_peer(peer(1), 10);
-        w.close(1000);
+        w.release_peer(peer(1), 1, 10);
+        w.close(1000, 1);
         assert_eq!(w.floor(), 1001);
         assert_eq!(w.open(&a, 10), Ok(1003));
         assert_eq!(w.in_flight(), 3);
+    }
+
+    #[test]
+    fn the_window_counts_every_event_of_a_message() {
+        let limits = WindowLimits {
+            per_peer_events: 3,
+            per_peer_bytes: 100,
+            total_events: 4,
+        };
+        let mut w = SendWindow::new(limits, 0);
+        let (a, b) = ([peer(1)], [peer(2)]);
+        assert_eq!(w.open(&a, 10), Ok(0));
+        assert_eq!(w.add(&a, 10), Ok(()));
+        assert_eq!(w.add(&a, 10), Ok(()));
+        assert!(matches!(
+            w.add(&a, 10),
+            Err(Busy::PeerWindowFull {
+                in_flight: 3,
+                bytes: 30,
+                ..
+            })
+        ));
+        assert_eq!(w.in_flight_to(&a[0]), (3, 30));
+        assert_eq!(w.open(&b, 90), Ok(1));
+        assert_eq!(w.add(&b, 20), Err(Busy::TooManyInFlight(4)));
+        // A held copy of a three-event message goes only into room for all three.
+        w.release_peer(peer(1), 3, 30);
+        assert!(w.has_room_for(&a[0], 3, 30));
+        w.take_peer(peer(1), 1, 80);
+        assert!(!w.has_room_for(&a[0], 3, 30));
+        w.close(0, 3);
+        assert_eq!(w.in_flight(), 1);
     }
 }

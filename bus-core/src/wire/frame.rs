@@ -298,10 +298,11 @@ pub enum Frame<'a> {
         /// The MessagePack-encoded message.
         payload: &'a [u8],
     },
-    /// A message the receiver must acknowledge, delivered once per (sender, message id).
+    /// A reliable message: one or more events of one topic, which the receiver acknowledges
+    /// once and delivers once per (sender, message id), in order.
     ///
     /// ```text
-    /// | 0x03 | topic id u64 | fingerprint u64 | message id v | window v | payload bytes |
+    /// | 0x03 | topic id u64 | fingerprint u64 | message id v | window v | count v | count × payload bytes |
     /// ```
     ///
     /// `window`: the sender may still retransmit ids down to `message_id - window` and no lower,
@@ -315,8 +316,8 @@ pub enum Frame<'a> {
         message_id: u64,
         /// How far below `message_id` the sender's oldest unfinished message is.
         window: u64,
-        /// The MessagePack-encoded message.
-        payload: &'a [u8],
+        /// The MessagePack-encoded events, in the order they were published.
+        payloads: Payloads<'a>,
     },
     /// See [`AckRanges`].
     Ack(AckRanges),
@@ -535,6 +536,59 @@ pub enum Frame<'a> {
     },
 }
 
+/// The events of a [`Frame::ReliablePublish`]: `count` length-prefixed byte strings, back to
+/// back, as [`Sink::put_bytes`] writes each. Parsing checks that exactly `count` fill the bytes.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Payloads<'a> {
+    count: u64,
+    encoded: &'a [u8],
+}
+
+impl<'a> Payloads<'a> {
+    /// `count` payloads already encoded back to back in `encoded` (by [`Payloads::push`]).
+    pub fn encoded(count: u64, encoded: &'a [u8]) -> Payloads<'a> {
+        Payloads { count, encoded }
+    }
+
+    /// Appends `payload` to `encoded`, the bytes of a [`Payloads`] being built.
+    pub fn push(encoded: &mut Vec<u8>, payload: &[u8]) {
+        encoded.put_bytes(payload);
+    }
+
+    /// The bytes one more payload of `len` bytes adds.
+    pub fn cost(len: usize) -> usize {
+        super::varint_len(len as u64) + len
+    }
+
+    /// How many there are.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The encoded bytes, every payload with its length.
+    pub fn as_encoded(&self) -> &'a [u8] {
+        self.encoded
+    }
+
+    /// The payloads, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let mut r = Reader::new(self.encoded);
+        // Checked when parsed (or built here): every one decodes.
+        std::iter::from_fn(move || r.bytes("payload").ok()).take(self.count as usize)
+    }
+
+    fn parse(r: &mut Reader<'a>) -> Result<Payloads<'a>, DecodeError> {
+        // Each takes a byte at least: a count beyond what is left is malformed, not a long loop.
+        let count = r.varint_at_most(r.remaining() as u64, "payload count")?;
+        let mut probe = r.clone();
+        for _ in 0..count {
+            probe.bytes("payload")?;
+        }
+        let encoded = r.take(probe.consumed() - r.consumed(), "payloads")?;
+        Ok(Payloads { count, encoded })
+    }
+}
+
 /// A peer and where its unicast socket is, in a [`Frame::Peers`].
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct PeerAddr {
@@ -642,13 +696,14 @@ impl<'a> Frame<'a> {
                 fingerprint,
                 message_id,
                 window,
-                payload,
+                payloads,
             } => {
                 out.put_slice(&topic.0.to_le_bytes());
                 out.put_slice(&fingerprint.to_le_bytes());
                 out.put_varint(*message_id);
                 out.put_varint(*window);
-                out.put_bytes(payload);
+                out.put_varint(payloads.count);
+                out.put_slice(payloads.encoded);
             }
             Frame::Ack(ranges) => ranges.emit(out),
             Frame::Call {
@@ -823,7 +878,7 @@ impl<'a> Frame<'a> {
                     fingerprint,
                     message_id,
                     window: r.varint_at_most(message_id, "reliable window")?,
-                    payload: r.bytes("payload")?,
+                    payloads: Payloads::parse(r)?,
                 }
             }
             FrameType::Ack => Frame::Ack(AckRanges::parse(r)?),

@@ -19,7 +19,9 @@ pub mod handshake;
 mod header;
 
 pub use codec::{LenCounter, MAX_VARINT_LEN, Reader, Sink, varint_len};
-pub use frame::{AckRanges, Beacon, Frame, FrameType, Frames, PROTOCOL_VERSION, PeerAddr};
+pub use frame::{
+    AckRanges, Beacon, Frame, FrameType, Frames, PROTOCOL_VERSION, Payloads, PeerAddr,
+};
 pub use header::{
     CipherSuite, Header, HeaderExtension, HeaderFlags, HeaderRepr, PacketType, TAG_LEN,
 };

@@ -34,14 +34,25 @@ fn publish_fixture() {
     assert_eq!(parse_one(&PUBLISH_BYTES), Ok(frame));
 }
 
-static RELIABLE_BYTES: [u8; 21] = [
+static RELIABLE_BYTES: [u8; 24] = [
     0x03, //
     0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
     0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
     0xac, 0x02, // message id 300
     0x05, // window: ids down to 295 may still come
-    0x00, // empty payload
+    0x02, // two events:
+    0x01, 0xaa, // one byte,
+    0x00, // and an empty one
 ];
+
+/// `payloads` encoded as a reliable message's events (leaked: for tests only).
+fn events(payloads: &[&[u8]]) -> Payloads<'static> {
+    let mut encoded = Vec::new();
+    for payload in payloads {
+        Payloads::push(&mut encoded, payload);
+    }
+    Payloads::encoded(payloads.len() as u64, leak(encoded))
+}
 
 #[test]
 fn reliable_publish_fixture() {
@@ -50,13 +61,18 @@ fn reliable_publish_fixture() {
         fingerprint: 2,
         message_id: 300,
         window: 5,
-        payload: &[],
+        payloads: events(&[&[0xaa], &[]]),
     };
     assert_eq!(emitted(&frame), RELIABLE_BYTES);
-    assert_eq!(parse_one(&RELIABLE_BYTES), Ok(frame));
+    let parsed = parse_one(&RELIABLE_BYTES);
+    assert_eq!(parsed, Ok(frame));
+    let Ok(Frame::ReliablePublish { payloads, .. }) = parsed else {
+        unreachable!()
+    };
+    assert_eq!(payloads.iter().collect::<Vec<_>>(), [&[0xaa][..], &[]]);
     // A window reaching below id 0 (301 below 300) is malformed.
     let mut below_zero = RELIABLE_BYTES[..19].to_vec();
-    below_zero.extend_from_slice(&[0xad, 0x02, 0x00]);
+    below_zero.extend_from_slice(&[0xad, 0x02, 0x01, 0x00]);
     assert!(matches!(
         parse_one(&below_zero),
         Err(DecodeError::OutOfRange {
@@ -64,6 +80,12 @@ fn reliable_publish_fixture() {
             ..
         })
     ));
+    // Fewer events than the count says, or more than the bytes could hold, are malformed.
+    let mut short = RELIABLE_BYTES.to_vec();
+    short[20] = 3;
+    assert!(parse_one(&short).is_err());
+    short[20] = 0x7f;
+    assert!(parse_one(&short).is_err());
 }
 
 /// Acks for 10..=12, 5 and 0..=2: three ranges.
@@ -413,14 +435,14 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             any::<u64>(),
             any::<u64>(),
             any::<u64>(),
-            payload()
+            vec(payload(), 0..4)
         )
             .prop_map(|(t, f, id, w, p)| Frame::ReliablePublish {
                 topic: TopicId(t),
                 fingerprint: f,
                 message_id: id,
                 window: w.min(id),
-                payload: p,
+                payloads: events(&p),
             }),
         ack,
         (any::<u64>(), any::<u64>(), payload()).prop_map(|(r, m, p)| Frame::Call {

@@ -48,9 +48,9 @@ pub(super) async fn mem_pending(count: u64, size: usize) -> Res<()> {
     let mut make = sim_builders(&hub, 1);
     let room = usize::try_from(count + count / 10 + 1).map_err(|e| e.to_string())?;
     let limits = WindowLimits {
-        per_peer_messages: room,
+        per_peer_events: room,
         per_peer_bytes: usize::MAX / 2,
-        total_messages: room,
+        total_events: room,
     };
     let publisher = make()
         .reliable_window(limits)
