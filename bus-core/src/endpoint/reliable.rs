@@ -22,7 +22,7 @@ pub(super) struct Pending {
     held: Vec<PeerId>,
     send: ReliableSend,
     /// The encoded frame, sent again as it is.
-    frame: Bytes,
+    pub(super) frame: Bytes,
     /// The events it carries, and their payload bytes.
     events: usize,
     bytes: usize,

@@ -1330,3 +1330,201 @@ fn junk_epochs_in_public_key_mode_cost_one_hash_each() {
     assert!(sim.nodes[1].endpoint.confirmed(peer_of(0)));
     assert!(sim.nodes[0].endpoint.confirmed(peer_of(1)));
 }
+
+/// The events of each message the publisher's events finished in, by message id, in order.
+fn events_per_message(c: &Cluster) -> Vec<(u64, usize)> {
+    let mut counts: Vec<(u64, usize)> = Vec::new();
+    for (id, _) in &c.publisher().finished {
+        match counts.last_mut() {
+            Some((last, n)) if last == id => *n += 1,
+            _ => counts.push((*id, 1)),
+        }
+    }
+    counts
+}
+
+/// Issue 14: events published together share one reliable message, and each event gets the
+/// outcome of the message that carried it: with one subscriber cut off, every event's report
+/// names it, and the other subscriber gets every event once, in order.
+#[test]
+fn a_coalesced_message_names_a_cut_off_subscriber_in_every_events_report() {
+    let mut c = cluster_with(
+        14,
+        LinkConfig::default(),
+        Security::Insecure,
+        2,
+        Duration::from_secs(2),
+        |c| c,
+    );
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).len() < 2
+    });
+    c.sim.network.partition(&[NodeId(0)], &[NodeId(2)]);
+    c.allow(100);
+    c.settle(100, Duration::from_secs(10));
+    let messages = events_per_message(&c);
+    assert!(messages.len() < 10, "they shared messages: {messages:?}");
+    for report in c.reports() {
+        assert_eq!(report.missing, [peer_of(2)]);
+        assert_eq!(report.acked, [peer_of(1)]);
+    }
+    assert_eq!(c.delivered(1), (0..100).collect::<Vec<_>>());
+    assert!(c.delivered(2).is_empty());
+}
+
+/// A coalesced message whose first copy is lost, and whose first acknowledgement is lost too,
+/// is retransmitted and acknowledged again: its events are delivered once, in order.
+#[test]
+fn a_retransmitted_coalesced_message_is_delivered_once_in_order() {
+    let mut c = two_nodes();
+    c.sim.network.partition(&[NodeId(0)], &[NodeId(1)]);
+    c.allow(50);
+    let start = c.sim.now();
+    c.sim.drive_until(start + Duration::from_micros(100));
+    // The next copy gets through; its acknowledgement does not.
+    c.sim.network.heal();
+    c.sim.network.set_link(NodeId(1), NodeId(0), dead());
+    let start = c.sim.now();
+    c.sim.drive_while(start + Duration::from_secs(5), |nodes| {
+        nodes[1].delivered.is_empty()
+    });
+    let start = c.sim.now();
+    c.sim.drive_until(start + Duration::from_millis(500));
+    c.sim
+        .network
+        .set_link(NodeId(1), NodeId(0), LinkConfig::default());
+    c.settle(50, Duration::from_secs(10));
+    assert_eq!(
+        c.delivered(1),
+        (0..50).collect::<Vec<_>>(),
+        "once, in order"
+    );
+    let received = c.sim.nodes[1].endpoint.metrics().snapshot().reliable;
+    assert!(received.duplicates >= 1, "{received:?}");
+    assert_eq!(received.events_received, 50);
+    assert!(
+        c.reports()
+            .iter()
+            .all(|r| r.is_complete() && r.retransmissions >= 1)
+    );
+    assert!(events_per_message(&c).len() < 50);
+}
+
+/// A message is closed when the next event would not fit in its datagram, and when it holds
+/// [`MAX_EVENTS_PER_MESSAGE`]; the events come out in order either way.
+#[test]
+fn a_message_closes_at_the_datagram_size_and_at_the_event_count() {
+    // 100-byte events in 1200-byte datagrams: about ten a message.
+    let mut c = cluster_with(
+        15,
+        LinkConfig::default(),
+        Security::Insecure,
+        1,
+        Duration::from_secs(5),
+        |c| c,
+    );
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).is_empty()
+    });
+    let now = c.sim.now();
+    let publisher = &mut c.sim.nodes[0].endpoint;
+    let max_body = publisher.outbox.max_body();
+    let mut ids = Vec::new();
+    for seq in 0..50u8 {
+        let payload = [seq; 100];
+        let id = publisher.publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(5));
+        ids.push(id.unwrap().unwrap());
+    }
+    ids.dedup();
+    assert!(ids.len() >= 5, "{} messages", ids.len());
+    publisher.close_messages(now);
+    assert_eq!(publisher.pending.len(), ids.len());
+    for pending in publisher.pending.values() {
+        assert!(
+            pending.frame.len() <= max_body,
+            "{} > {max_body}",
+            pending.frame.len()
+        );
+    }
+    let until = c.sim.now() + Duration::from_secs(5);
+    c.sim.drive_until(until);
+    let got: Vec<u8> = c.sim.nodes[1]
+        .delivered
+        .iter()
+        .flat_map(|d| d.payloads.iter().map(|(_, p)| p[0]))
+        .collect();
+    assert_eq!(got, (0..50).collect::<Vec<u8>>());
+
+    // Tiny events in large datagrams: the count closes them.
+    let large = |c: EndpointConfig| EndpointConfig {
+        max_datagram: 65_000,
+        window: WindowLimits {
+            per_peer_events: 4096,
+            ..WindowLimits::default()
+        },
+        ..c
+    };
+    let mut c = cluster_with(
+        16,
+        LinkConfig::default(),
+        Security::Insecure,
+        1,
+        Duration::from_secs(5),
+        large,
+    );
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).is_empty()
+    });
+    c.allow(3000);
+    c.settle(3000, Duration::from_secs(10));
+    let counts: Vec<usize> = events_per_message(&c).iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        counts,
+        [
+            MAX_EVENTS_PER_MESSAGE,
+            MAX_EVENTS_PER_MESSAGE,
+            3000 - 2 * MAX_EVENTS_PER_MESSAGE
+        ]
+    );
+    assert_eq!(c.delivered(1), (0..3000).collect::<Vec<_>>());
+}
+
+/// The window counts events and their bytes, not messages: a publisher that publishes as much
+/// as it may before anything is acknowledged stops at the window's events, or its bytes.
+#[test]
+fn the_window_counts_events_and_bytes_under_coalescing() {
+    let mut c = two_nodes();
+    c.sim.network.partition(&[NodeId(0)], &[NodeId(1)]);
+    c.allow(10_000);
+    let window = c.publisher().endpoint.window();
+    // The test cluster's window: 256 events to a peer.
+    assert_eq!(window.in_flight(), 256);
+    assert_eq!(window.in_flight_to(&peer_of(1)), (256, 256 * 8));
+    assert!(c.publisher().endpoint.pending_messages() < 256);
+
+    let bytes = |c: EndpointConfig| EndpointConfig {
+        window: WindowLimits {
+            per_peer_bytes: 800,
+            ..c.window
+        },
+        ..c
+    };
+    let mut c = cluster_with(
+        17,
+        LinkConfig::default(),
+        Security::Insecure,
+        1,
+        Duration::from_secs(600),
+        bytes,
+    );
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).is_empty()
+    });
+    c.sim.network.partition(&[NodeId(0)], &[NodeId(1)]);
+    c.allow(10_000);
+    // 8-byte events: 800 bytes hold 100.
+    assert_eq!(
+        c.publisher().endpoint.window().in_flight_to(&peer_of(1)),
+        (100, 800)
+    );
+}
