@@ -35,7 +35,7 @@ fn valid_packet() -> Vec<u8> {
     .emit(&mut out);
     let frames = [
         Frame::Timestamp { sent_at_us: 42 },
-        Frame::Beacon(Beacon {
+        Frame::Beacon(Box::new(Beacon {
             peer_id: PeerId([5; 16]),
             version: 1,
             leaving: false,
@@ -46,7 +46,7 @@ fn valid_packet() -> Vec<u8> {
             incarnation: 7,
             topics: vec![TopicId(1), TopicId(2)],
             metadata: vec![("role", "sensor")],
-        }),
+        })),
         Frame::Publish {
             topic: TopicId(1),
             fingerprint: 2,

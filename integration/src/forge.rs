@@ -31,7 +31,7 @@ pub fn beacon(
     topics: Vec<TopicId>,
     wants_reply: bool,
 ) -> Frame<'static> {
-    Frame::Beacon(Beacon {
+    Frame::Beacon(Box::new(Beacon {
         peer_id: peer,
         version: PROTOCOL_VERSION,
         leaving: false,
@@ -42,7 +42,7 @@ pub fn beacon(
         incarnation,
         topics,
         metadata: Vec::new(),
-    })
+    }))
 }
 
 /// The `i`th made-up peer id.

@@ -43,7 +43,7 @@ fn plain(sender: PeerId, frames: &[Frame<'_>]) -> Bytes {
 /// A beacon of `id` subscribing to [`TOPIC`], at `port` of the packet's source, asking for a
 /// reply, and timed out only after a minute.
 fn beacon(id: PeerId, port: u16) -> Frame<'static> {
-    Frame::Beacon(Beacon {
+    Frame::Beacon(Box::new(Beacon {
         peer_id: id,
         version: crate::wire::PROTOCOL_VERSION,
         leaving: false,
@@ -54,7 +54,7 @@ fn beacon(id: PeerId, port: u16) -> Frame<'static> {
         incarnation: 1,
         topics: vec![TOPIC],
         metadata: Vec::new(),
-    })
+    }))
 }
 
 /// The endpoint under attack: insecure, at 127.0.0.1:40000, subscribing to [`TOPIC`].

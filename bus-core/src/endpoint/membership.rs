@@ -18,7 +18,7 @@ const GOSSIP_PEERS: usize = 32;
 impl Endpoint {
     pub(super) fn beacon(&self, leaving: bool, wants_reply: bool) -> Vec<u8> {
         let config = &self.config;
-        let frame = Frame::Beacon(Beacon {
+        let frame = Frame::Beacon(Box::new(Beacon {
             peer_id: config.local_id,
             version: PROTOCOL_VERSION,
             leaving,
@@ -39,7 +39,7 @@ impl Endpoint {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
-        });
+        }));
         let mut bytes = Vec::new();
         frame.emit(&mut bytes);
         bytes

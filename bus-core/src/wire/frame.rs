@@ -283,8 +283,9 @@ pub enum Frame<'a> {
         /// Bytes of padding, the type byte included.
         len: usize,
     },
-    /// See [`Beacon`].
-    Beacon(Beacon<'a>),
+    /// See [`Beacon`]. Boxed: beacons are rare and large, and every frame is as large as the
+    /// largest variant (frames are moved several times each on the receive path).
+    Beacon(Box<Beacon<'a>>),
     /// A best-effort message on a topic.
     ///
     /// ```text
@@ -863,7 +864,7 @@ impl<'a> Frame<'a> {
                     len: rest.len() + 1,
                 }
             }
-            FrameType::Beacon => Frame::Beacon(parse_beacon(r)?),
+            FrameType::Beacon => Frame::Beacon(Box::new(parse_beacon(r)?)),
             FrameType::Publish => Frame::Publish {
                 topic: TopicId(r.u64("topic id")?),
                 fingerprint: r.u64("fingerprint")?,

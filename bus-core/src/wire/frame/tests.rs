@@ -132,7 +132,7 @@ fn ack_ranges_that_underflow_or_touch_are_rejected() {
 
 #[test]
 fn beacon_fixture() {
-    let frame = Frame::Beacon(Beacon {
+    let frame = Frame::Beacon(Box::new(Beacon {
         peer_id: PeerId([0x11; 16]),
         version: PROTOCOL_VERSION,
         leaving: true,
@@ -143,7 +143,7 @@ fn beacon_fixture() {
         incarnation: 7,
         topics: vec![TopicId(0x0102_0304_0506_0708)],
         metadata: vec![("role", "pump")],
-    });
+    }));
     let mut expected = vec![0x01];
     expected.extend_from_slice(&[0x11; 16]);
     expected.extend_from_slice(&[0x01, 0x01, 4, 127, 0, 0, 2, 0x34, 0x12, 0xe8, 0x07]);
@@ -158,7 +158,7 @@ fn beacon_fixture() {
 
 #[test]
 fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
-    let beacon = Frame::Beacon(Beacon {
+    let beacon = Frame::Beacon(Box::new(Beacon {
         peer_id: PeerId([0; 16]),
         version: 1,
         leaving: false,
@@ -169,7 +169,7 @@ fn beacon_with_reserved_flag_or_bad_utf8_is_rejected() {
         incarnation: 7,
         topics: vec![],
         metadata: vec![("k", "v")],
-    });
+    }));
     let bytes = emitted(&beacon);
     let mut flagged = bytes.clone();
     flagged[18] = 0x04;
@@ -393,7 +393,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
         vec(("[a-z]{0,8}", "\\PC{0,8}"), 0..4),
     )
         .prop_map(|(id, version, leaving, port, interval, topics, meta)| {
-            Frame::Beacon(Beacon {
+            Frame::Beacon(Box::new(Beacon {
                 peer_id: PeerId(id),
                 version,
                 leaving,
@@ -407,7 +407,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
                     .into_iter()
                     .map(|(k, v)| (leak_str(k), leak_str(v)))
                     .collect(),
-            })
+            }))
         });
     let ack = vec((any::<u64>(), 0u64..1000), 0..10).prop_map(|rs| {
         Frame::Ack(AckRanges::from_ranges(
