@@ -206,18 +206,7 @@ fn a_forged_answer_does_not_verify_an_address() {
             })
             .collect();
         for ping_id in guesses {
-            let pong = Frame::Pong {
-                ping_id,
-                ping_sent_at_us: 0,
-                ping_received_at_us: 0,
-                sent_at_us: 0,
-                hears_your_group: false,
-                knows_you_fresh: true,
-                incarnation: 1,
-                epoch_ms: 0,
-                epoch_counter: 0,
-            };
-            target.receive(victim, plain(victim_id, &[pong]));
+            target.receive(victim, plain(victim_id, &[pong(ping_id)]));
         }
         target.run_until(Instant::from_millis(1_000 * (second + 1)));
     }
@@ -231,9 +220,13 @@ fn a_forged_answer_does_not_verify_an_address() {
     assert!(sent <= AMPLIFICATION_FACTOR * received);
 }
 
-/// What `id` at `addr` answers to the last ping the target sent there.
+/// What a peer at `addr` answers to the last ping the target sent there.
 fn pong_to_last_ping(target: &Attacked, addr: SocketAddr) -> Frame<'static> {
-    let ping_id = *target.pings[&addr].last().unwrap();
+    pong(*target.pings[&addr].last().unwrap())
+}
+
+/// An answer to ping `ping_id`, from a peer that knows the target fresh.
+fn pong(ping_id: u64) -> Frame<'static> {
     Frame::Pong {
         ping_id,
         ping_sent_at_us: 0,

@@ -1331,6 +1331,20 @@ fn junk_epochs_in_public_key_mode_cost_one_hash_each() {
     assert!(sim.nodes[0].endpoint.confirmed(peer_of(1)));
 }
 
+/// A publisher and one subscriber on a clean network, the subscriber known to the publisher.
+fn one_subscriber(
+    seed: u64,
+    deadline: Duration,
+    tune: impl Fn(EndpointConfig) -> EndpointConfig,
+) -> Cluster {
+    let link = LinkConfig::default();
+    let mut c = cluster_with(seed, link, Security::Insecure, 1, deadline, tune);
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).is_empty()
+    });
+    c
+}
+
 /// The events of each message the publisher's events finished in, by message id, in order.
 fn events_per_message(c: &Cluster) -> Vec<(u64, usize)> {
     let mut counts: Vec<(u64, usize)> = Vec::new();
@@ -1415,17 +1429,7 @@ fn a_retransmitted_coalesced_message_is_delivered_once_in_order() {
 #[test]
 fn a_message_closes_at_the_datagram_size_and_at_the_event_count() {
     // 100-byte events in 1200-byte datagrams: about ten a message.
-    let mut c = cluster_with(
-        15,
-        LinkConfig::default(),
-        Security::Insecure,
-        1,
-        Duration::from_secs(5),
-        |c| c,
-    );
-    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
-        nodes[0].endpoint.subscribers(TOPIC).is_empty()
-    });
+    let mut c = one_subscriber(15, Duration::from_secs(5), |c| c);
     let now = c.sim.now();
     let publisher = &mut c.sim.nodes[0].endpoint;
     let max_body = publisher.outbox.max_body();
@@ -1464,17 +1468,7 @@ fn a_message_closes_at_the_datagram_size_and_at_the_event_count() {
         },
         ..c
     };
-    let mut c = cluster_with(
-        16,
-        LinkConfig::default(),
-        Security::Insecure,
-        1,
-        Duration::from_secs(5),
-        large,
-    );
-    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
-        nodes[0].endpoint.subscribers(TOPIC).is_empty()
-    });
+    let mut c = one_subscriber(16, Duration::from_secs(5), large);
     c.allow(3000);
     c.settle(3000, Duration::from_secs(10));
     let counts: Vec<usize> = events_per_message(&c).iter().map(|(_, n)| *n).collect();
@@ -1509,17 +1503,7 @@ fn the_window_counts_events_and_bytes_under_coalescing() {
         },
         ..c
     };
-    let mut c = cluster_with(
-        17,
-        LinkConfig::default(),
-        Security::Insecure,
-        1,
-        Duration::from_secs(600),
-        bytes,
-    );
-    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
-        nodes[0].endpoint.subscribers(TOPIC).is_empty()
-    });
+    let mut c = one_subscriber(17, Duration::from_secs(600), bytes);
     c.sim.network.partition(&[NodeId(0)], &[NodeId(1)]);
     c.allow(10_000);
     // 8-byte events: 800 bytes hold 100.

@@ -26,13 +26,20 @@ pub(super) async fn lat(args: &Args) -> Res<()> {
     let count: usize = args.num("count", 10_000)?;
     let warmup: usize = args.num("warmup-count", 500)?;
     let reliability = args.str("reliability", "best_effort").to_owned();
-    if reliability != "best_effort" {
-        return Err("lat: only best_effort is measured".into());
-    }
+    let reliable = match reliability.as_str() {
+        "best_effort" => false,
+        "reliable" => true,
+        other => {
+            return Err(format!(
+                "lat: --reliability {other}: best_effort or reliable"
+            ));
+        }
+    };
     let link = Link::from_args(args)?;
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["_lat-pong", "--group", &group.to_string()])
+        .args(["--reliability", &reliability])
         .args(link.child_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -48,13 +55,19 @@ pub(super) async fn lat(args: &Args) -> Res<()> {
     let data = vec![0x5a; size.saturating_sub(8)];
     let mut rtts = Vec::with_capacity(count);
     let started = Instant::now();
+    // Reliable: each ping and pong is acknowledged, but nobody waits for that to send the next.
+    let pings = bus.reliable_publisher::<Ping>();
     for seq in 0..(warmup + count) as u64 {
         let sent = Instant::now();
-        bus.publish(Ping {
+        let ping = Ping {
             seq,
             data: data.clone(),
-        })
-        .await
+        };
+        if reliable {
+            pings.send(&ping).await
+        } else {
+            bus.publish(ping).await
+        }
         .map_err(|e| e.to_string())?;
         loop {
             let pong = tokio::time::timeout(Duration::from_secs(5), pongs.recv())
@@ -71,7 +84,7 @@ pub(super) async fn lat(args: &Args) -> Res<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "peer=bus mode=lat transport=udp reliability=best_effort size={size} msgs_per_s={:.0} {}",
+        "peer=bus mode=lat transport=udp reliability={reliability} size={size} msgs_per_s={:.0} {}",
         (warmup + count) as f64 / elapsed,
         rtt_fields(&mut rtts)
     );
@@ -156,8 +169,8 @@ pub(super) fn udp_echo(_: &Args) -> Res<()> {
     }
 }
 
-/// Echoes every ping it receives as a pong.
-pub(super) struct Echo(bus_actors::Bus);
+/// Echoes every ping it receives as a pong (reliably, with the publisher if there is one).
+pub(super) struct Echo(bus_actors::Bus, Option<bus_actors::ReliablePublisher<Pong>>);
 
 impl Actor for Echo {
     type Context = Context<Self>;
@@ -166,11 +179,15 @@ impl Actor for Echo {
 impl Handler<Event<Ping>> for Echo {
     type Result = ();
     fn handle(&mut self, ping: Event<Ping>, ctx: &mut Context<Self>) {
-        let bus = self.0.clone();
+        let (bus, reliable) = (self.0.clone(), self.1.clone());
         let Ping { seq, data } = ping.into_message();
         ctx.spawn(
             async move {
-                let _ = bus.publish(Pong { seq, data }).await;
+                let pong = Pong { seq, data };
+                let _ = match reliable {
+                    Some(publisher) => publisher.send(&pong).await,
+                    None => bus.publish(pong).await,
+                };
             }
             .into_actor(self),
         );
@@ -186,7 +203,12 @@ pub(super) async fn lat_pong(args: Args) -> Res<()> {
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    bus.subscribe::<Ping>(Echo(bus.clone()).start().recipient())
+    let reliable = args.str("reliability", "best_effort") == "reliable";
+    let echo = Echo(
+        bus.clone(),
+        reliable.then(|| bus.reliable_publisher::<Pong>()),
+    );
+    bus.subscribe::<Ping>(echo.start().recipient())
         .await
         .map_err(|e| e.to_string())?;
     let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;

@@ -40,9 +40,10 @@ pub(super) async fn mem_one(what: &str, args: &Args) -> Res<()> {
     }
 }
 
-/// Memory per pending reliable message: a publisher whose one subscriber is cut off holds
-/// `count` messages of `size` bytes in flight; the growth of the resident set is divided among
-/// them. Runs on the simulated network.
+/// Memory per pending reliable event: a publisher whose one subscriber is cut off holds
+/// `count` events of `size` bytes in flight, published one by one with a `ReliablePublisher`
+/// (so they share reliable messages as a fast producer's do); the growth of the resident set is
+/// divided among them. Runs on the simulated network.
 pub(super) async fn mem_pending(count: u64, size: usize) -> Res<()> {
     let hub = SimHub::new(1, 2, LinkConfig::default());
     let mut make = sim_builders(&hub, 1);
@@ -66,34 +67,32 @@ pub(super) async fn mem_pending(count: u64, size: usize) -> Res<()> {
     let mut ev = events(&publisher);
     await_subscribers(&publisher, &mut ev, Blob::ID, 1, Duration::from_secs(10)).await;
     hub.with_network(|net| net.partition(&[NodeId(0)], &[NodeId(1)]));
-    // Warm up allocators with a first batch, then measure the next.
-    let data = vec![0x5a; size];
-    let mut held = Vec::new();
-    let mut measure = |n: u64| {
-        for _ in 0..n {
-            let bus = publisher.clone();
-            let blob = Blob { data: data.clone() };
-            held.push(actix::spawn(
-                async move { bus.publish_reliable(blob).await },
-            ));
-        }
+    let events_sent = || publisher.metrics().reliable.events_sent;
+    let blob = Blob {
+        data: vec![0x5a; size],
     };
-    measure(count / 10);
-    while publisher.metrics().reliable.pending < count / 10 {
+    let sender = publisher.reliable_publisher::<Blob>();
+    // Warm up allocators with a first tenth, then measure the rest.
+    for _ in 0..count / 10 {
+        sender.send(&blob).await.map_err(|e| e.to_string())?;
+    }
+    while events_sent() < count / 10 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before = rss_bytes()?;
-    measure(count);
-    while publisher.metrics().reliable.pending < count + count / 10 {
+    for _ in 0..count {
+        sender.send(&blob).await.map_err(|e| e.to_string())?;
+    }
+    while events_sent() < count + count / 10 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let after = rss_bytes()?;
-    let per_message = after.saturating_sub(before) as f64 / count as f64;
-    // Part of that is the publisher's own: the spawned task holding its `publish_reliable`
-    // future (a task adds a header of about 100 bytes).
-    let future = std::mem::size_of_val(&publisher.publish_reliable(Blob { data: Vec::new() }));
+    let per_event = after.saturating_sub(before) as f64 / count as f64;
+    let stats = publisher.metrics().reliable;
     println!(
-        "peer=bus mode=mem pending_messages={count} payload={size} bytes_per_pending_message={per_message:.0} publisher_future_bytes={future}"
+        "peer=bus mode=mem pending_events={count} payload={size} bytes_per_pending_event={per_event:.0} without_payload={:.0} messages={}",
+        per_event - size as f64,
+        stats.sent
     );
     Ok(())
 }
