@@ -354,9 +354,10 @@ impl Bus {
 
     /// A handle that publishes reliable messages of `T` one by one without a future per
     /// message waiting for its outcome: each is accepted into the window (or refused as busy),
-    /// and the outcome of the reliable message that carries it is reported only if it fails,
-    /// as [`BusEvent::Undelivered`]. For high-rate producers; [`Bus::publish_reliable`] gives
-    /// each message its report.
+    /// and the outcome of the reliable message that carries it is reported on the bus's event
+    /// stream if it fails, as [`BusEvent::Undelivered`] (and, with
+    /// [`BusBuilder::report_reliable_successes`], as [`BusEvent::Delivered`] if it does not).
+    /// For high-rate producers; [`Bus::publish_reliable`] gives each message its report.
     pub fn reliable_publisher<T: Topic>(&self) -> ReliablePublisher<T> {
         ReliablePublisher {
             deadline: self.deadline_of::<T>(),

@@ -52,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) given_up_for: Duration,
     pub(crate) max_peers: usize,
     pub(crate) max_dedup_bytes: usize,
+    pub(crate) report_reliable_successes: bool,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
     pub(crate) handshake_load_threshold: usize,
@@ -167,6 +168,7 @@ impl Default for Config {
             given_up_for: Duration::from_secs(10),
             max_peers: 4096,
             max_dedup_bytes: 16 << 20,
+            report_reliable_successes: false,
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
             handshake_load_threshold: 8,
@@ -428,6 +430,15 @@ impl BusBuilder {
     /// silent: in plaintext anyone can claim any id, and memory is finite.
     pub fn max_peers(mut self, max_peers: usize) -> Self {
         self.config.max_peers = max_peers;
+        self
+    }
+
+    /// Whether a reliable message whose events were published with a
+    /// [`ReliablePublisher`](crate::ReliablePublisher) is reported as `BusEvent::Delivered` when
+    /// everyone owed it acknowledged (default off: only failures are reported, as
+    /// `BusEvent::Undelivered`).
+    pub fn report_reliable_successes(mut self, on: bool) -> Self {
+        self.config.report_reliable_successes = on;
         self
     }
 

@@ -135,6 +135,17 @@ pub enum BusEvent {
         /// The message's outcome.
         report: DeliveryReport,
     },
+    /// A reliable message carrying events published with a `ReliablePublisher` was
+    /// acknowledged by everyone owed it (reported only with
+    /// [`BusBuilder::report_reliable_successes`](crate::BusBuilder::report_reliable_successes)).
+    Delivered {
+        /// The topic.
+        topic: TopicId,
+        /// How many such events it carried.
+        events: usize,
+        /// The message's outcome.
+        report: DeliveryReport,
+    },
     /// A peer shut down gracefully.
     PeerLeft(PeerId),
     /// A peer fell silent for longer than the liveness timeout.

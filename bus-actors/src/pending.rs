@@ -61,12 +61,21 @@ impl Handler<Finished> for PendingMessageActor {
     type Result = ();
 
     fn handle(&mut self, Finished(report): Finished, ctx: &mut Self::Context) {
-        if self.detached > 0 && !report.is_complete() {
-            self.shared.emit_event(&BusEvent::Undelivered {
-                topic: self.topic,
-                events: self.detached,
-                report: report.clone(),
-            });
+        if self.detached > 0 {
+            let (topic, events, report) = (self.topic, self.detached, report.clone());
+            if !report.is_complete() {
+                self.shared.emit_event(&BusEvent::Undelivered {
+                    topic,
+                    events,
+                    report,
+                });
+            } else if self.shared.config.report_reliable_successes {
+                self.shared.emit_event(&BusEvent::Delivered {
+                    topic,
+                    events,
+                    report,
+                });
+            }
         }
         // A publisher may have stopped waiting; the outcome is counted either way.
         for reply in self.replies.drain(..) {

@@ -295,3 +295,72 @@ fn a_reliable_publish_to_nobody_is_not_a_success() {
         .await;
     });
 }
+
+/// Reliable events published one by one with a `ReliablePublisher` wait for no report, yet
+/// every outcome is told: each event arrives once, in order, and the messages that carried
+/// them are reported delivered (asked for) with as many events as were sent; with the
+/// subscriber cut off, each is reported undelivered, naming it.
+#[test]
+fn a_reliable_publisher_reports_what_became_of_its_events() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, LinkConfig::default());
+        let tune = |b: BusBuilder| {
+            b.report_reliable_successes(true)
+                .reliable_deadline(bus_actors::Duration::from_secs(1))
+        };
+        // Room for all 200 at once: cut off, the subscriber is declared unreachable (and owed
+        // nothing new) before expiries would free room for more.
+        let (publisher, subscriber, mut rx) = windowed_pair::<Reliable>(&hub, 256, tune).await;
+        let mut ev = events(&publisher);
+        let sender = publisher.reliable_publisher::<Reliable>();
+        // The events the outcomes reported so far tell of, once every message has one.
+        let settled = async |ev: &mut UnboundedReceiver<BusEvent>, delivered: bool, sent: u64| {
+            for _ in 0..1000 {
+                let stats = publisher.metrics().reliable;
+                if stats.events_sent == sent && stats.pending == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let mut events = 0;
+            while let Ok(event) = ev.try_recv() {
+                match event {
+                    BusEvent::Delivered {
+                        events: n, report, ..
+                    } if delivered => {
+                        assert!(report.is_complete(), "{report:?}");
+                        events += n;
+                    }
+                    BusEvent::Undelivered {
+                        events: n, report, ..
+                    } if !delivered => {
+                        assert_eq!(report.missing, [subscriber.local_id()]);
+                        events += n;
+                    }
+                    _ => {}
+                }
+            }
+            events
+        };
+        for seq in 0..200 {
+            sender.send(&Reliable { seq }).await.unwrap();
+        }
+        let got = receive(&mut rx, 200, Duration::from_secs(5)).await;
+        assert_eq!(settled(&mut ev, true, 200).await, 200);
+        assert!(
+            got.iter().map(|e| e.message.seq).eq(0..200),
+            "once, in order"
+        );
+        assert!(
+            publisher.metrics().reliable.sent < 200,
+            "events shared messages"
+        );
+
+        hub.with_network(|net| net.partition(&[NodeId(0)], &[NodeId(1)]));
+        for seq in 200..400 {
+            sender.send(&Reliable { seq }).await.unwrap();
+        }
+        assert_eq!(settled(&mut ev, false, 400).await, 200);
+        assert_eq!(publisher.metrics().reliable.pending, 0);
+    });
+}
