@@ -471,6 +471,8 @@ impl Endpoint {
     /// `peer` stopped subscribing to `topic`: the messages of that topic it was owed are
     /// settled as `left` for it.
     pub(super) fn unsubscribed(&mut self, now: Instant, peer: PeerId, topic: TopicId) {
+        // An open message owes it too: closed first, so that it is settled like the others.
+        self.close_messages(now);
         let owing: Vec<u64> = self
             .pending
             .iter_mut()
@@ -484,6 +486,7 @@ impl Endpoint {
 
     /// `peer` left: nobody waits for it any more.
     pub(super) fn peer_gone(&mut self, now: Instant, peer: PeerId) {
+        self.close_messages(now);
         let owing: Vec<u64> = self
             .pending
             .iter_mut()
@@ -616,6 +619,7 @@ impl Endpoint {
     /// messages in a row expire: every message it is owed is settled as missing for it now, and
     /// nothing more is sent to it for a while.
     fn give_up_on(&mut self, now: Instant, peer: PeerId) {
+        self.close_messages(now);
         let missed = self.misses.remove(&peer).unwrap_or(0);
         self.given_up.insert(peer, now);
         self.behind.remove(&peer);
