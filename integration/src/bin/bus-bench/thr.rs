@@ -171,10 +171,13 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
         let publisher = bus.reliable_publisher::<Blob>();
         let message = Blob { data: data.clone() };
         while !done() && Instant::now() < hard_stop {
-            publisher
-                .send(&message)
-                .await
-                .map_err(|e| format!("reliable send failed: {e}"))?;
+            match publisher.send(&message).await {
+                Ok(()) => {}
+                // The subscriber reported and left before its report was read here: the run
+                // is over.
+                Err(bus_actors::Error::NoSubscribers { .. }) => break,
+                Err(e) => return Err(format!("reliable send failed: {e}")),
+            }
         }
     } else if run.reliable {
         // Keep the window full: as many sends outstanding as the per-peer window holds (4096 by
