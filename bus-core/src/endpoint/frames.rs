@@ -103,13 +103,11 @@ impl Endpoint {
                     if !self.local_topics.contains(&topic) {
                         // An acknowledgement says "delivered": not for what nobody here takes.
                         self.metrics.dropped(DropReason::NotSubscribed);
-                    } else if self.on_reliable(now, from, sender, message_id, window) {
+                    } else if self.on_reliable(now, from, sender, (message_id, window), &payloads) {
                         let events = payloads
                             .iter()
                             .map(|p| (topic, fingerprint, body.slice_ref(p)));
                         arrived.extend(events);
-                        let received = &self.metrics.reliable.events_received;
-                        crate::metrics::ReliableCounters::bump(received, payloads.count());
                     }
                 }
                 Frame::Ack(ranges) => self.on_ack(now, sender, &ranges),

@@ -60,14 +60,11 @@ impl Pings {
         (self.first_id..self.next_id).contains(&id)
     }
 
-    /// A new ping, sent at `now`; `random` gives its id's random part.
-    pub(super) fn next_ping(&mut self, now: Instant, random: u32) -> Frame<'static> {
+    /// The id of a new ping; `random` gives its random part.
+    pub(super) fn next_id(&mut self, random: u32) -> u64 {
         let ping_id = self.next_id + u64::from(random >> (32 - RANDOM_BITS));
         self.next_id += 1 << RANDOM_BITS;
-        Frame::Ping {
-            ping_id,
-            sent_at_us: now.as_micros(),
-        }
+        ping_id
     }
 
     pub(super) fn next_tick(&self) -> Instant {
@@ -115,10 +112,12 @@ impl Endpoint {
 
     /// Sends a ping to `addr`, whoever is there.
     pub(super) fn send_ping(&mut self, now: Instant, addr: std::net::SocketAddr) {
-        let frame = self.pings.next_ping(now, self.rng.next_u32());
-        if let Frame::Ping { ping_id, .. } = frame {
-            self.budgets.challenged(now, addr, ping_id);
-        }
+        let ping_id = self.pings.next_id(self.rng.next_u32());
+        self.budgets.challenged(now, addr, ping_id);
+        let frame = Frame::Ping {
+            ping_id,
+            sent_at_us: now.as_micros(),
+        };
         if self.queue(super::Target::Unicast(addr), &frame).is_err() {
             self.metrics.dropped(DropReason::SendFailed);
         }

@@ -307,16 +307,16 @@ impl Endpoint {
         }
     }
 
-    /// A reliable message from `sender`: delivers it if new, and owes `from` an
-    /// acknowledgement either way (our first one may have been lost). Returns whether it is
-    /// new.
+    /// A reliable message from `sender` (its id and the sender's window), carrying `payloads`:
+    /// to be delivered if new, and owed to `from` an acknowledgement either way (our first one
+    /// may have been lost). Returns whether it is new.
     pub(super) fn on_reliable(
         &mut self,
         now: Instant,
         from: std::net::SocketAddr,
         sender: PeerId,
-        message_id: u64,
-        window: u64,
+        (message_id, window): (u64, u64),
+        payloads: &Payloads<'_>,
     ) -> bool {
         let confirmed = self.confirmed(sender);
         if !self.senders.contains_key(&sender) && !self.make_room_for_sender(confirmed) {
@@ -331,19 +331,22 @@ impl Endpoint {
             confirmed,
         });
         state.last_heard = now;
+        // Its bitmaps are counted again after the arrival, in the class it is in now; the room
+        // it may grow by is what it would have with them counted there.
         let before = state.windows.memory();
-        // Its bitmaps move to the class it is in now.
         self.dedup.remove(state.confirmed, before);
-        self.dedup.add(confirmed, before);
         state.confirmed = confirmed;
-        let room = self.dedup.room(confirmed, self.config.max_dedup_bytes);
+        let room = self
+            .dedup
+            .room(confirmed, self.config.max_dedup_bytes)
+            .saturating_sub(before);
         let floor = message_id.saturating_sub(window);
         let arrival = state.windows.on_arrival_within(message_id, floor, room);
-        self.dedup.remove(confirmed, before);
         self.dedup.add(confirmed, state.windows.memory());
         let new = match arrival {
             Arrival::New => {
                 ReliableCounters::bump(&self.metrics.reliable.received, 1);
+                ReliableCounters::bump(&self.metrics.reliable.events_received, payloads.count());
                 true
             }
             Arrival::Duplicate => {
