@@ -79,18 +79,12 @@ impl SocketActor {
         ctx: &mut Context<Self>,
         input: impl FnOnce(&mut Endpoint, Instant, WallClock),
     ) {
-        let events: Vec<Event> = {
-            let mut endpoint = self.shared.endpoint();
-            input(
-                &mut endpoint,
-                self.shared.clock.now(),
-                self.shared.clock.wall(),
-            );
-            std::iter::from_fn(|| endpoint.poll_event()).collect()
-        };
-        for event in events {
-            self.handle_event(event, ctx);
-        }
+        input(
+            &mut self.shared.endpoint(),
+            self.shared.clock.now(),
+            self.shared.clock.wall(),
+        );
+        self.handle_events(ctx);
         self.flush(ctx);
     }
 
