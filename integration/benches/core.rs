@@ -26,7 +26,7 @@ fn sessions() -> (bus_core::crypto::Session, bus_core::crypto::Session) {
 }
 
 fn crypto(c: &mut Criterion) {
-    for size in [64usize, 1200] {
+    for size in [64usize, 1200, 16_384] {
         let (mut a, mut b) = sessions();
         let body = vec![0x5a; size];
         let mut packet = Vec::with_capacity(size + 64);

@@ -77,22 +77,33 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Seals `body` into a packet described by `header` (its counter is the nonce), appending to
-/// `out`.
+/// Seals the body made of `parts` into a packet described by `header` (its counter is the
+/// nonce), appending to `out`. The parts are copied once, straight into the packet, and
+/// encrypted there: a body assembled first would cost a second copy of every datagram.
 fn seal_packet(
     key: &[u8; KEY_LEN],
     header: &HeaderRepr,
-    body: &[u8],
+    parts: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<(), CryptoError> {
     let start = out.len();
     header.emit(out);
     let header_end = out.len();
-    out.extend_from_slice(body);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     let (aad, plaintext) = out[start..].split_at_mut(header_end - start);
-    let tag = noise::seal(key, header.counter, aad, plaintext)?;
-    out.extend_from_slice(&tag);
-    Ok(())
+    match noise::seal(key, header.counter, aad, plaintext) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(error) => {
+            // Nothing half-built is left behind for the caller to send.
+            out.truncate(start);
+            Err(error)
+        }
+    }
 }
 
 /// Opens a checked packet in place, if `replay` allows its counter; records it on success.
@@ -168,6 +179,14 @@ impl Session {
     /// # Errors
     /// [`CryptoError::Seal`] once the counter reaches [`REJECT_AFTER_MESSAGES`].
     pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.seal_parts(&[body], out)
+    }
+
+    /// [`Session::seal`] for a body given in parts, in order.
+    ///
+    /// # Errors
+    /// As [`Session::seal`].
+    pub fn seal_parts(&mut self, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if self.send_counter >= REJECT_AFTER_MESSAGES {
             return Err(CryptoError::Seal);
         }
@@ -178,13 +197,14 @@ impl Session {
             counter: self.send_counter,
             extension: HeaderExtension::Data,
         };
-        seal_packet(&self.send.key, &header, body, out)?;
+        seal_packet(&self.send.key, &header, parts, out)?;
         self.send_counter += 1;
         Ok(())
     }
 
     /// Opens a data packet for this session in place and returns its body. A packet that
-    /// fails (replayed, forged, corrupted, wrong suite) changes nothing.
+    /// fails (replayed, forged, corrupted, wrong suite) changes no state; its body bytes are then
+    /// unspecified, and it is to be dropped.
     ///
     /// # Errors
     /// [`OpenError`] says why; the packet must be dropped and counted.
@@ -474,17 +494,18 @@ impl SenderEpoch {
     /// [`CryptoError::Seal`] once the epoch's counter is used up (start a new epoch long
     /// before: every 2^32 packets).
     pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        self.seal_with(HeaderFlags::empty(), body, out)
+        self.seal_with(HeaderFlags::empty(), &[body], out)
     }
 
-    /// [`SenderEpoch::seal`] with header flags (authenticated with the rest of the header).
+    /// [`SenderEpoch::seal`] with header flags (authenticated with the rest of the header), for
+    /// a body given in parts, in order.
     ///
     /// # Errors
     /// As [`SenderEpoch::seal`].
     pub fn seal_with(
         &mut self,
         flags: HeaderFlags,
-        body: &[u8],
+        parts: &[&[u8]],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
         if self.counter >= REJECT_AFTER_MESSAGES {
@@ -502,7 +523,7 @@ impl SenderEpoch {
                 epoch_tag: self.tag,
             },
         };
-        seal_packet(&self.key.key, &header, body, out)?;
+        seal_packet(&self.key.key, &header, parts, out)?;
         self.counter += 1;
         Ok(())
     }
@@ -557,7 +578,8 @@ impl EpochReceiver {
     /// Opens a multicast data packet in place and returns its sender and body. For an epoch
     /// not seen before, `key_of(sender, material, timestamp_ms)` derives its key (see
     /// [`epoch_key_psk`] and [`epoch_key_receiver`]), or says the sender is unknown; the epoch
-    /// tag is not checked. A packet that fails changes nothing: not even the cache.
+    /// tag is not checked. A packet that fails changes no state, not even the cache; its body
+    /// bytes are then unspecified, and it is to be dropped.
     ///
     /// # Errors
     /// [`OpenError`] says why; the packet must be dropped and counted.

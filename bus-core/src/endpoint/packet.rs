@@ -249,27 +249,25 @@ impl Endpoint {
             return packet;
         }
         self.advance_epochs(now);
-        let mut plaintext = Vec::with_capacity(timestamp.encoded_len() + body.len());
-        timestamp.emit(&mut plaintext);
-        plaintext.extend_from_slice(body);
+        // The frames before the body are short: kept apart so the body is copied only once,
+        // into the packet where it is encrypted.
+        let mut prefix = Vec::with_capacity(timestamp.encoded_len() + TO_FRAME_LEN);
+        timestamp.emit(&mut prefix);
+        let mut packet = Vec::with_capacity(prefix.len() + TO_FRAME_LEN + body.len() + 88);
         if let Target::Unicast(addr) = target {
-            let mut packet = Vec::with_capacity(plaintext.len() + 32);
-            if self.sessions.seal(addr, &plaintext, &mut packet, now) {
+            if self.sessions.seal(addr, &[&prefix, body], &mut packet, now) {
                 return packet;
             }
             // Under our epoch, which any key holder can open: name the one it is for, so that
             // it cannot be replayed to another peer as if it were for them.
             if let Some(peer) = self.peer_at(addr) {
-                let mut bound = Vec::with_capacity(plaintext.len() + TO_FRAME_LEN);
-                timestamp.emit(&mut bound);
-                Frame::To { peer }.emit(&mut bound);
-                bound.extend_from_slice(body);
-                plaintext = bound;
+                Frame::To { peer }.emit(&mut prefix);
             }
         }
-        let mut packet = Vec::with_capacity(plaintext.len() + 88);
         if let Some((epoch, _)) = self.epoch.as_mut()
-            && epoch.seal_with(flags, &plaintext, &mut packet).is_ok()
+            && epoch
+                .seal_with(flags, &[&prefix, body], &mut packet)
+                .is_ok()
         {
             return packet;
         }

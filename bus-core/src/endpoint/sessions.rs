@@ -102,18 +102,19 @@ impl Sessions {
         self.retire(retired);
     }
 
-    /// Seals `body` for `addr` if a session with it is current and not expired.
+    /// Seals the body made of `parts` for `addr` if a session with it is current and not
+    /// expired.
     pub(crate) fn seal(
         &mut self,
         addr: SocketAddr,
-        body: &[u8],
+        parts: &[&[u8]],
         out: &mut Vec<u8>,
         now: Instant,
     ) -> bool {
         let reject_after = self.reject_after;
         match self.by_addr.get_mut(&addr).and_then(|s| s.current.as_mut()) {
             Some(session) if now - session.established_at() < reject_after => {
-                session.seal(body, out).is_ok()
+                session.seal_parts(parts, out).is_ok()
             }
             _ => false,
         }
@@ -323,7 +324,7 @@ mod tests {
     fn sealed(sessions: &mut Sessions, to: SocketAddr, body: &[u8], now: Instant) -> Vec<u8> {
         let mut packet = Vec::new();
         assert!(
-            sessions.seal(to, body, &mut packet, now),
+            sessions.seal(to, &[body], &mut packet, now),
             "no session to seal with"
         );
         packet
@@ -361,7 +362,7 @@ mod tests {
         bob.install(alice_addr(), ALICE, b, false);
         let mut out = Vec::new();
         assert!(
-            !bob.seal(alice_addr(), b"too early", &mut out, Instant::ZERO),
+            !bob.seal(alice_addr(), &[b"too early"], &mut out, Instant::ZERO),
             "key confirmation: Alice may not have the response yet"
         );
         let packet = sealed(&mut alice, bob_addr(), b"hello", Instant::ZERO);
@@ -399,7 +400,7 @@ mod tests {
             bob.open(index, &mut stale, Instant::ZERO),
             Err(OpenError::UnknownSender)
         );
-        assert!(bob.seal(alice_addr(), b"reply", &mut Vec::new(), Instant::ZERO));
+        assert!(bob.seal(alice_addr(), &[b"reply"], &mut Vec::new(), Instant::ZERO));
     }
 
     #[test]
@@ -439,7 +440,7 @@ mod tests {
         let mut old = sealed(&mut alice, bob_addr(), b"old", Instant::ZERO);
         // 1.5 x the rekey interval: rejected both ways.
         let late = Instant::ZERO + REKEY * 3 / 2;
-        assert!(!alice.seal(bob_addr(), b"late", &mut Vec::new(), late));
+        assert!(!alice.seal(bob_addr(), &[b"late"], &mut Vec::new(), late));
         let index = index_of(&old);
         assert_eq!(bob.open(index, &mut old, late), Err(OpenError::Expired));
     }
