@@ -116,7 +116,9 @@ pub(super) async fn mem_bare_actors(count: u64) -> Res<()> {
 }
 
 /// Memory per subscription: `count` subscriptions of one recipient (so that only the bus's
-/// side grows: a subscription actor, its counters, its registry entry).
+/// side grows: a subscription actor, its counters, its registry entry, the handle), each given
+/// a clone of the recipient made for it, as a caller subscribing one actor many times does.
+/// Then the bus's part alone: `count` more, their clones made before measuring.
 pub(super) async fn mem_subscriptions(count: u64) -> Res<()> {
     let bus = &builder(test_group())
         .start()
@@ -124,25 +126,37 @@ pub(super) async fn mem_subscriptions(count: u64) -> Res<()> {
         .map_err(|e| e.to_string())?;
     let recipient = Count(Arc::new(AtomicU64::new(0))).start().recipient();
     let mut held = Vec::new();
-    let mut subscribe = async |n: u64| -> Res<()> {
-        for _ in 0..n {
-            let subscription = bus
-                .subscribe::<Blob>(recipient.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            held.push(subscription);
-        }
-        // Let the subscription actors start.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok(())
-    };
-    subscribe(count / 10).await?;
+    let cloned = |n: u64| (0..n).map(|_| recipient.clone());
+    subscribe_all(bus, cloned(count / 10), &mut held).await?;
     let before = rss_bytes()?;
-    subscribe(count).await?;
+    subscribe_all(bus, cloned(count), &mut held).await?;
     let per_subscription = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    let mut made: Vec<_> = cloned(count).collect();
+    let before = rss_bytes()?;
+    // Drained, not consumed: the list's own buffer is freed only after measuring.
+    subscribe_all(bus, made.drain(..), &mut held).await?;
+    let bus_part = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
+    drop(made);
     println!(
-        "peer=bus mode=mem subscriptions={count} bytes_per_subscription={per_subscription:.0}"
+        "peer=bus mode=mem subscriptions={count} bytes_per_subscription={per_subscription:.0} without_recipient_clone={bus_part:.0}"
     );
+    Ok(())
+}
+
+async fn subscribe_all(
+    bus: &bus_actors::Bus,
+    recipients: impl IntoIterator<Item = Recipient<Event<Blob>>>,
+    held: &mut Vec<bus_actors::Subscription>,
+) -> Res<()> {
+    for recipient in recipients {
+        let subscription = bus
+            .subscribe::<Blob>(recipient)
+            .await
+            .map_err(|e| e.to_string())?;
+        held.push(subscription);
+    }
+    // Let the subscription actors start.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
 }
 
