@@ -179,7 +179,8 @@ impl Bus {
     /// Waits only if the outbox is full (the network is slower than the publisher).
     ///
     /// # Errors
-    /// [`Error::Core`] if the message cannot be encoded or does not fit in a datagram;
+    /// [`Error::MessageTooLarge`] if it is over `BusBuilder::max_message_size` (a message
+    /// larger than a datagram goes as fragments); [`Error::Core`] if it cannot be encoded;
     /// [`Error::ShutDown`] after [`Bus::shutdown`].
     pub async fn publish_best_effort<T: Topic>(&self, message: T) -> Result<(), Error> {
         self.check_running()?;
@@ -205,7 +206,12 @@ impl Bus {
             }
         }
         if let Some(Err(too_large)) = published {
-            return Err(too_large.into());
+            return Err(Error::MessageTooLarge {
+                topic: T::NAME,
+                len: too_large.len,
+                max: too_large.max,
+                limit: "BusBuilder::max_message_size",
+            });
         }
         self.deliver_locally::<T>(&payload);
         Ok(())
@@ -224,8 +230,8 @@ impl Bus {
     /// [`Error::Undelivered`] naming the subscribers that did not acknowledge before the
     /// deadline (the topic's, or the bus's: 5 s by default); [`Error::NoSubscribers`] if no
     /// subscriber, remote or local, is known (see [`Bus::wait_for_subscribers`]);
-    /// [`Error::Core`] if the message
-    /// cannot be encoded or does not fit in a datagram; [`Error::ShutDown`] after
+    /// [`Error::MessageTooLarge`] if it does not fit in a datagram (reliable messages are not
+    /// fragmented yet); [`Error::Core`] if it cannot be encoded; [`Error::ShutDown`] after
     /// [`Bus::shutdown`].
     pub async fn publish_reliable<T: Topic>(&self, message: T) -> Result<DeliveryReport, Error> {
         let deadline = self.deadline_of::<T>();
@@ -311,9 +317,9 @@ impl Bus {
     /// ([`DeliveryReport::is_complete`] is false).
     ///
     /// # Errors
-    /// [`Error::Core`] if a message cannot be encoded or does not fit in a datagram;
-    /// [`Error::NoSubscribers`] when a message has no subscriber at all; [`Error::ShutDown`]
-    /// after [`Bus::shutdown`]. The messages before the one that failed are published all the
+    /// [`Error::MessageTooLarge`] if a message does not fit in a datagram; [`Error::Core`] if it
+    /// cannot be encoded; [`Error::NoSubscribers`] when a message has no subscriber at all;
+    /// [`Error::ShutDown`] after [`Bus::shutdown`]. The messages before the one that failed are published all the
     /// same, but their reports are not returned.
     pub async fn publish_reliable_batch<T: Topic>(
         &self,
@@ -396,7 +402,14 @@ impl Bus {
             });
             match opened {
                 Ok(opened) => return Ok(opened.is_some()),
-                Err(PublishError::TooLarge(e)) => return Err(e.into()),
+                Err(PublishError::TooLarge(e)) => {
+                    return Err(Error::MessageTooLarge {
+                        topic: T::NAME,
+                        len: e.len,
+                        max: e.max,
+                        limit: "a reliable message fits in one datagram",
+                    });
+                }
                 Err(PublishError::Busy(busy)) if !wait_for_room => return Err(Error::Busy(busy)),
                 Err(_) => {}
             }
@@ -584,9 +597,9 @@ impl<T: Topic> ReliablePublisher<T> {
     /// [`BusEvent::Undelivered`]. Local subscribers get it at once.
     ///
     /// # Errors
-    /// [`Error::NoSubscribers`] if nobody, remote or local, subscribes; [`Error::Core`] if it
-    /// cannot be encoded or does not fit in a datagram; [`Error::ShutDown`] after
-    /// [`Bus::shutdown`].
+    /// [`Error::NoSubscribers`] if nobody, remote or local, subscribes;
+    /// [`Error::MessageTooLarge`] if it does not fit in a datagram; [`Error::Core`] if it cannot
+    /// be encoded; [`Error::ShutDown`] after [`Bus::shutdown`].
     pub async fn send(&self, message: &T) -> Result<(), Error> {
         self.publish(message, true).await
     }

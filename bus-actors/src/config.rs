@@ -52,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) given_up_for: Duration,
     pub(crate) max_peers: usize,
     pub(crate) max_dedup_bytes: usize,
+    pub(crate) max_message_size: usize,
     pub(crate) report_reliable_successes: bool,
     pub(crate) rekey_after: Duration,
     pub(crate) max_clock_skew: Duration,
@@ -109,6 +110,14 @@ impl Config {
             given_up_for: self.given_up_for,
             max_peers: self.max_peers,
             max_dedup_bytes: self.max_dedup_bytes,
+            reassembly: bus_core::fragment::ReassemblyLimits {
+                max_message: self.max_message_size,
+                // Room for two incomplete messages of the largest size from one sender, and
+                // four in all: a flood of claimed messages holds no more.
+                per_sender_bytes: self.max_message_size.saturating_mul(2),
+                total_bytes: self.max_message_size.saturating_mul(4),
+                ..bus_core::fragment::ReassemblyLimits::default()
+            },
             rekey_after: self.rekey_after,
             max_clock_skew: self.max_clock_skew,
             handshake_load_threshold: self.handshake_load_threshold,
@@ -168,6 +177,7 @@ impl Default for Config {
             given_up_for: Duration::from_secs(10),
             max_peers: 4096,
             max_dedup_bytes: 16 << 20,
+            max_message_size: bus_core::fragment::ReassemblyLimits::default().max_message,
             report_reliable_successes: false,
             rekey_after: Duration::from_secs(120),
             max_clock_skew: Duration::from_secs(60),
@@ -451,6 +461,15 @@ impl BusBuilder {
         self
     }
 
+    /// The largest message this peer sends and receives, encoded (default 16 MiB), the same on
+    /// every interface: a message larger than a datagram goes as fragments and is reassembled
+    /// by the receiver, which reserves room for at most two such messages per sender and four
+    /// in all while they are incomplete. Configure every peer of a cluster alike.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
     /// Reliable messages in flight: per peer (count and bytes) and overall. A publisher that
     /// reaches a limit waits (`publish_reliable`) or is told it is busy (`try_publish_reliable`).
     pub fn reliable_window(mut self, limits: WindowLimits) -> Self {
@@ -500,6 +519,13 @@ impl BusBuilder {
         if !(64..=65_507).contains(&c.max_datagram()) {
             return Err(Error::Config(format!(
                 "max_datagram is {}, must be between 64 and 65507 bytes",
+                c.max_datagram()
+            )));
+        }
+        if c.max_message_size < c.max_datagram() {
+            return Err(Error::Config(format!(
+                "max_message_size is {} bytes, less than a datagram ({} bytes)",
+                c.max_message_size,
                 c.max_datagram()
             )));
         }

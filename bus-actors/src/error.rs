@@ -54,6 +54,21 @@ pub enum Error {
         /// How long.
         after: std::time::Duration,
     },
+    /// A message is larger than the bus sends. The caller is at fault: send less, or raise the
+    /// limit on every peer of the cluster (`BusBuilder::max_message_size`; a receiver refuses
+    /// what is over its own). Best-effort messages may be as large as that limit (16 MiB by
+    /// default), split into fragments; a reliable message must fit in one datagram for now.
+    #[error("message on {topic} is {len} bytes encoded, over the limit of {max} bytes ({limit})")]
+    MessageTooLarge {
+        /// The topic.
+        topic: &'static str,
+        /// Its encoded size, frame header included.
+        len: usize,
+        /// The limit it is over.
+        max: usize,
+        /// Which limit that is.
+        limit: &'static str,
+    },
     /// A window of reliable messages in flight is full (`try_publish_reliable` only). Nobody is
     /// at fault: the subscriber named is slower than the publisher; wait, or use
     /// `publish_reliable`, which waits.

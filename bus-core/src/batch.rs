@@ -10,13 +10,14 @@ use std::collections::VecDeque;
 
 use crate::wire::Frame;
 
-/// A frame larger than a datagram body can hold.
+/// A frame larger than it may be: than a datagram body can hold, or (for a message that is
+/// fragmented) than the largest message.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
-#[error("frame of {len} bytes does not fit in a datagram body of {max} bytes")]
+#[error("frame of {len} bytes is over the limit of {max} bytes")]
 pub struct FrameTooLarge {
     /// The frame's encoded length.
     pub len: usize,
-    /// The largest body.
+    /// The limit.
     pub max: usize,
 }
 

@@ -57,6 +57,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod endpoint;
 mod error;
+pub mod fragment;
 mod id;
 pub mod metrics;
 pub mod reliability;

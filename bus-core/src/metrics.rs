@@ -73,11 +73,20 @@ pub enum DropReason {
     /// A reliable message whose dedup window would grow past the bound on all windows
     /// (`EndpointConfig::max_dedup_bytes`): neither delivered nor acknowledged.
     DedupFull,
+    /// A fragment whose claimed length or range is out of bounds, or that does not fit the
+    /// fragments of its frame already held (another length, a partial overlap); or a
+    /// reassembled frame that is not a message.
+    FragmentInvalid,
+    /// A fragment of a new frame that would take its sender's or all senders' reassembly
+    /// past their bound ([`crate::fragment::ReassemblyLimits`]).
+    ReassemblyFull,
+    /// A fragmented frame not complete within its timeout, dropped whole.
+    ReassemblyExpired,
 }
 
 impl DropReason {
     /// Every reason, in the order of the counters.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -105,6 +114,9 @@ impl DropReason {
         DropReason::TableFull,
         DropReason::AmplificationLimit,
         DropReason::DedupFull,
+        DropReason::FragmentInvalid,
+        DropReason::ReassemblyFull,
+        DropReason::ReassemblyExpired,
     ];
 
     /// A short, stable name for dashboards.
@@ -137,6 +149,20 @@ impl DropReason {
             DropReason::TableFull => "table_full",
             DropReason::AmplificationLimit => "amplification_limit",
             DropReason::DedupFull => "dedup_full",
+            DropReason::FragmentInvalid => "fragment_invalid",
+            DropReason::ReassemblyFull => "reassembly_full",
+            DropReason::ReassemblyExpired => "reassembly_expired",
+        }
+    }
+
+    /// The drop reason of a fragment refused.
+    pub fn of_fragment_refused(e: crate::fragment::FragmentRefused) -> DropReason {
+        use crate::fragment::FragmentRefused;
+        match e {
+            FragmentRefused::OutOfBounds | FragmentRefused::Inconsistent => {
+                DropReason::FragmentInvalid
+            }
+            FragmentRefused::Full => DropReason::ReassemblyFull,
         }
     }
 

@@ -47,6 +47,30 @@ pub struct Other {
     pub value: u64,
 }
 
+/// A topic for messages larger than a datagram.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize, Topic)]
+#[topic(name = "test/large")]
+pub struct Large {
+    /// Its sequence number at the publisher.
+    pub seq: u64,
+    /// The bulk.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// `len` bytes that differ from one `seq` to the next (a message whose corruption shows).
+pub fn pattern(seq: u64, len: usize) -> Vec<u8> {
+    let mut state = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 /// A free UDP port on 127.0.0.1 (free when asked; tests use it at once).
 pub fn free_port() -> u16 {
     UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))

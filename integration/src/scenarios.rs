@@ -9,8 +9,8 @@ use bus_actors::{Bus, BusBuilder, BusEvent, Event, FrameType, Topic};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{
-    BEACON_INTERVAL, Counter, Forward, Other, Reliable, await_event, await_group_reaches,
-    await_subscribers, events, receive, subscribe,
+    BEACON_INTERVAL, Counter, Forward, Large, Other, Reliable, await_event, await_group_reaches,
+    await_subscribers, events, pattern, receive, subscribe,
 };
 
 async fn start(make: &mut impl FnMut() -> BusBuilder) -> Bus {
@@ -460,4 +460,62 @@ pub async fn reliable_messages_arrive_exactly_once(make: &mut impl FnMut() -> Bu
     tokio::time::timeout(Duration::from_secs(5), settled)
         .await
         .expect("pending actors outlived their messages");
+}
+
+/// Best-effort messages of `len` bytes, larger than a datagram, published by one peer and
+/// received whole by another, each once; one over the bus's limit is refused at the sender
+/// naming the topic and both sizes.
+pub async fn large_best_effort_messages_arrive_whole(
+    make: &mut impl FnMut() -> BusBuilder,
+    count: u64,
+    len: usize,
+) {
+    let publisher = start(make).await;
+    let subscriber = start(make).await;
+    let mut rx = subscribe::<Large>(&subscriber).await;
+    let mut publisher_events = events(&publisher);
+    await_subscribers(
+        &publisher,
+        &mut publisher_events,
+        Large::ID,
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    for seq in 0..count {
+        let data = pattern(seq, len);
+        publisher
+            .publish(Large { seq, data })
+            .await
+            .expect("publish");
+    }
+    let got = receive(&mut rx, count as usize, Duration::from_secs(10)).await;
+    assert_eq!(got.len() as u64, count, "every message arrived");
+    for event in &got {
+        let Large { seq, data } = &event.message;
+        assert!(*data == pattern(*seq, len), "message {seq} intact");
+    }
+    let mut seqs: Vec<u64> = got.iter().map(|e| e.message.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len() as u64, count, "each once");
+    let limit = 16 << 20;
+    let refused = publisher
+        .publish(Large {
+            seq: count,
+            data: vec![0; limit],
+        })
+        .await;
+    match refused {
+        Err(bus_actors::Error::MessageTooLarge {
+            topic, len, max, ..
+        }) => {
+            assert_eq!(topic, "test/large");
+            assert!(len > limit && max == limit, "{len} over {max}");
+        }
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    for bus in [publisher, subscriber] {
+        bus.shutdown().await.expect("shutdown");
+    }
 }

@@ -25,6 +25,19 @@ async fn busy_polling_peers_receive_every_message() {
 }
 
 #[actix::test]
+async fn best_effort_messages_of_64_kib_arrive_whole_at_the_loopback_datagram_size() {
+    let group = test_group();
+    scenarios::large_best_effort_messages_arrive_whole(&mut || builder(group), 16, 64 << 10).await;
+}
+
+#[actix::test]
+async fn best_effort_messages_of_64_kib_arrive_whole_in_1200_byte_datagrams() {
+    let group = test_group();
+    let mut make = || builder(group).max_datagram(1200);
+    scenarios::large_best_effort_messages_arrive_whole(&mut make, 16, 64 << 10).await;
+}
+
+#[actix::test]
 async fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     let group = test_group();
     scenarios::late_joiner_is_discovered_within_two_beacon_intervals(&mut || builder(group)).await;

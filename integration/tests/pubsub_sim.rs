@@ -32,6 +32,19 @@ fn three_peers_receive_every_message() {
 }
 
 #[test]
+fn best_effort_messages_of_64_kib_arrive_whole() {
+    run_in_virtual_time(|| async {
+        let hub = SimHub::new(SEED, 2, lan());
+        scenarios::large_best_effort_messages_arrive_whole(
+            &mut sim_builders(&hub, SEED),
+            16,
+            64 << 10,
+        )
+        .await;
+    });
+}
+
+#[test]
 fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     run_in_virtual_time(|| async {
         let hub = SimHub::new(SEED, 3, lan());

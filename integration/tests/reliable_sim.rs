@@ -223,7 +223,13 @@ fn a_batch_stops_at_a_message_too_large_and_what_went_before_is_still_delivered(
             .chain((10..15).map(small));
         let refused = publisher.publish_reliable_batch(batch).await;
         assert!(
-            matches!(refused, Err(Error::Core(bus_core::Error::FrameTooLarge(_)))),
+            matches!(
+                refused,
+                Err(Error::MessageTooLarge {
+                    topic: "test/reliable-blob",
+                    ..
+                })
+            ),
             "{refused:?}"
         );
         let got = receive(&mut rx, 10, Duration::from_secs(1)).await;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::packet::Opened;
 use super::{Delivery, Endpoint, Event, Target};
 use crate::discovery::BeaconIgnored;
+use crate::fragment::FragmentArrival;
 use crate::metrics::DropReason;
 use crate::rtt::{PingSample, remote_to_local};
 use crate::time::Instant;
@@ -85,7 +86,12 @@ impl Endpoint {
                         }
                     }
                 }
-                Frame::Publish { .. } | Frame::ReliablePublish { .. } | Frame::Ack(_) if !bound => {
+                Frame::Publish { .. }
+                | Frame::ReliablePublish { .. }
+                | Frame::Ack(_)
+                | Frame::Fragment { .. }
+                    if !bound =>
+                {
                     self.metrics.dropped(DropReason::Unbound);
                 }
                 Frame::Publish {
@@ -111,6 +117,24 @@ impl Endpoint {
                     }
                 }
                 Frame::Ack(ranges) => self.on_ack(now, sender, &ranges),
+                Frame::Fragment {
+                    message_id,
+                    total_len,
+                    offset,
+                    data,
+                } => {
+                    let header = (message_id, total_len, offset);
+                    match self.reassembler.on_fragment(now, sender, header, data) {
+                        Ok(FragmentArrival::Complete(whole)) => {
+                            match reassembled_message(Bytes::from(whole)) {
+                                Some(message) => arrived.push(message),
+                                None => self.metrics.dropped(DropReason::FragmentInvalid),
+                            }
+                        }
+                        Ok(FragmentArrival::Held | FragmentArrival::Duplicate) => {}
+                        Err(e) => self.metrics.dropped(DropReason::of_fragment_refused(e)),
+                    }
+                }
                 Frame::Ping {
                     ping_id,
                     sent_at_us,
@@ -254,4 +278,21 @@ impl Endpoint {
             }));
         }
     }
+}
+
+/// The message a reassembled frame carries: one best-effort publish and nothing else.
+fn reassembled_message(whole: Bytes) -> Option<(TopicId, u64, Bytes)> {
+    let mut frames = Frames::new(&whole);
+    let Some(Ok(Frame::Publish {
+        topic,
+        fingerprint,
+        payload,
+    })) = frames.next()
+    else {
+        return None;
+    };
+    frames
+        .next()
+        .is_none()
+        .then(|| (topic, fingerprint, whole.slice_ref(payload)))
 }

@@ -212,6 +212,7 @@ impl Endpoint {
     /// Forgets the sessions and measurements of a peer no longer in the table.
     pub(super) fn forget(&mut self, id: PeerId) {
         self.sessions.forget_peer(id);
+        self.reassembler.forget(id);
         self.timings.remove(&id);
         self.group_heard.remove(&id);
         self.reaches.remove(&id);

@@ -36,6 +36,8 @@ mod sessions;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod fragment_tests;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
@@ -58,6 +60,7 @@ use crate::batch::{FrameBatcher, FrameTooLarge};
 use crate::crypto::handshake::CookieSecret;
 use crate::crypto::{EpochReceiver, SenderEpoch};
 use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
+use crate::fragment::{self, Reassembler, ReassemblyLimits};
 use crate::metrics::{DropReason, Metrics, ReliableCounters};
 use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
 use crate::rtt::{PingSample, RttEstimator};
@@ -156,6 +159,10 @@ pub struct EndpointConfig {
     /// flight (a few hundred bytes); a reliable message whose window would grow past the bound
     /// is refused unacknowledged and counted (`dedup_full`), and comes again.
     pub max_dedup_bytes: usize,
+    /// The largest message that may be sent or received, and what incomplete fragmented
+    /// frames may hold (see [`crate::fragment`]). The limit is the same on every interface:
+    /// a message larger than a datagram is split into fragments.
+    pub reassembly: ReassemblyLimits,
 }
 
 impl EndpointConfig {
@@ -186,6 +193,7 @@ impl EndpointConfig {
             given_up_for: Duration::from_secs(10),
             max_peers: 4096,
             max_dedup_bytes: 16 << 20,
+            reassembly: ReassemblyLimits::default(),
         }
     }
 }
@@ -402,6 +410,10 @@ pub struct Endpoint {
     introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// What each address may be sent before it proves it is there.
     budgets: budgets::Budgets,
+    /// Incomplete fragmented frames from other peers.
+    reassembler: Reassembler,
+    /// The id of the next frame we fragment.
+    next_fragment_id: u64,
     /// Message ids to acknowledge, by the address of their sender.
     acks_owed: BTreeMap<SocketAddr, Vec<u64>>,
     /// Window room given back since the last [`Event::WindowRoom`].
@@ -415,6 +427,8 @@ impl Endpoint {
     /// at once.
     pub fn new(config: EndpointConfig, seed: [u8; 32], now: Instant, wall: WallClock) -> Endpoint {
         let mut rng = ChaCha20Rng::from_seed(seed);
+        // Random: a restarted peer's first fragmented frames are not taken for its last life's.
+        let next_fragment_id = rng.next_u64() >> 16;
         let mut hasher = || FastHash::with_seed(rng.next_u64());
         let (timings, routes, senders, lost, group_heard, reaches, introduced) = (
             HashMap::with_hasher(hasher()),
@@ -499,6 +513,8 @@ impl Endpoint {
             hinted,
             // Two addresses per peer: room for every peer's, and as many again unverified.
             budgets: budgets::Budgets::new(config.max_peers.saturating_mul(2), budgets_hasher),
+            reassembler: Reassembler::new(config.reassembly),
+            next_fragment_id,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
             events: VecDeque::new(),
@@ -762,11 +778,12 @@ impl Endpoint {
     }
 
     /// Queues a best-effort message of `topic` for its remote subscribers, sharing datagrams
-    /// with what else is queued for them. Returns whether anyone remote subscribes (if nobody
-    /// does, nothing is sent).
+    /// with what else is queued for them; one larger than a datagram goes as fragments.
+    /// Returns whether anyone remote subscribes (if nobody does, nothing is sent).
     ///
     /// # Errors
-    /// [`FrameTooLarge`] if it does not fit in a datagram, whether or not anyone listens.
+    /// [`FrameTooLarge`] if it is larger than the largest message
+    /// ([`ReassemblyLimits::max_message`]), whether or not anyone listens.
     pub fn publish(
         &mut self,
         topic: TopicId,
@@ -778,16 +795,42 @@ impl Endpoint {
             fingerprint,
             payload,
         };
-        let Some((group, unicast)) = self.targets(topic) else {
-            return self.check_fits(frame.encoded_len()).map(|()| false);
-        };
-        if group {
-            self.queue(Target::Group, &frame)?;
+        let len = frame.encoded_len();
+        let max = self.config.reassembly.max_message;
+        if len > max {
+            return Err(FrameTooLarge { len, max });
         }
-        for addr in unicast.iter() {
-            self.queue(Target::Unicast(*addr), &frame)?;
+        let Some((group, unicast)) = self.targets(topic) else {
+            return Ok(false);
+        };
+        let targets = group
+            .then_some(Target::Group)
+            .into_iter()
+            .chain(unicast.iter().map(|addr| Target::Unicast(*addr)));
+        if len <= self.outbox.max_body() {
+            for target in targets {
+                self.queue(target, &frame)?;
+            }
+            return Ok(true);
+        }
+        let mut encoded = Vec::with_capacity(len);
+        frame.emit(&mut encoded);
+        let fragment_id = self.next_fragment_id;
+        self.next_fragment_id += 1;
+        let max_body = self.outbox.max_body();
+        let fragments = fragment::split(fragment_id, &encoded, max_body)
+            .ok_or(FrameTooLarge { len, max: max_body })?;
+        for target in targets {
+            for fragment in &fragments {
+                self.queue(target, fragment)?;
+            }
         }
         Ok(true)
+    }
+
+    /// Incomplete fragmented frames held, and the bytes reserved for them.
+    pub fn reassembly(&self) -> (usize, usize) {
+        (self.reassembler.entries(), self.reassembler.bytes())
     }
 
     /// Where a message of `topic` goes, counting the unicast copies of a fan-out (subscribers

@@ -417,6 +417,9 @@ impl Endpoint {
         self.freshness.prune(now, epochs_last);
         self.sessions.prune(now);
         self.budgets.prune(now);
+        for _ in 0..self.reassembler.handle_timeout(now) {
+            self.metrics.dropped(DropReason::ReassemblyExpired);
+        }
         let given_up_for = self.config.given_up_for;
         self.given_up
             .retain(|_, since| now.saturating_duration_since(*since) < given_up_for);

@@ -324,6 +324,23 @@ fn to_fixture() {
     assert_eq!(parse_one(&expected), Ok(frame));
 }
 
+/// The second fragment of a 300-byte frame, at offset 200, with its last 100 bytes (as in the
+/// book's wire chapter).
+#[test]
+fn fragment_fixture() {
+    let data = [0xab; 100];
+    let frame = Frame::Fragment {
+        message_id: 7,
+        total_len: 300,
+        offset: 200,
+        data: &data,
+    };
+    let mut expected = vec![0x0e, 0x07, 0xac, 0x02, 0xc8, 0x01, 0x64];
+    expected.extend_from_slice(&data);
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+}
+
 #[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();

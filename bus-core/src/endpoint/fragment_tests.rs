@@ -1,0 +1,140 @@
+//! Messages larger than a datagram, through the production endpoint on the simulated network.
+
+use super::sim::SimEndpoint;
+use super::*;
+use crate::crypto::handshake::PresharedKey;
+use crate::metrics::DropReason;
+use crate::sim::{LinkConfig, NodeId, Simulation};
+
+const TOPIC: TopicId = TopicId::from_name("test/large");
+
+fn psk() -> Security {
+    Security::Psk {
+        cluster: Some(PresharedKey([0x3d; 32])),
+        per_peer: HashMap::new(),
+    }
+}
+
+/// A message of `len` bytes, different for every `seq` and at every offset.
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| ((i ^ (seq << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+        .collect()
+}
+
+/// Node 0 publishes to node 1, which subscribes; datagrams of `max_datagram` bytes.
+fn pair(security: &Security, max_datagram: usize, link: LinkConfig) -> Simulation<SimEndpoint> {
+    let nodes = (0..2)
+        .map(|node| {
+            let config = EndpointConfig {
+                max_datagram,
+                liveness_factor: 1000,
+                ..EndpointConfig::new(PeerId([node as u8 + 1; 16]), security.clone())
+            };
+            let mut endpoint = SimEndpoint::new(NodeId(node), config, [node as u8 + 40; 32]);
+            if node == 1 {
+                endpoint.endpoint.subscribe(TOPIC);
+            }
+            endpoint
+        })
+        .collect();
+    let mut sim = Simulation::new(11, link, nodes);
+    sim.drive_until(Instant::from_millis(3000));
+    assert_eq!(sim.nodes[0].endpoint.subscribers(TOPIC).len(), 1);
+    sim
+}
+
+fn delivered(node: &SimEndpoint) -> Vec<Bytes> {
+    node.delivered
+        .iter()
+        .filter(|d| d.topic == TOPIC)
+        .flat_map(|d| d.payloads.iter().map(|(_, p)| p.clone()))
+        .collect()
+}
+
+/// Best-effort messages of 64 KiB arrive whole, once each, with datagrams of 1200 bytes (any
+/// LAN) and of 16 KiB (loopback), encrypted and not; nothing stays held for reassembly.
+#[test]
+fn best_effort_messages_larger_than_a_datagram_arrive_whole() {
+    for security in [Security::Insecure, psk()] {
+        for max_datagram in [1200, 16_384] {
+            let mut sim = pair(&security, max_datagram, LinkConfig::default());
+            let sent: Vec<Vec<u8>> = (0..8).map(|seq| message(seq, 64 << 10)).collect();
+            for payload in &sent {
+                assert!(sim.nodes[0].endpoint.publish(TOPIC, 0, payload).unwrap());
+            }
+            let now = sim.now();
+            sim.drive_until(now + Duration::from_millis(500));
+            let got = delivered(&sim.nodes[1]);
+            assert_eq!(got.len(), sent.len(), "{security:?} at {max_datagram}");
+            for (got, sent) in got.iter().zip(&sent) {
+                assert!(got[..] == sent[..], "intact, in order on a clean link");
+            }
+            assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0));
+            let drops = sim.nodes[1].endpoint.metrics().snapshot();
+            assert_eq!(drops.drops(DropReason::FragmentInvalid), 0);
+        }
+    }
+}
+
+/// The same limit on every interface: a message over `max_message` fails at the sender, naming
+/// its size and the limit, whether or not anyone listens; one at the limit is sent.
+#[test]
+fn a_message_over_the_limit_fails_at_the_sender_with_both_sizes() {
+    let mut sim = pair(&Security::Insecure, 1200, LinkConfig::default());
+    let limit = ReassemblyLimits::default().max_message;
+    let over = vec![0u8; limit];
+    let err = sim.nodes[0].endpoint.publish(TOPIC, 0, &over).unwrap_err();
+    assert!(err.len > limit && err.max == limit, "{err:?}");
+    assert!(err.to_string().contains(&limit.to_string()), "{err}");
+    let nobody = TopicId::from_name("test/nobody");
+    assert!(sim.nodes[0].endpoint.publish(nobody, 0, &over).is_err());
+    let at_limit = vec![7u8; limit - 32];
+    assert!(sim.nodes[0].endpoint.publish(TOPIC, 0, &at_limit).unwrap());
+    let now = sim.now();
+    sim.drive_until(now + Duration::from_secs(2));
+    let got = delivered(&sim.nodes[1]);
+    assert_eq!(got.len(), 1);
+    assert!(got[0][..] == at_limit[..]);
+}
+
+/// Best effort over a lossy link: a message missing fragments is dropped whole once its time
+/// is up (counted), every message that arrives is intact, and the reassembly entries and bytes
+/// return to 0.
+#[test]
+fn a_best_effort_message_missing_fragments_is_dropped_whole_at_its_timeout() {
+    let lossy = LinkConfig {
+        loss: 0.05,
+        duplicate: 0.1,
+        reorder: 0.1,
+        reorder_delay: Duration::from_millis(2),
+        ..LinkConfig::default()
+    };
+    let mut sim = pair(&Security::Insecure, 1200, lossy);
+    let sent: Vec<Vec<u8>> = (0..20).map(|seq| message(seq, 16 << 10)).collect();
+    for payload in &sent {
+        sim.nodes[0].endpoint.publish(TOPIC, 0, payload).unwrap();
+    }
+    let now = sim.now();
+    sim.drive_until(now + Duration::from_millis(200));
+    let (held, bytes) = sim.nodes[1].endpoint.reassembly();
+    assert!(
+        held > 0 && bytes >= held * (16 << 10),
+        "some are incomplete: {held}, {bytes}"
+    );
+    let timeout = ReassemblyLimits::default().timeout;
+    sim.drive_until(now + timeout + Duration::from_secs(2));
+    assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0));
+    let got = delivered(&sim.nodes[1]);
+    let metrics = sim.nodes[1].endpoint.metrics().snapshot();
+    let expired = metrics.drops(DropReason::ReassemblyExpired);
+    assert!(expired as usize >= held, "{expired} expired");
+    assert_eq!(
+        got.len() + expired as usize,
+        sent.len(),
+        "each delivered or dropped whole"
+    );
+    for payload in &got {
+        assert!(sent.iter().any(|s| s[..] == payload[..]), "intact");
+    }
+}

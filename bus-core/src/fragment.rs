@@ -1,0 +1,302 @@
+//! Frames too large for one datagram: split into [`Frame::Fragment`]s by the sender and put back
+//! together by the receiver, within bounds a hostile sender cannot make it exceed.
+//!
+//! A fragmented frame is the encoding of one ordinary frame (a publish, later a call or a
+//! register value); its fragments carry a fragment id of the sender's, the whole length and
+//! each piece's offset. The receiver reserves the whole length when a frame's first fragment
+//! arrives (refusing it if the sender's or the total budget has no room), so what it holds is
+//! bounded by its limits whatever the headers claim; pieces that do not fit what it already
+//! holds (another total, a range past the end, a partial overlap) are refused and counted.
+//! Incomplete frames expire.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::wire::Frame;
+use crate::{Duration, Instant, PeerId};
+
+/// What reassembly may hold.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct ReassemblyLimits {
+    /// The largest frame that may be reassembled (and sent).
+    pub max_message: usize,
+    /// Bytes reserved for one sender's incomplete frames at most.
+    pub per_sender_bytes: usize,
+    /// Bytes reserved for all incomplete frames at most.
+    pub total_bytes: usize,
+    /// An incomplete frame is dropped this long after its first fragment arrived.
+    pub timeout: Duration,
+}
+
+impl Default for ReassemblyLimits {
+    fn default() -> Self {
+        ReassemblyLimits {
+            max_message: 16 << 20,
+            per_sender_bytes: 32 << 20,
+            total_bytes: 64 << 20,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a fragment was refused.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum FragmentRefused {
+    /// It claims a whole length of 0 or over the limit, or its piece lies past that length.
+    #[error("a fragment's claimed length or range is out of bounds")]
+    OutOfBounds,
+    /// Its frame is being reassembled with another whole length, or its piece overlaps part
+    /// of one already held.
+    #[error("a fragment is inconsistent with the fragments already held")]
+    Inconsistent,
+    /// Reserving its frame would take the sender or all senders past their budget.
+    #[error("no room to reassemble a fragmented frame")]
+    Full,
+}
+
+/// What a fragment did.
+#[derive(Debug, Eq, PartialEq)]
+pub enum FragmentArrival {
+    /// Held; the frame is not complete yet.
+    Held,
+    /// A piece already held (a duplicate), or of a frame already completed: ignored.
+    Duplicate,
+    /// The last piece: the whole frame, its bytes in order.
+    Complete(Vec<u8>),
+}
+
+struct Partial {
+    bytes: Vec<u8>,
+    /// Held pieces as sorted, disjoint, non-adjacent-merged `start..end` ranges.
+    held: Vec<(u64, u64)>,
+    expires_at: Instant,
+}
+
+impl Partial {
+    fn held_len(&self) -> u64 {
+        self.held.iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// Whether `start..end` is held entirely (`Some(true)`), not at all (`Some(false)`), or in
+    /// part (`None`).
+    fn covers(&self, start: u64, end: u64) -> Option<bool> {
+        for &(s, e) in &self.held {
+            if s <= start && end <= e {
+                return Some(true);
+            }
+            if start < e && s < end {
+                return None;
+            }
+        }
+        Some(false)
+    }
+
+    fn insert(&mut self, start: u64, end: u64) {
+        let at = self.held.partition_point(|&(s, _)| s < start);
+        self.held.insert(at, (start, end));
+        // Merge with neighbours that now touch it.
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.held.len());
+        for &(s, e) in &self.held {
+            match merged.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => merged.push((s, e)),
+            }
+        }
+        self.held = merged;
+    }
+}
+
+/// Completed fragment ids remembered per sender, so a late duplicate of a finished frame does
+/// not start it again.
+const COMPLETED_REMEMBERED: usize = 64;
+
+/// The receiver's side: incomplete frames by (sender, fragment id), bounded and expiring.
+pub struct Reassembler {
+    limits: ReassemblyLimits,
+    partials: HashMap<(PeerId, u64), Partial>,
+    reserved_by: HashMap<PeerId, usize>,
+    reserved: usize,
+    completed: HashMap<PeerId, VecDeque<u64>>,
+}
+
+impl std::fmt::Debug for Reassembler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reassembler")
+            .field("entries", &self.partials.len())
+            .field("bytes", &self.reserved)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reassembler {
+    /// Reassembly within `limits`.
+    pub fn new(limits: ReassemblyLimits) -> Reassembler {
+        Reassembler {
+            limits,
+            partials: HashMap::new(),
+            reserved_by: HashMap::new(),
+            reserved: 0,
+            completed: HashMap::new(),
+        }
+    }
+
+    /// Incomplete frames held.
+    pub fn entries(&self) -> usize {
+        self.partials.len()
+    }
+
+    /// Bytes reserved for them.
+    pub fn bytes(&self) -> usize {
+        self.reserved
+    }
+
+    /// Takes fragment `fragment_id` of `sender` (`total_len` in all, `data` at `offset`).
+    ///
+    /// # Errors
+    /// [`FragmentRefused`] says why it was not taken; nothing held changes.
+    pub fn on_fragment(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        (fragment_id, total_len, offset): (u64, u64, u64),
+        data: &[u8],
+    ) -> Result<FragmentArrival, FragmentRefused> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FragmentRefused::OutOfBounds)?;
+        let whole = usize::try_from(total_len).map_err(|_| FragmentRefused::OutOfBounds)?;
+        if whole == 0 || whole > self.limits.max_message || end > total_len || data.is_empty() {
+            return Err(FragmentRefused::OutOfBounds);
+        }
+        let key = (sender, fragment_id);
+        if !self.partials.contains_key(&key) {
+            if self
+                .completed
+                .get(&sender)
+                .is_some_and(|ids| ids.contains(&fragment_id))
+            {
+                return Ok(FragmentArrival::Duplicate);
+            }
+            let by_sender = self.reserved_by.get(&sender).copied().unwrap_or(0);
+            if by_sender + whole > self.limits.per_sender_bytes
+                || self.reserved + whole > self.limits.total_bytes
+            {
+                return Err(FragmentRefused::Full);
+            }
+            *self.reserved_by.entry(sender).or_default() += whole;
+            self.reserved += whole;
+            self.partials.insert(
+                key,
+                Partial {
+                    bytes: vec![0; whole],
+                    held: Vec::new(),
+                    expires_at: now + self.limits.timeout,
+                },
+            );
+        }
+        let partial = self.partials.get_mut(&key).ok_or(FragmentRefused::Full)?;
+        if partial.bytes.len() != whole {
+            return Err(FragmentRefused::Inconsistent);
+        }
+        match partial.covers(offset, end) {
+            Some(true) => return Ok(FragmentArrival::Duplicate),
+            None => return Err(FragmentRefused::Inconsistent),
+            Some(false) => {}
+        }
+        // In bounds: `end <= total_len == bytes.len()`.
+        let (start, stop) = (offset as usize, end as usize);
+        if let Some(piece) = partial.bytes.get_mut(start..stop) {
+            piece.copy_from_slice(data);
+        }
+        partial.insert(offset, end);
+        if partial.held_len() < total_len {
+            return Ok(FragmentArrival::Held);
+        }
+        let done = self.release(key).map(|p| p.bytes).unwrap_or_default();
+        let ids = self.completed.entry(sender).or_default();
+        if ids.len() == COMPLETED_REMEMBERED {
+            ids.pop_front();
+        }
+        ids.push_back(fragment_id);
+        Ok(FragmentArrival::Complete(done))
+    }
+
+    /// When the next incomplete frame expires.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.partials.values().map(|p| p.expires_at).min()
+    }
+
+    /// Drops the incomplete frames whose time is up; returns how many.
+    pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        let expired: Vec<_> = self
+            .partials
+            .iter()
+            .filter(|(_, p)| p.expires_at <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &expired {
+            self.release(*key);
+        }
+        expired.len()
+    }
+
+    /// Forgets everything of `sender` (it left, or restarted).
+    pub fn forget(&mut self, sender: PeerId) {
+        let keys: Vec<_> = self
+            .partials
+            .keys()
+            .filter(|(s, _)| *s == sender)
+            .copied()
+            .collect();
+        for key in keys {
+            self.release(key);
+        }
+        self.completed.remove(&sender);
+    }
+
+    fn release(&mut self, key: (PeerId, u64)) -> Option<Partial> {
+        let partial = self.partials.remove(&key)?;
+        let whole = partial.bytes.len();
+        self.reserved -= whole;
+        if let Some(by_sender) = self.reserved_by.get_mut(&key.0) {
+            *by_sender -= whole;
+            if *by_sender == 0 {
+                self.reserved_by.remove(&key.0);
+            }
+        }
+        Some(partial)
+    }
+}
+
+/// Splits the encoding of one frame, `encoded`, into fragments of id `fragment_id`, each
+/// encoding in at most `max_frame` bytes. Returns `None` if `max_frame` leaves no room for data.
+pub fn split(fragment_id: u64, encoded: &[u8], max_frame: usize) -> Option<Vec<Frame<'_>>> {
+    let total_len = encoded.len() as u64;
+    // The header of the largest fragment: the offset's varint is at most as long as the total's.
+    let header = Frame::Fragment {
+        message_id: fragment_id,
+        total_len,
+        offset: total_len,
+        data: &[],
+    }
+    .encoded_len();
+    // The data's own length prefix grows with the data: take the widest it can be.
+    let room = max_frame.checked_sub(header + crate::wire::varint_len(max_frame as u64))?;
+    if room == 0 {
+        return None;
+    }
+    Some(
+        encoded
+            .chunks(room)
+            .enumerate()
+            .map(|(i, data)| Frame::Fragment {
+                message_id: fragment_id,
+                total_len,
+                offset: (i * room) as u64,
+                data,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests;
