@@ -550,7 +550,10 @@ impl Bus {
     /// The bus's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut snapshot = self.shared.metrics.snapshot();
-        snapshot.handshakes = self.shared.endpoint().handshakes();
+        let endpoint = self.shared.endpoint();
+        snapshot.handshakes = endpoint.handshakes();
+        let (entries, bytes) = endpoint.reassembly();
+        (snapshot.reassembly_entries, snapshot.reassembly_bytes) = (entries as u64, bytes as u64);
         snapshot
     }
 

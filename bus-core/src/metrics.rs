@@ -336,6 +336,9 @@ impl Metrics {
             handshakes: 0,
             session_datagrams_in: read(&self.session_datagrams_in),
             fanout_unicast: read(&self.fanout_unicast),
+            // The endpoint's state, not a counter: filled in by whoever holds it.
+            reassembly_entries: 0,
+            reassembly_bytes: 0,
         }
     }
 }
@@ -368,6 +371,10 @@ pub struct MetricsSnapshot {
     /// subscriber is not known to hear this peer's multicast: the fallback for networks
     /// without multicast, and for the first moments after a peer joins.
     pub fanout_unicast: u64,
+    /// Messages larger than a datagram being reassembled now (their fragments not all here).
+    pub reassembly_entries: u64,
+    /// Bytes reserved for them.
+    pub reassembly_bytes: u64,
 }
 
 /// Reliable messages, as a sender and as a receiver.

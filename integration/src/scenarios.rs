@@ -499,6 +499,8 @@ pub async fn large_best_effort_messages_arrive_whole(
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len() as u64, count, "each once");
+    let held = subscriber.metrics();
+    assert_eq!((held.reassembly_entries, held.reassembly_bytes), (0, 0));
     let limit = 16 << 20;
     let refused = publisher
         .publish(Large {

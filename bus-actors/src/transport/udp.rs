@@ -134,10 +134,30 @@ fn new_socket(domain: Domain, config: &UdpOptions) -> Result<Socket, Error> {
     socket
         .set_nonblocking(true)
         .map_err(socket_error("O_NONBLOCK"))?;
-    // The kernel caps these (net.core.rmem_max); a smaller buffer only costs burst tolerance.
+    // The kernel caps these (net.core.rmem_max, wmem_max); a smaller buffer only costs burst
+    // tolerance, so it is said, not refused.
     let _ = socket.set_recv_buffer_size(config.recv_buffer);
     let _ = socket.set_send_buffer_size(config.send_buffer);
+    let granted = socket.recv_buffer_size().map(usable_buffer).unwrap_or(0);
+    if granted < config.recv_buffer {
+        tracing::warn!(
+            "socket receive buffer is {granted} bytes, {} asked for: the kernel caps it \
+             (net.core.rmem_max); a burst larger than that (a large message's fragments) \
+             loses datagrams",
+            config.recv_buffer
+        );
+    }
     Ok(socket)
+}
+
+/// The part of a buffer size as the kernel reports it that holds datagrams: Linux doubles what
+/// it grants, for its bookkeeping, and reports the double.
+fn usable_buffer(reported: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    }
 }
 
 /// One socket with its quinn-udp state: batched receive (`recvmmsg`, GRO) and segmented send
