@@ -68,6 +68,8 @@ struct Partial {
     bytes: Vec<u8>,
     /// Held pieces as sorted, disjoint, non-adjacent-merged `start..end` ranges.
     held: Vec<(u64, u64)>,
+    /// The order frames were started in, across senders.
+    started: u64,
     expires_at: Instant,
 }
 
@@ -116,6 +118,8 @@ pub struct Reassembler {
     reserved_by: HashMap<PeerId, usize>,
     reserved: usize,
     completed: HashMap<PeerId, VecDeque<u64>>,
+    started: u64,
+    evicted: u64,
 }
 
 impl std::fmt::Debug for Reassembler {
@@ -136,7 +140,15 @@ impl Reassembler {
             reserved_by: HashMap::new(),
             reserved: 0,
             completed: HashMap::new(),
+            started: 0,
+            evicted: 0,
         }
+    }
+
+    /// Incomplete frames dropped to make room for newer ones of their sender since the last
+    /// call.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Incomplete frames held.
@@ -176,12 +188,10 @@ impl Reassembler {
             {
                 return Ok(FragmentArrival::Duplicate);
             }
-            let by_sender = self.reserved_by.get(&sender).copied().unwrap_or(0);
-            if by_sender + whole > self.limits.per_sender_bytes
-                || self.reserved + whole > self.limits.total_bytes
-            {
+            if !self.make_room(sender, whole) {
                 return Err(FragmentRefused::Full);
             }
+            self.started += 1;
             *self.reserved_by.entry(sender).or_default() += whole;
             self.reserved += whole;
             self.partials.insert(
@@ -189,6 +199,7 @@ impl Reassembler {
                 Partial {
                     bytes: vec![0; whole],
                     held: Vec::new(),
+                    started: self.started,
                     expires_at: now + self.limits.timeout,
                 },
             );
@@ -251,6 +262,32 @@ impl Reassembler {
             self.release(key);
         }
         self.completed.remove(&sender);
+    }
+
+    /// Whether `whole` more bytes may be reserved for `sender`, once its own oldest incomplete
+    /// frames are dropped if need be: a sender whose frames lose fragments (a burst larger than
+    /// the receiver's socket buffer) would otherwise have every later frame refused until they
+    /// expire. Never another sender's: a flood evicts only itself.
+    fn make_room(&mut self, sender: PeerId, whole: usize) -> bool {
+        loop {
+            let by_sender = self.reserved_by.get(&sender).copied().unwrap_or(0);
+            if by_sender + whole <= self.limits.per_sender_bytes
+                && self.reserved + whole <= self.limits.total_bytes
+            {
+                return true;
+            }
+            let oldest = self
+                .partials
+                .iter()
+                .filter(|((s, _), _)| *s == sender)
+                .min_by_key(|(_, p)| p.started)
+                .map(|(key, _)| *key);
+            let Some(oldest) = oldest else {
+                return false;
+            };
+            self.release(oldest);
+            self.evicted += 1;
+        }
     }
 
     fn release(&mut self, key: (PeerId, u64)) -> Option<Partial> {

@@ -77,8 +77,9 @@ pub enum DropReason {
     /// fragments of its frame already held (another length, a partial overlap); or a
     /// reassembled frame that is not a message.
     FragmentInvalid,
-    /// A fragment of a new frame that would take its sender's or all senders' reassembly
-    /// past their bound ([`crate::fragment::ReassemblyLimits`]).
+    /// A fragment of a new frame that would take all senders' reassembly past its bound, or
+    /// an incomplete frame dropped to make room for a newer one of its sender
+    /// ([`crate::fragment::ReassemblyLimits`]).
     ReassemblyFull,
     /// A fragmented frame not complete within its timeout, dropped whole.
     ReassemblyExpired,

@@ -123,8 +123,9 @@ async fn malformed_datagrams_are_dropped_and_counted() {
 /// An attacker on the wire sends an insecure bus forged fragments: a claimed length over the
 /// limit, a piece past the end, a total changing mid-message, a partial overlap, and a flood of
 /// frames each claiming the largest size. The bus reserves no more than its bounds (two of the
-/// largest messages per sender, four in all), counts every refusal, and frees what it held
-/// once the incomplete frames expire.
+/// largest messages per sender, four in all: a sender out of room evicts its own oldest, and
+/// once all the room is taken a sender holding none is refused), counts every refusal, and
+/// frees what it held once the incomplete frames expire.
 #[actix::test]
 async fn forged_fragments_hold_nothing_beyond_the_bounds_and_expire() {
     use bus_core::wire::Frame;
@@ -181,7 +182,7 @@ async fn forged_fragments_hold_nothing_beyond_the_bounds_and_expire() {
     );
     assert_eq!(
         held.reassembly_entries, 4,
-        "1000 bytes + 1 MiB, then 2 MiB from others"
+        "two of the largest from each of the first two senders, each of whom evicted its own oldest"
     );
     assert!(held.drops(DropReason::FragmentInvalid) >= 3, "{held:?}");
     assert!(held.drops(DropReason::Malformed) >= 1, "{held:?}");

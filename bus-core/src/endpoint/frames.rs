@@ -124,7 +124,11 @@ impl Endpoint {
                     data,
                 } => {
                     let header = (message_id, total_len, offset);
-                    match self.reassembler.on_fragment(now, sender, header, data) {
+                    let arrival = self.reassembler.on_fragment(now, sender, header, data);
+                    for _ in 0..self.reassembler.take_evicted() {
+                        self.metrics.dropped(DropReason::ReassemblyFull);
+                    }
+                    match arrival {
                         Ok(FragmentArrival::Complete(whole)) => {
                             match reassembled_message(Bytes::from(whole)) {
                                 Some(message) => arrived.push(message),

@@ -33,8 +33,16 @@ fn fields<'a>(frame: &Frame<'a>) -> ((u64, u64, u64), &'a [u8]) {
 }
 
 fn feed(r: &mut Reassembler, frame: &Frame<'_>) -> Result<FragmentArrival, FragmentRefused> {
+    feed_from(r, ALICE, frame)
+}
+
+fn feed_from(
+    r: &mut Reassembler,
+    sender: PeerId,
+    frame: &Frame<'_>,
+) -> Result<FragmentArrival, FragmentRefused> {
     let (header, data) = fields(frame);
-    r.on_fragment(Instant::ZERO, ALICE, header, data)
+    r.on_fragment(Instant::ZERO, sender, header, data)
 }
 
 #[test]
@@ -162,29 +170,56 @@ fn a_total_changing_mid_message_or_a_partial_overlap_is_refused_and_the_frame_st
 fn a_flood_of_claimed_frames_stops_at_the_sender_budget_and_the_total_budget() {
     let mut r = Reassembler::new(limits());
     let max = 1u64 << 20;
-    let mut refused = 0;
     for id in 0..100 {
-        match r.on_fragment(Instant::ZERO, MALLORY, (id, max, 0), b"x") {
+        let arrival = r.on_fragment(Instant::ZERO, MALLORY, (id, max, 0), b"x");
+        assert_eq!(
+            arrival,
+            Ok(FragmentArrival::Held),
+            "its own oldest make room"
+        );
+    }
+    assert_eq!(r.bytes(), 2 << 20, "the sender's budget");
+    assert_eq!(r.take_evicted(), 98);
+    // Other senders share what is left of the total, and no more: they evict nothing of
+    // Mallory's, and once the total is reached, a sender holding nothing is refused.
+    let mut refused = 0;
+    for sender in 10..20u8 {
+        match r.on_fragment(Instant::ZERO, PeerId([sender; 16]), (0, max, 0), b"x") {
             Ok(FragmentArrival::Held) => {}
             Err(FragmentRefused::Full) => refused += 1,
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(r.bytes(), 2 << 20, "the sender's budget");
-    assert_eq!(refused, 98);
-    // Other senders share what is left of the total, and no more.
-    for sender in 10..20u8 {
-        let _ = r.on_fragment(Instant::ZERO, PeerId([sender; 16]), (0, max, 0), b"x");
-    }
-    assert_eq!(r.bytes(), 3 << 20, "the total budget");
-    // An honest small frame is refused too while the flood holds everything: it waits for
-    // the flood's frames to expire (below) rather than push the bound.
+    assert_eq!((r.bytes(), refused, r.take_evicted()), (3 << 20, 9, 0));
     assert_eq!(
         r.on_fragment(Instant::ZERO, ALICE, (0, 10, 0), b"x"),
         Err(FragmentRefused::Full)
     );
     assert_eq!(r.handle_timeout(Instant::from_millis(5000)), 3);
     assert_eq!((r.entries(), r.bytes()), (0, 0));
+}
+
+/// A sender whose frames lost fragments (a burst its receiver's buffer could not hold) is not
+/// refused until they expire: its oldest incomplete frame makes room for its newest, which
+/// completes.
+#[test]
+fn a_sender_out_of_room_drops_its_own_oldest_frame_for_a_new_one() {
+    let mut r = Reassembler::new(limits());
+    let whole = message(900 << 10);
+    for id in 0..2 {
+        let frames = split(id, &whole, 16_000).expect("room");
+        feed_from(&mut r, ALICE, &frames[1]).expect("held");
+    }
+    let frames = split(2, &whole, 16_000).expect("room");
+    let mut completed = None;
+    for frame in &frames {
+        if let FragmentArrival::Complete(bytes) = feed_from(&mut r, ALICE, frame).expect("taken") {
+            completed = Some(bytes);
+        }
+    }
+    assert_eq!(completed.as_deref(), Some(&whole[..]));
+    assert_eq!(r.take_evicted(), 1, "frame 0 made room");
+    assert_eq!(r.entries(), 1, "frame 1 is still held");
 }
 
 #[test]
