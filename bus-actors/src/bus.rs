@@ -230,8 +230,8 @@ impl Bus {
     /// [`Error::Undelivered`] naming the subscribers that did not acknowledge before the
     /// deadline (the topic's, or the bus's: 5 s by default); [`Error::NoSubscribers`] if no
     /// subscriber, remote or local, is known (see [`Bus::wait_for_subscribers`]);
-    /// [`Error::MessageTooLarge`] if it does not fit in a datagram (reliable messages are not
-    /// fragmented yet); [`Error::Core`] if it cannot be encoded; [`Error::ShutDown`] after
+    /// [`Error::MessageTooLarge`] if it is over `BusBuilder::max_message_size`; [`Error::Core`]
+    /// if it cannot be encoded; [`Error::ShutDown`] after
     /// [`Bus::shutdown`].
     pub async fn publish_reliable<T: Topic>(&self, message: T) -> Result<DeliveryReport, Error> {
         let deadline = self.deadline_of::<T>();
@@ -317,8 +317,8 @@ impl Bus {
     /// ([`DeliveryReport::is_complete`] is false).
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] if a message does not fit in a datagram; [`Error::Core`] if it
-    /// cannot be encoded; [`Error::NoSubscribers`] when a message has no subscriber at all;
+    /// [`Error::MessageTooLarge`] if a message is over `BusBuilder::max_message_size`;
+    /// [`Error::Core`] if it cannot be encoded; [`Error::NoSubscribers`] when a message has no subscriber at all;
     /// [`Error::ShutDown`] after [`Bus::shutdown`]. The messages before the one that failed are published all the
     /// same, but their reports are not returned.
     pub async fn publish_reliable_batch<T: Topic>(
@@ -407,7 +407,7 @@ impl Bus {
                         topic: T::NAME,
                         len: e.len,
                         max: e.max,
-                        limit: "a reliable message fits in one datagram",
+                        limit: "BusBuilder::max_message_size",
                     });
                 }
                 Err(PublishError::Busy(busy)) if !wait_for_room => return Err(Error::Busy(busy)),
@@ -601,8 +601,8 @@ impl<T: Topic> ReliablePublisher<T> {
     ///
     /// # Errors
     /// [`Error::NoSubscribers`] if nobody, remote or local, subscribes;
-    /// [`Error::MessageTooLarge`] if it does not fit in a datagram; [`Error::Core`] if it cannot
-    /// be encoded; [`Error::ShutDown`] after [`Bus::shutdown`].
+    /// [`Error::MessageTooLarge`] if it is over `BusBuilder::max_message_size`; [`Error::Core`]
+    /// if it cannot be encoded; [`Error::ShutDown`] after [`Bus::shutdown`].
     pub async fn send(&self, message: &T) -> Result<(), Error> {
         self.publish(message, true).await
     }

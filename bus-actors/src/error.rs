@@ -56,8 +56,8 @@ pub enum Error {
     },
     /// A message is larger than the bus sends. The caller is at fault: send less, or raise the
     /// limit on every peer of the cluster (`BusBuilder::max_message_size`; a receiver refuses
-    /// what is over its own). Best-effort messages may be as large as that limit (16 MiB by
-    /// default), split into fragments; a reliable message must fit in one datagram for now.
+    /// what is over its own). Messages may be as large as that limit (16 MiB by default): one
+    /// larger than a datagram is split into fragments.
     #[error("message on {topic} is {len} bytes encoded, over the limit of {max} bytes ({limit})")]
     MessageTooLarge {
         /// The topic.

@@ -521,3 +521,55 @@ pub async fn large_best_effort_messages_arrive_whole(
         bus.shutdown().await.expect("shutdown");
     }
 }
+
+/// Reliable messages of each size in `sizes`, larger than a datagram, published one after the
+/// other by one peer: each report is complete, and the other peer receives each once, whole.
+pub async fn large_reliable_messages_arrive_once(
+    make: &mut impl FnMut() -> BusBuilder,
+    sizes: &[usize],
+) {
+    let publisher = start(make).await;
+    let subscriber = start(make).await;
+    let mut rx = subscribe::<Large>(&subscriber).await;
+    let mut publisher_events = events(&publisher);
+    await_subscribers(
+        &publisher,
+        &mut publisher_events,
+        Large::ID,
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    for (seq, len) in sizes.iter().enumerate() {
+        let seq = seq as u64;
+        let report = publisher
+            .publish_reliable(Large {
+                seq,
+                data: pattern(seq, *len),
+            })
+            .await
+            .expect("delivered");
+        assert!(report.is_complete(), "{report:?}");
+    }
+    let got = receive(&mut rx, sizes.len(), Duration::from_secs(10)).await;
+    assert_eq!(got.len(), sizes.len());
+    for (event, len) in got.iter().zip(sizes) {
+        let Large { seq, data } = &event.message;
+        assert!(*data == pattern(*seq, *len), "message {seq} intact");
+    }
+    // A last small message, received after them: nothing more of theirs came meanwhile.
+    let marker = sizes.len() as u64;
+    publisher
+        .publish_reliable(Large {
+            seq: marker,
+            data: Vec::new(),
+        })
+        .await
+        .expect("delivered");
+    let last = receive(&mut rx, 1, Duration::from_secs(5)).await;
+    assert_eq!(last[0].message.seq, marker, "each once");
+    assert!(rx.try_recv().is_err(), "each once");
+    for bus in [publisher, subscriber] {
+        bus.shutdown().await.expect("shutdown");
+    }
+}

@@ -38,6 +38,15 @@ async fn best_effort_messages_of_64_kib_arrive_whole_in_1200_byte_datagrams() {
 }
 
 #[actix::test]
+async fn reliable_messages_of_1_mib_arrive_once_at_both_datagram_sizes() {
+    let group = test_group();
+    let sizes = [1 << 20, 100_000, 1 << 20];
+    scenarios::large_reliable_messages_arrive_once(&mut || builder(group), &sizes).await;
+    let mut make = || builder(group).max_datagram(1200);
+    scenarios::large_reliable_messages_arrive_once(&mut make, &sizes).await;
+}
+
+#[actix::test]
 async fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     let group = test_group();
     scenarios::late_joiner_is_discovered_within_two_beacon_intervals(&mut || builder(group)).await;

@@ -199,7 +199,7 @@ fn a_batch_larger_than_the_window_arrives_exactly_once_with_its_reports_in_order
     });
 }
 
-/// A reliable topic whose messages can be made too large for a datagram.
+/// A reliable topic whose messages can be made too large.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize, Topic)]
 #[topic(name = "test/reliable-blob", reliable)]
 struct Blob {
@@ -212,7 +212,9 @@ fn a_batch_stops_at_a_message_too_large_and_what_went_before_is_still_delivered(
     run_in_virtual_time(|| async {
         let hub = SimHub::new(SEED, 2, lossy(0.0));
         // A window of exactly the messages before the refused one.
-        let (publisher, _subscriber, mut rx) = windowed_pair::<Blob>(&hub, 10, |b| b).await;
+        // A limit a 64 KiB message is over.
+        let tune = |b: BusBuilder| b.max_message_size(32 << 10);
+        let (publisher, _subscriber, mut rx) = windowed_pair::<Blob>(&hub, 10, tune).await;
 
         let small = |n: u8| Blob { data: vec![n; 8] };
         let batch = (0..10)

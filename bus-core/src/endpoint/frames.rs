@@ -99,22 +99,8 @@ impl Endpoint {
                     fingerprint,
                     payload,
                 } => arrived.push((topic, fingerprint, body.slice_ref(payload))),
-                Frame::ReliablePublish {
-                    topic,
-                    fingerprint,
-                    message_id,
-                    window,
-                    payloads,
-                } => {
-                    if !self.local_topics.contains(&topic) {
-                        // An acknowledgement says "delivered": not for what nobody here takes.
-                        self.metrics.dropped(DropReason::NotSubscribed);
-                    } else if self.on_reliable(now, from, sender, (message_id, window), &payloads) {
-                        let events = payloads
-                            .iter()
-                            .map(|p| (topic, fingerprint, body.slice_ref(p)));
-                        arrived.extend(events);
-                    }
+                frame @ Frame::ReliablePublish { .. } => {
+                    self.reliable_arrived(now, (from, sender), &frame, body, &mut arrived);
                 }
                 Frame::Ack(ranges) => self.on_ack(now, sender, &ranges),
                 Frame::Fragment {
@@ -130,9 +116,18 @@ impl Endpoint {
                     }
                     match arrival {
                         Ok(FragmentArrival::Complete(whole)) => {
-                            match reassembled_message(Bytes::from(whole)) {
-                                Some(message) => arrived.push(message),
-                                None => self.metrics.dropped(DropReason::FragmentInvalid),
+                            let whole = Bytes::from(whole);
+                            match reassembled_message(&whole) {
+                                Some(Frame::Publish {
+                                    topic,
+                                    fingerprint,
+                                    payload,
+                                }) => arrived.push((topic, fingerprint, whole.slice_ref(payload))),
+                                Some(frame @ Frame::ReliablePublish { .. }) => {
+                                    let from = (from, sender);
+                                    self.reliable_arrived(now, from, &frame, &whole, &mut arrived);
+                                }
+                                _ => self.metrics.dropped(DropReason::FragmentInvalid),
                             }
                         }
                         Ok(FragmentArrival::Held | FragmentArrival::Duplicate) => {}
@@ -196,6 +191,37 @@ impl Endpoint {
             if let Some(addr) = self.table.get(&sender).map(|p| p.addr) {
                 self.maybe_initiate(now, sender, addr);
             }
+        }
+    }
+
+    /// A reliable publish from `sender` at `from`, whose payloads lie in `body`: acknowledged
+    /// and its events added to `arrived` if it is new and of a topic taken here.
+    fn reliable_arrived(
+        &mut self,
+        now: Instant,
+        (from, sender): (SocketAddr, PeerId),
+        frame: &Frame<'_>,
+        body: &Bytes,
+        arrived: &mut Vec<(TopicId, u64, Bytes)>,
+    ) {
+        let Frame::ReliablePublish {
+            topic,
+            fingerprint,
+            message_id,
+            window,
+            payloads,
+        } = frame
+        else {
+            return;
+        };
+        if !self.local_topics.contains(topic) {
+            // An acknowledgement says "delivered": not for what nobody here takes.
+            self.metrics.dropped(DropReason::NotSubscribed);
+        } else if self.on_reliable(now, from, sender, (*message_id, *window), payloads) {
+            let events = payloads
+                .iter()
+                .map(|p| (*topic, *fingerprint, body.slice_ref(p)));
+            arrived.extend(events);
         }
     }
 
@@ -284,19 +310,11 @@ impl Endpoint {
     }
 }
 
-/// The message a reassembled frame carries: one best-effort publish and nothing else.
-fn reassembled_message(whole: Bytes) -> Option<(TopicId, u64, Bytes)> {
-    let mut frames = Frames::new(&whole);
-    let Some(Ok(Frame::Publish {
-        topic,
-        fingerprint,
-        payload,
-    })) = frames.next()
-    else {
-        return None;
-    };
-    frames
-        .next()
-        .is_none()
-        .then(|| (topic, fingerprint, whole.slice_ref(payload)))
+/// The message a reassembled frame carries: one publish, best effort or reliable, and
+/// nothing else.
+fn reassembled_message(whole: &Bytes) -> Option<Frame<'_>> {
+    let mut frames = Frames::new(whole);
+    let frame = frames.next()?.ok()?;
+    let message = matches!(frame, Frame::Publish { .. } | Frame::ReliablePublish { .. });
+    (message && frames.next().is_none()).then_some(frame)
 }

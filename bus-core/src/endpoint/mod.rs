@@ -303,7 +303,7 @@ pub enum Event {
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// The message does not fit in a datagram.
+    /// The message is over the largest message ([`ReassemblyLimits::max_message`]).
     #[error(transparent)]
     TooLarge(#[from] FrameTooLarge),
     /// The reliable window toward a subscriber is full.

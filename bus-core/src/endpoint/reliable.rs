@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::{Endpoint, Event, PublishError, Target};
+use crate::FrameTooLarge;
 use crate::metrics::{DropReason, ReliableCounters};
 use crate::reliability::{Arrival, Busy, ReliableSend, SenderWindows};
 use crate::time::{Duration, Instant};
@@ -23,6 +24,10 @@ pub(super) struct Pending {
     send: ReliableSend,
     /// The encoded frame, sent again as it is.
     pub(super) frame: Bytes,
+    /// For a frame larger than a datagram, the id its fragments carry: the same on every
+    /// copy, so the pieces of a retransmission complete what the receiver holds of earlier
+    /// ones.
+    fragment_id: Option<u64>,
     /// The events it carries, and their payload bytes.
     events: usize,
     bytes: usize,
@@ -117,7 +122,7 @@ impl Endpoint {
     /// nobody remote subscribes (nothing is sent).
     ///
     /// # Errors
-    /// [`PublishError::TooLarge`] if it does not fit in a datagram (whether or not anyone
+    /// [`PublishError::TooLarge`] if it is over the largest message (whether or not anyone
     /// listens); [`PublishError::Busy`] if the window toward a subscriber is full (retry after
     /// [`Event::WindowRoom`]).
     pub fn publish_reliable(
@@ -128,7 +133,11 @@ impl Endpoint {
         payload: &[u8],
         deadline: Duration,
     ) -> Result<Option<u64>, PublishError> {
-        self.check_fits(reliable_frame_len(payload.len(), 0))?;
+        let len = reliable_frame_len(payload.len(), 0);
+        let max = self.config.reassembly.max_message;
+        if len > max {
+            return Err(PublishError::TooLarge(FrameTooLarge { len, max }));
+        }
         let Some(subscribers) = self.routes.get(&topic).map(|r| r.subscribers.clone()) else {
             return Ok(None);
         };
@@ -255,21 +264,30 @@ impl Endpoint {
         for peer in &open.given_up {
             send.give_up(*peer);
         }
+        // A frame larger than a datagram carries one event (events join only while the frame
+        // fits), and goes as fragments.
+        let fragment_id = (bytes.len() > self.outbox.max_body()).then(|| {
+            let id = self.next_fragment_id;
+            self.next_fragment_id += 1;
+            id
+        });
         let pending = Pending {
             topic,
             held: open.held,
             send,
             frame: Bytes::from(bytes),
+            fragment_id,
             events: open.events,
             bytes: open.bytes,
         };
-        // Invariant: events joined only while the frame fitted.
-        if group {
-            let _ = self.queue_encoded(Target::Group, FrameType::ReliablePublish, &pending.frame);
-        }
-        for addr in unicast.iter().filter(|a| !skipped_addrs.contains(a)) {
-            let (target, frame) = (Target::Unicast(*addr), &pending.frame);
-            let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
+        let targets = group.then_some(Target::Group).into_iter().chain(
+            unicast
+                .iter()
+                .filter(|a| !skipped_addrs.contains(a))
+                .map(|a| Target::Unicast(*a)),
+        );
+        for target in targets {
+            self.queue_reliable(target, &pending.frame, fragment_id);
         }
         ReliableCounters::bump(&self.metrics.reliable.sent, 1);
         ReliableCounters::bump(&self.metrics.reliable.events_sent, open.events as u64);
@@ -566,11 +584,11 @@ impl Endpoint {
                 continue;
             }
             self.window.take_peer(peer, pending.events, pending.bytes);
-            let frame = pending.frame.clone();
+            let (frame, fragment_id) = (pending.frame.clone(), pending.fragment_id);
             if let Some(at) = pending.send.poll_timeout() {
                 self.wakes.push(Reverse((at, id)));
             }
-            let _ = self.queue_encoded(Target::Unicast(addr), FrameType::ReliablePublish, &frame);
+            self.queue_reliable(Target::Unicast(addr), &frame, fragment_id);
         }
         if self.held.get(&peer).is_some_and(VecDeque::is_empty) {
             self.held.remove(&peer);
@@ -663,17 +681,13 @@ impl Endpoint {
                 continue;
             };
             let due = pending.send.poll_retransmits(now);
-            let frame = pending.frame.clone();
+            let (frame, fragment_id) = (pending.frame.clone(), pending.fragment_id);
             ReliableCounters::bump(&self.metrics.reliable.retransmitted, due.len() as u64);
             for peer in due {
                 // Its address now: a peer that moved is retransmitted to where it is, one
                 // that fell silent to where it was.
                 if let Some(addr) = self.addr_of(peer) {
-                    let _ = self.queue_encoded(
-                        Target::Unicast(addr),
-                        FrameType::ReliablePublish,
-                        &frame,
-                    );
+                    self.queue_reliable(Target::Unicast(addr), &frame, fragment_id);
                 }
             }
             if self.finish_if_settled(now, id, None) {
@@ -682,6 +696,21 @@ impl Endpoint {
             if let Some(next) = self.pending.get(&id).and_then(|p| p.send.poll_timeout()) {
                 self.wakes.push(Reverse((next, id)));
             }
+        }
+    }
+
+    /// Queues a reliable message's frame for `target`: as it is, or as fragments of
+    /// `fragment_id` if it is larger than a datagram. Every copy goes whole: the receiver
+    /// acknowledges the message only once it has all of it.
+    fn queue_reliable(&mut self, target: Target, frame: &Bytes, fragment_id: Option<u64>) {
+        let Some(fragment_id) = fragment_id else {
+            // Fits: events joined only while the frame did.
+            let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
+            return;
+        };
+        let max_body = self.outbox.max_body();
+        for fragment in crate::fragment::split(fragment_id, frame, max_body).unwrap_or_default() {
+            let _ = self.queue(target, &fragment);
         }
     }
 
