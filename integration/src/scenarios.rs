@@ -462,17 +462,14 @@ pub async fn reliable_messages_arrive_exactly_once(make: &mut impl FnMut() -> Bu
         .expect("pending actors outlived their messages");
 }
 
-/// Best-effort messages of `len` bytes, larger than a datagram, published by one peer and
-/// received whole by another, each once; one over the bus's limit is refused at the sender
-/// naming the topic and both sizes.
-pub async fn large_best_effort_messages_arrive_whole(
+/// A publisher and a subscriber of [`Large`] that the publisher knows subscribes, and the
+/// subscriber's events.
+async fn large_pair(
     make: &mut impl FnMut() -> BusBuilder,
-    count: u64,
-    len: usize,
-) {
+) -> (Bus, Bus, UnboundedReceiver<Event<Large>>) {
     let publisher = start(make).await;
     let subscriber = start(make).await;
-    let mut rx = subscribe::<Large>(&subscriber).await;
+    let rx = subscribe::<Large>(&subscriber).await;
     let mut publisher_events = events(&publisher);
     await_subscribers(
         &publisher,
@@ -482,6 +479,18 @@ pub async fn large_best_effort_messages_arrive_whole(
         Duration::from_secs(5),
     )
     .await;
+    (publisher, subscriber, rx)
+}
+
+/// Best-effort messages of `len` bytes, larger than a datagram, published by one peer and
+/// received whole by another, each once; one over the bus's limit is refused at the sender
+/// naming the topic and both sizes.
+pub async fn large_best_effort_messages_arrive_whole(
+    make: &mut impl FnMut() -> BusBuilder,
+    count: u64,
+    len: usize,
+) {
+    let (publisher, subscriber, mut rx) = large_pair(make).await;
     for seq in 0..count {
         let data = pattern(seq, len);
         publisher
@@ -528,18 +537,7 @@ pub async fn large_reliable_messages_arrive_once(
     make: &mut impl FnMut() -> BusBuilder,
     sizes: &[usize],
 ) {
-    let publisher = start(make).await;
-    let subscriber = start(make).await;
-    let mut rx = subscribe::<Large>(&subscriber).await;
-    let mut publisher_events = events(&publisher);
-    await_subscribers(
-        &publisher,
-        &mut publisher_events,
-        Large::ID,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
+    let (publisher, subscriber, mut rx) = large_pair(make).await;
     for (seq, len) in sizes.iter().enumerate() {
         let seq = seq as u64;
         let report = publisher
