@@ -35,11 +35,15 @@ pub(super) async fn lat(args: &Args) -> Res<()> {
             ));
         }
     };
+    // Reliable messages of this size sent to the same peer all along (0: none), to see what a
+    // large transfer does to the latency of small messages.
+    let background: usize = args.num("background", 0)?;
     let link = Link::from_args(args)?;
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["_lat-pong", "--group", &group.to_string()])
         .args(["--reliability", &reliability])
+        .args(["--background", &background.to_string()])
         .args(link.child_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -52,6 +56,21 @@ pub(super) async fn lat(args: &Args) -> Res<()> {
     let mut pongs = integration::subscribe::<Pong>(&bus).await;
     let mut ev = events(&bus);
     await_subscribers(&bus, &mut ev, Ping::ID, 1, Duration::from_secs(30)).await;
+    let bulk_sent = Arc::new(AtomicU64::new(0));
+    let bulk = (background > 0).then(|| {
+        let (bus, sent) = (bus.clone(), bulk_sent.clone());
+        actix::spawn(async move {
+            let blob = Blob {
+                data: vec![0xb5; background],
+            };
+            while bus.publish_reliable(blob.clone()).await.is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
+    if bulk.is_some() {
+        await_subscribers(&bus, &mut ev, Blob::ID, 1, Duration::from_secs(30)).await;
+    }
     let data = vec![0x5a; size.saturating_sub(8)];
     let mut rtts = Vec::with_capacity(count);
     let started = Instant::now();
@@ -83,8 +102,19 @@ pub(super) async fn lat(args: &Args) -> Res<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let during = match bulk {
+        Some(task) => {
+            task.abort();
+            let delivered = bulk_sent.load(Ordering::Relaxed) as f64;
+            format!(
+                " background={background} background_mb_per_s={:.1}",
+                delivered * background as f64 / elapsed / 1e6
+            )
+        }
+        None => String::new(),
+    };
     println!(
-        "peer=bus mode=lat transport=udp reliability={reliability} size={size} msgs_per_s={:.0} {}",
+        "peer=bus mode=lat transport=udp reliability={reliability} size={size} msgs_per_s={:.0} {}{during}",
         (warmup + count) as f64 / elapsed,
         rtt_fields(&mut rtts)
     );
@@ -99,10 +129,12 @@ pub(super) fn rtt_fields(rtts: &mut [f64]) -> String {
     rtts.sort_by(f64::total_cmp);
     let pct = |q: f64| rtts[((rtts.len() - 1) as f64 * q).round() as usize];
     format!(
-        "p50_us={:.1} p90_us={:.1} p99_us={:.1}",
+        "p50_us={:.1} p90_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
         pct(0.5),
         pct(0.9),
-        pct(0.99)
+        pct(0.99),
+        pct(0.999),
+        pct(1.0)
     )
 }
 
@@ -211,6 +243,12 @@ pub(super) async fn lat_pong(args: Args) -> Res<()> {
     bus.subscribe::<Ping>(echo.start().recipient())
         .await
         .map_err(|e| e.to_string())?;
+    if args.num("background", 0usize)? > 0 {
+        let counted = Count(Arc::new(AtomicU64::new(0))).start().recipient();
+        bus.subscribe::<Blob>(counted)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
     let _ = bus.shutdown().await;
     Ok(())
