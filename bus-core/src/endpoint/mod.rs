@@ -410,6 +410,11 @@ pub struct Endpoint {
     introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// What each address may be sent before it proves it is there.
     budgets: budgets::Budgets,
+    /// Fragments of messages larger than a datagram, each a body of its own, sent only when
+    /// the outbox is empty: small messages go ahead of a large one instead of behind all of it.
+    bulk: VecDeque<(Target, Vec<u8>)>,
+    /// Their bytes.
+    bulk_bytes: usize,
     /// Incomplete fragmented frames from other peers.
     reassembler: Reassembler,
     /// The id of the next frame we fragment.
@@ -513,6 +518,8 @@ impl Endpoint {
             hinted,
             // Two addresses per peer: room for every peer's, and as many again unverified.
             budgets: budgets::Budgets::new(config.max_peers.saturating_mul(2), budgets_hasher),
+            bulk: VecDeque::new(),
+            bulk_bytes: 0,
             reassembler: Reassembler::new(config.reassembly),
             next_fragment_id,
             acks_owed: BTreeMap::new(),
@@ -703,7 +710,7 @@ impl Endpoint {
             }
         }
         loop {
-            let Some((target, body)) = self.outbox.poll_body() else {
+            let Some((target, body)) = self.outbox.poll_body().or_else(|| self.poll_bulk()) else {
                 self.idle = true;
                 return None;
             };
@@ -723,6 +730,26 @@ impl Endpoint {
                 });
             }
         }
+    }
+
+    /// The next fragment to send, once nothing else is queued.
+    fn poll_bulk(&mut self) -> Option<(Target, Vec<u8>)> {
+        let (target, body) = self.bulk.pop_front()?;
+        self.bulk_bytes -= body.len();
+        Some((target, body))
+    }
+
+    /// Queues the fragments of one message for `target`, behind everything else (see
+    /// [`Endpoint::poll_transmit`]).
+    fn queue_fragments(&mut self, target: Target, fragments: &[Frame<'_>]) {
+        for fragment in fragments {
+            let mut body = Vec::with_capacity(fragment.encoded_len());
+            fragment.emit(&mut body);
+            self.bulk_bytes += body.len();
+            self.bulk.push_back((target, body));
+            self.metrics.frame_out(FrameType::Fragment);
+        }
+        self.mark_busy();
     }
 
     /// Whether a datagram of `len` bytes may go to `target` (see the budgets module): always to
@@ -762,7 +789,7 @@ impl Endpoint {
 
     /// Whether the outbox has room for more best-effort messages.
     pub fn outbox_has_room(&self) -> bool {
-        self.outbox.queued_bytes() < self.config.outbox_limit
+        self.outbox.queued_bytes() + self.bulk_bytes < self.config.outbox_limit
     }
 
     /// Whether a frame of `len` bytes fits in a datagram.
@@ -821,9 +848,7 @@ impl Endpoint {
         let fragments = fragment::split(fragment_id, &encoded, max_body)
             .ok_or(FrameTooLarge { len, max: max_body })?;
         for target in targets {
-            for fragment in &fragments {
-                self.queue(target, fragment)?;
-            }
+            self.queue_fragments(target, &fragments);
         }
         Ok(true)
     }

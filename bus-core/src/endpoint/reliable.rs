@@ -709,9 +709,8 @@ impl Endpoint {
             return;
         };
         let max_body = self.outbox.max_body();
-        for fragment in crate::fragment::split(fragment_id, frame, max_body).unwrap_or_default() {
-            let _ = self.queue(target, &fragment);
-        }
+        let fragments = crate::fragment::split(fragment_id, frame, max_body).unwrap_or_default();
+        self.queue_fragments(target, &fragments);
     }
 
     /// Turns the acknowledgements owed into ack frames, batched per sender: the ids merged into
