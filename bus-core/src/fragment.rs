@@ -66,7 +66,7 @@ pub enum FragmentArrival {
 
 struct Partial {
     bytes: Vec<u8>,
-    /// Held pieces as sorted, disjoint, non-adjacent-merged `start..end` ranges.
+    /// Held pieces as sorted, disjoint `start..end` ranges, touching ones merged.
     held: Vec<(u64, u64)>,
     /// The order frames were started in, across senders.
     started: u64,
@@ -164,7 +164,9 @@ impl Reassembler {
     /// Takes fragment `fragment_id` of `sender` (`total_len` in all, `data` at `offset`).
     ///
     /// # Errors
-    /// [`FragmentRefused`] says why it was not taken; nothing held changes.
+    /// [`FragmentRefused`] says why it was not taken; nothing held changes. (A fragment taken
+    /// may have dropped its sender's own oldest incomplete frames to make room:
+    /// [`Reassembler::take_evicted`] counts them.)
     pub fn on_fragment(
         &mut self,
         now: Instant,
@@ -269,6 +271,13 @@ impl Reassembler {
     /// the receiver's socket buffer) would otherwise have every later frame refused until they
     /// expire. Never another sender's: a flood evicts only itself.
     fn make_room(&mut self, sender: PeerId, whole: usize) -> bool {
+        let own = self.reserved_by.get(&sender).copied().unwrap_or(0);
+        if whole > self.limits.per_sender_bytes
+            || self.reserved - own + whole > self.limits.total_bytes
+        {
+            // Not even all of its own would make room: drop nothing.
+            return false;
+        }
         loop {
             let by_sender = self.reserved_by.get(&sender).copied().unwrap_or(0);
             if by_sender + whole <= self.limits.per_sender_bytes

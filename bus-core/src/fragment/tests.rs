@@ -253,3 +253,28 @@ fn forgetting_a_sender_frees_what_it_held() {
     r.forget(ALICE);
     assert_eq!((r.entries(), r.bytes()), (1, 100));
 }
+
+/// A sender refused because others hold the rest of the total drops nothing of its own for it.
+#[test]
+fn a_sender_refused_for_want_of_total_room_keeps_what_it_holds() {
+    let mut r = Reassembler::new(limits());
+    let max = 1u64 << 20;
+    r.on_fragment(Instant::ZERO, ALICE, (0, 10, 0), b"x")
+        .expect("held");
+    // The rest of the total, to the byte.
+    for (sender, total) in [(10u8, max), (11, max), (12, max - 10)] {
+        let held = r.on_fragment(Instant::ZERO, PeerId([sender; 16]), (0, total, 0), b"x");
+        assert_eq!(held, Ok(FragmentArrival::Held));
+    }
+    assert_eq!(r.bytes(), 3 << 20);
+    assert_eq!(
+        r.on_fragment(Instant::ZERO, ALICE, (1, max, 0), b"x"),
+        Err(FragmentRefused::Full)
+    );
+    assert_eq!(r.take_evicted(), 0);
+    assert_eq!(
+        r.on_fragment(Instant::ZERO, ALICE, (0, 10, 1), b"y"),
+        Ok(FragmentArrival::Held),
+        "its frame is still there"
+    );
+}
