@@ -74,10 +74,6 @@ struct Partial {
 }
 
 impl Partial {
-    fn held_len(&self) -> u64 {
-        self.held.iter().map(|(s, e)| e - s).sum()
-    }
-
     /// Whether `start..end` is held entirely (`Some(true)`), not at all (`Some(false)`), or in
     /// part (`None`).
     fn covers(&self, start: u64, end: u64) -> Option<bool> {
@@ -221,7 +217,7 @@ impl Reassembler {
             piece.copy_from_slice(data);
         }
         partial.insert(offset, end);
-        if partial.held_len() < total_len {
+        if partial.held.first() != Some(&(0, total_len)) {
             return Ok(FragmentArrival::Held);
         }
         let done = self.release(key).map(|p| p.bytes).unwrap_or_default();

@@ -22,15 +22,19 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn config(node: usize, security: &Security, max_datagram: usize) -> EndpointConfig {
+    EndpointConfig {
+        max_datagram,
+        liveness_factor: 1000,
+        ..EndpointConfig::new(PeerId([node as u8 + 1; 16]), security.clone())
+    }
+}
+
 /// Node 0 publishes to node 1, which subscribes; datagrams of `max_datagram` bytes.
 fn pair(security: &Security, max_datagram: usize, link: LinkConfig) -> Simulation<SimEndpoint> {
     let nodes = (0..2)
         .map(|node| {
-            let config = EndpointConfig {
-                max_datagram,
-                liveness_factor: 1000,
-                ..EndpointConfig::new(PeerId([node as u8 + 1; 16]), security.clone())
-            };
+            let config = config(node, security, max_datagram);
             let mut endpoint = SimEndpoint::new(NodeId(node), config, [node as u8 + 40; 32]);
             if node == 1 {
                 endpoint.endpoint.subscribe(TOPIC);
@@ -196,4 +200,63 @@ fn reliable_messages_of_1_mib_arrive_once_at_10_percent_loss_in_1200_byte_datagr
 #[test]
 fn a_reliable_message_of_16_mib_arrives_once_at_10_percent_loss() {
     reliable_large_messages_arrive_once(&psk(), 16_384, &[(16 << 20) - 64]);
+}
+
+/// Every datagram of large messages a subscriber received (reliable and best effort, as
+/// fragments) is recorded, and replayed into the same subscriber restarted: it delivers none
+/// of it, and a live large message after that arrives once.
+#[test]
+fn recorded_fragments_replayed_into_a_restarted_peer_deliver_nothing() {
+    let mut sim = pair(&psk(), 1200, LinkConfig::default());
+    let recorder = std::mem::replace(
+        &mut sim.nodes[1],
+        SimEndpoint::new(NodeId(9), config(9, &psk(), 1200), [9; 32]),
+    );
+    sim.nodes[1] = recorder.capturing();
+    let now = sim.now();
+    let (reliable, best_effort) = (message(1, 100_000), message(2, 64 << 10));
+    let deadline = Duration::from_secs(5);
+    sim.nodes[0]
+        .endpoint
+        .publish_reliable(now, TOPIC, 0, &reliable, deadline)
+        .expect("published");
+    sim.nodes[0]
+        .endpoint
+        .publish(TOPIC, 0, &best_effort)
+        .expect("published");
+    sim.nodes[0].settle(now);
+    sim.drive_until(now + Duration::from_secs(1));
+    assert_eq!(delivered(&sim.nodes[1]).len(), 2, "the original got both");
+    let recorded = sim.nodes[1].captured.take().expect("capturing");
+    assert!(recorded.len() > 100, "{} datagrams", recorded.len());
+
+    let restart = sim.now();
+    let mut reborn = SimEndpoint::started_at(NodeId(1), config(1, &psk(), 1200), [77; 32], restart);
+    reborn.endpoint.subscribe(TOPIC);
+    sim.nodes[1] = reborn;
+    sim.drive_until(restart + Duration::from_secs(3));
+    let now = sim.now();
+    {
+        use crate::sim::Node;
+        let node = &mut sim.nodes[1];
+        for (from, bytes) in &recorded {
+            node.handle_datagram(now, *from, bytes);
+        }
+        node.handle_timeout(now);
+    }
+    assert!(
+        delivered(&sim.nodes[1]).is_empty(),
+        "nothing recorded is delivered"
+    );
+
+    let live = message(3, 100_000);
+    sim.nodes[0]
+        .endpoint
+        .publish_reliable(now, TOPIC, 0, &live, deadline)
+        .expect("published");
+    sim.nodes[0].settle(now);
+    sim.drive_until(now + Duration::from_secs(2));
+    let got = delivered(&sim.nodes[1]);
+    assert_eq!(got.len(), 1, "the live one, once");
+    assert!(got[0][..] == live[..]);
 }

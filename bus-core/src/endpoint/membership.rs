@@ -183,6 +183,8 @@ impl Endpoint {
                     // sessions at once (whichever side initiates), new dedup state. What it is
                     // owed is still owed, and retransmitted to its new life.
                     self.sessions.forget_peer(info.id);
+                    // Its incomplete fragmented frames will never be completed.
+                    self.reassembler.forget(info.id);
                     self.sender_life(info.id, info.incarnation);
                     self.give_another_chance(info.id);
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
