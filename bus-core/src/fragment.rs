@@ -58,8 +58,11 @@ pub enum FragmentRefused {
 pub enum FragmentArrival {
     /// Held; the frame is not complete yet.
     Held,
-    /// A piece already held (a duplicate), or of a frame already completed: ignored.
+    /// A piece already held (a duplicate): ignored.
     Duplicate,
+    /// A piece of a frame already completed: ignored, but it says the sender did not learn of
+    /// the completion; carries what [`Reassembler::tag_completed`] noted of the frame.
+    AlreadyComplete(Option<u64>),
     /// The last piece: the whole frame, its bytes in order.
     Complete(Vec<u8>),
 }
@@ -71,6 +74,8 @@ struct Partial {
     /// The order frames were started in, across senders.
     started: u64,
     expires_at: Instant,
+    /// Whether the last piece taken opened a new hole: pieces before it went missing.
+    opened_hole: bool,
 }
 
 impl Partial {
@@ -107,13 +112,20 @@ impl Partial {
 /// not start it again.
 const COMPLETED_REMEMBERED: usize = 64;
 
+/// A completed frame's id, and what the caller noted of it.
+#[derive(Clone, Copy, Debug)]
+struct Completed {
+    fragment_id: u64,
+    tag: Option<u64>,
+}
+
 /// The receiver's side: incomplete frames by (sender, fragment id), bounded and expiring.
 pub struct Reassembler {
     limits: ReassemblyLimits,
     partials: HashMap<(PeerId, u64), Partial>,
     reserved_by: HashMap<PeerId, usize>,
     reserved: usize,
-    completed: HashMap<PeerId, VecDeque<u64>>,
+    completed: HashMap<PeerId, VecDeque<Completed>>,
     started: u64,
     evicted: u64,
 }
@@ -179,12 +191,12 @@ impl Reassembler {
         }
         let key = (sender, fragment_id);
         if !self.partials.contains_key(&key) {
-            if self
+            if let Some(done) = self
                 .completed
                 .get(&sender)
-                .is_some_and(|ids| ids.contains(&fragment_id))
+                .and_then(|ids| ids.iter().find(|c| c.fragment_id == fragment_id))
             {
-                return Ok(FragmentArrival::Duplicate);
+                return Ok(FragmentArrival::AlreadyComplete(done.tag));
             }
             if !self.make_room(sender, whole) {
                 return Err(FragmentRefused::Full);
@@ -199,6 +211,7 @@ impl Reassembler {
                     held: Vec::new(),
                     started: self.started,
                     expires_at: now + self.limits.timeout,
+                    opened_hole: false,
                 },
             );
         }
@@ -216,7 +229,9 @@ impl Reassembler {
         if let Some(piece) = partial.bytes.get_mut(start..stop) {
             piece.copy_from_slice(data);
         }
+        let ranges = partial.held.len();
         partial.insert(offset, end);
+        partial.opened_hole = partial.held.len() > ranges && offset > 0;
         if partial.held.first() != Some(&(0, total_len)) {
             return Ok(FragmentArrival::Held);
         }
@@ -225,8 +240,39 @@ impl Reassembler {
         if ids.len() == COMPLETED_REMEMBERED {
             ids.pop_front();
         }
-        ids.push_back(fragment_id);
+        ids.push_back(Completed {
+            fragment_id,
+            tag: None,
+        });
         Ok(FragmentArrival::Complete(done))
+    }
+
+    /// Notes `tag` of `sender`'s completed frame `fragment_id` (the endpoint: the reliable
+    /// message id it acknowledged), for [`FragmentArrival::AlreadyComplete`] to give back.
+    pub fn tag_completed(&mut self, sender: PeerId, fragment_id: u64, tag: u64) {
+        let done = self
+            .completed
+            .get_mut(&sender)
+            .and_then(|ids| ids.iter_mut().rev().find(|c| c.fragment_id == fragment_id));
+        if let Some(done) = done {
+            done.tag = Some(tag);
+        }
+    }
+
+    /// Whether the piece of `sender`'s incomplete frame `fragment_id` taken last opened a new
+    /// hole: pieces before it went missing (or are late).
+    pub fn opened_hole(&self, sender: PeerId, fragment_id: u64) -> bool {
+        self.partials
+            .get(&(sender, fragment_id))
+            .is_some_and(|p| p.opened_hole)
+    }
+
+    /// The byte ranges held of `sender`'s incomplete frame `fragment_id`, ascending, as
+    /// `start..end` pairs, and the frame's length; `None` if it is not being reassembled.
+    pub fn held(&self, sender: PeerId, fragment_id: u64) -> Option<(&[(u64, u64)], u64)> {
+        self.partials
+            .get(&(sender, fragment_id))
+            .map(|p| (&p.held[..], p.bytes.len() as u64))
     }
 
     /// When the next incomplete frame expires.
@@ -309,35 +355,45 @@ impl Reassembler {
     }
 }
 
-/// Splits the encoding of one frame, `encoded`, into fragments of id `fragment_id`, each
-/// encoding in at most `max_frame` bytes. Returns `None` if `max_frame` leaves no room for data.
-pub fn split(fragment_id: u64, encoded: &[u8], max_frame: usize) -> Option<Vec<Frame<'_>>> {
-    let total_len = encoded.len() as u64;
+/// The data bytes each fragment `fragment_id` of a frame of `total_len` bytes carries (the
+/// last one fewer) so that every fragment encodes in at most `max_frame` bytes; `None` if
+/// `max_frame` leaves no room for data.
+pub fn piece_len(fragment_id: u64, total_len: usize, max_frame: usize) -> Option<usize> {
+    let total_len = total_len as u64;
     // The header of the largest fragment: the offset's varint is at most as long as the total's.
     let header = Frame::Fragment {
         message_id: fragment_id,
         total_len,
         offset: total_len,
+        reliable: false,
+        report: false,
         data: &[],
     }
     .encoded_len();
     // The data's own length prefix grows with the data: take the widest it can be.
     let room = max_frame.checked_sub(header + crate::wire::varint_len(max_frame as u64))?;
-    if room == 0 {
-        return None;
+    (room > 0).then_some(room)
+}
+
+/// Fragment `index` of the encoding of one frame, `encoded`, cut in pieces of `piece_len`
+/// bytes (see [`piece_len`]), with the flags `(reliable, report)` of [`Frame::Fragment`].
+pub fn piece(
+    fragment_id: u64,
+    encoded: &[u8],
+    piece_len: usize,
+    index: usize,
+    (reliable, report): (bool, bool),
+) -> Frame<'_> {
+    let start = (index * piece_len).min(encoded.len());
+    let end = (start + piece_len).min(encoded.len());
+    Frame::Fragment {
+        message_id: fragment_id,
+        total_len: encoded.len() as u64,
+        offset: start as u64,
+        reliable,
+        report,
+        data: &encoded[start..end],
     }
-    Some(
-        encoded
-            .chunks(room)
-            .enumerate()
-            .map(|(i, data)| Frame::Fragment {
-                message_id: fragment_id,
-                total_len,
-                offset: (i * room) as u64,
-                data,
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]

@@ -106,7 +106,14 @@ fn valid_packet() -> Vec<u8> {
             message_id: 3,
             total_len: 3000,
             offset: 1200,
+            reliable: true,
+            report: true,
             data: &[0xab; 32],
+        },
+        Frame::FragmentAck {
+            fragment_id: 3,
+            span: 0..3000,
+            held: AckRanges::from_ranges([0..=1199, 2400..=2999]),
         },
         Frame::Ping {
             ping_id: 1,
@@ -132,7 +139,7 @@ fn valid_packet() -> Vec<u8> {
 
 #[test]
 fn the_valid_packet_decodes() {
-    assert_eq!(decode(&valid_packet()), Ok(17));
+    assert_eq!(decode(&valid_packet()), Ok(18));
 }
 
 #[test]
@@ -142,12 +149,12 @@ fn every_truncation_of_a_valid_packet_is_handled() {
     for len in 0..packet.len() {
         // Cut inside the header: an error. Cut between frames: fewer frames. Never a panic.
         if let Ok(frames) = decode(&packet[..len]) {
-            assert!(len >= 32 && frames < 17, "len {len}: {frames} frames");
+            assert!(len >= 32 && frames < 18, "len {len}: {frames} frames");
             complete += 1;
         }
     }
-    // One clean cut after the header and after each of the first 16 frames.
-    assert_eq!(complete, 17);
+    // One clean cut after the header and after each of the first 17 frames.
+    assert_eq!(complete, 18);
 }
 
 #[test]

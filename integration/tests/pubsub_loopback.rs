@@ -152,6 +152,8 @@ async fn forged_fragments_hold_nothing_beyond_the_bounds_and_expire() {
         message_id: id,
         total_len: total as u64,
         offset,
+        reliable: true,
+        report: true,
         data,
     };
     let piece: &'static [u8] = Box::leak(Box::new(piece));
@@ -165,7 +167,7 @@ async fn forged_fragments_hold_nothing_beyond_the_bounds_and_expire() {
     // Past the end: 100 bytes at 950 of 1000, written out by hand (the codec would not emit
     // it, and refuses it as malformed).
     let mut past_end = plain_packet(mallory, 4, &[]);
-    past_end.extend_from_slice(&[0x0e, 0x02, 0xe8, 0x07, 0xb6, 0x07, 0x64]);
+    past_end.extend_from_slice(&[0x0e, 0x02, 0xe8, 0x07, 0xb6, 0x07, 0x03, 0x64]);
     past_end.extend_from_slice(piece);
     packets.push(past_end);
     for sender in 1..=8 {

@@ -9,6 +9,7 @@ use super::{Delivery, Endpoint, Event, Target};
 use crate::discovery::BeaconIgnored;
 use crate::fragment::FragmentArrival;
 use crate::metrics::DropReason;
+use crate::reliability::Arrival;
 use crate::rtt::{PingSample, remote_to_local};
 use crate::time::Instant;
 use crate::wire::{Frame, Frames};
@@ -90,6 +91,7 @@ impl Endpoint {
                 | Frame::ReliablePublish { .. }
                 | Frame::Ack(_)
                 | Frame::Fragment { .. }
+                | Frame::FragmentAck { .. }
                     if !bound =>
                 {
                     self.metrics.dropped(DropReason::Unbound);
@@ -104,12 +106,14 @@ impl Endpoint {
                 }
                 Frame::Ack(ranges) => self.on_ack(now, sender, &ranges),
                 Frame::Fragment {
-                    message_id,
+                    message_id: fragment_id,
                     total_len,
                     offset,
+                    reliable,
+                    report,
                     data,
                 } => {
-                    let header = (message_id, total_len, offset);
+                    let header = (fragment_id, total_len, offset);
                     let arrival = self.reassembler.on_fragment(now, sender, header, data);
                     for _ in 0..self.reassembler.take_evicted() {
                         self.metrics.dropped(DropReason::ReassemblyFull);
@@ -125,15 +129,52 @@ impl Endpoint {
                                 }) => arrived.push((topic, fingerprint, whole.slice_ref(payload))),
                                 Some(frame @ Frame::ReliablePublish { .. }) => {
                                     let from = (from, sender);
-                                    self.reliable_arrived(now, from, &frame, &whole, &mut arrived);
+                                    let acked = self.reliable_arrived(
+                                        now,
+                                        from,
+                                        &frame,
+                                        &whole,
+                                        &mut arrived,
+                                    );
+                                    if let Some(message_id) = acked {
+                                        self.reassembler.tag_completed(
+                                            sender,
+                                            fragment_id,
+                                            message_id,
+                                        );
+                                    }
                                 }
                                 _ => self.metrics.dropped(DropReason::FragmentInvalid),
                             }
                         }
-                        Ok(FragmentArrival::Held | FragmentArrival::Duplicate) => {}
+                        // Asked for, or news for a sender that repairs: pieces went missing,
+                        // or it sends what we hold (a probe, or our report was lost).
+                        Ok(FragmentArrival::Held)
+                            if report
+                                || reliable
+                                    && self.reassembler.opened_hole(sender, fragment_id) =>
+                        {
+                            self.reports_owed.insert((from, sender, fragment_id));
+                            self.mark_busy();
+                        }
+                        Ok(FragmentArrival::Duplicate) if report || reliable => {
+                            self.reports_owed.insert((from, sender, fragment_id));
+                            self.mark_busy();
+                        }
+                        Ok(FragmentArrival::AlreadyComplete(Some(message_id))) => {
+                            // Its sender did not get our acknowledgement.
+                            self.acks_owed.entry(from).or_default().push(message_id);
+                            self.mark_busy();
+                        }
+                        Ok(_) => {}
                         Err(e) => self.metrics.dropped(DropReason::of_fragment_refused(e)),
                     }
                 }
+                Frame::FragmentAck {
+                    fragment_id,
+                    span,
+                    held,
+                } => self.on_fragment_report(now, sender, fragment_id, (span, &held)),
                 Frame::Ping {
                     ping_id,
                     sent_at_us,
@@ -195,7 +236,8 @@ impl Endpoint {
     }
 
     /// A reliable publish from `sender` at `from`, whose payloads lie in `body`: acknowledged
-    /// and its events added to `arrived` if it is new and of a topic taken here.
+    /// and its events added to `arrived` if it is new and of a topic taken here. Returns its
+    /// id if it is acknowledged.
     fn reliable_arrived(
         &mut self,
         now: Instant,
@@ -203,7 +245,7 @@ impl Endpoint {
         frame: &Frame<'_>,
         body: &Bytes,
         arrived: &mut Vec<(TopicId, u64, Bytes)>,
-    ) {
+    ) -> Option<u64> {
         let Frame::ReliablePublish {
             topic,
             fingerprint,
@@ -212,17 +254,21 @@ impl Endpoint {
             payloads,
         } = frame
         else {
-            return;
+            return None;
         };
         if !self.local_topics.contains(topic) {
             // An acknowledgement says "delivered": not for what nobody here takes.
             self.metrics.dropped(DropReason::NotSubscribed);
-        } else if self.on_reliable(now, from, sender, (*message_id, *window), payloads) {
+            return None;
+        }
+        let arrival = self.on_reliable(now, from, sender, (*message_id, *window), payloads)?;
+        if arrival == Arrival::New {
             let events = payloads
                 .iter()
                 .map(|p| (*topic, *fingerprint, body.slice_ref(p)));
             arrived.extend(events);
         }
+        Some(*message_id)
     }
 
     /// Whether the packet `opened`, of `frames`, is for us: `None` if it names another

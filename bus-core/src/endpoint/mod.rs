@@ -33,6 +33,7 @@ mod pings;
 mod reliable;
 mod security;
 mod sessions;
+mod transfers;
 
 #[cfg(test)]
 mod bounds_tests;
@@ -69,6 +70,7 @@ use crate::wire::{Frame, FrameType, PacketType};
 use crate::{PeerId, TopicId};
 use reliable::Pending;
 use sessions::Sessions;
+use transfers::Transfer;
 
 /// The hasher of the maps on the hot paths: keyed by a seed from the endpoint's RNG (so a
 /// remote sender cannot aim for collisions, and runs stay reproducible), and much cheaper than
@@ -163,6 +165,10 @@ pub struct EndpointConfig {
     /// frames may hold (see [`crate::fragment`]). The limit is the same on every interface:
     /// a message larger than a datagram is split into fragments.
     pub reassembly: ReassemblyLimits,
+    /// Bytes of a large reliable message's fragments in flight toward one peer at most (sent,
+    /// and neither reported held nor taken for lost). Keep it below the receivers' socket
+    /// buffers: a burst larger than a receiver's buffer overflows it.
+    pub large_window: usize,
 }
 
 impl EndpointConfig {
@@ -194,6 +200,7 @@ impl EndpointConfig {
             max_peers: 4096,
             max_dedup_bytes: 16 << 20,
             reassembly: ReassemblyLimits::default(),
+            large_window: 1 << 20,
         }
     }
 }
@@ -410,11 +417,15 @@ pub struct Endpoint {
     introduced: HashMap<SocketAddr, Instant, FastHash>,
     /// What each address may be sent before it proves it is there.
     budgets: budgets::Budgets,
-    /// Fragments of messages larger than a datagram, each a body of its own, sent only when
-    /// the outbox is empty: small messages go ahead of a large one instead of behind all of it.
-    bulk: VecDeque<(Target, Vec<u8>)>,
-    /// Their bytes.
+    /// Copies of messages larger than a datagram, sent a fragment at a time when the outbox is
+    /// empty: small messages go ahead of a large one instead of behind all of it.
+    bulk: VecDeque<transfers::Transfer>,
+    /// Their bytes still to send.
     bulk_bytes: usize,
+    /// Our large reliable messages in flight: their fragment ids' message ids.
+    large_ids: BTreeMap<u64, u64>,
+    /// Reports owed on incomplete frames whose fragments asked for them: where to, whose, which.
+    reports_owed: BTreeSet<(SocketAddr, PeerId, u64)>,
     /// Incomplete fragmented frames from other peers.
     reassembler: Reassembler,
     /// The id of the next frame we fragment.
@@ -520,6 +531,8 @@ impl Endpoint {
             budgets: budgets::Budgets::new(config.max_peers.saturating_mul(2), budgets_hasher),
             bulk: VecDeque::new(),
             bulk_bytes: 0,
+            large_ids: BTreeMap::new(),
+            reports_owed: BTreeSet::new(),
             reassembler: Reassembler::new(config.reassembly),
             next_fragment_id,
             acks_owed: BTreeMap::new(),
@@ -732,26 +745,6 @@ impl Endpoint {
         }
     }
 
-    /// The next fragment to send, once nothing else is queued.
-    fn poll_bulk(&mut self) -> Option<(Target, Vec<u8>)> {
-        let (target, body) = self.bulk.pop_front()?;
-        self.bulk_bytes -= body.len();
-        Some((target, body))
-    }
-
-    /// Queues the fragments of one message for `target`, behind everything else (see
-    /// [`Endpoint::poll_transmit`]).
-    fn queue_fragments(&mut self, target: Target, fragments: &[Frame<'_>]) {
-        for fragment in fragments {
-            let mut body = Vec::with_capacity(fragment.encoded_len());
-            fragment.emit(&mut body);
-            self.bulk_bytes += body.len();
-            self.bulk.push_back((target, body));
-            self.metrics.frame_out(FrameType::Fragment);
-        }
-        self.mark_busy();
-    }
-
     /// Whether a datagram of `len` bytes may go to `target` (see the budgets module): always to
     /// the group and the seeds, to others once verified or within their budget. Counted if not.
     fn may_send(&mut self, now: Instant, target: Target, len: usize) -> bool {
@@ -840,15 +833,17 @@ impl Endpoint {
             }
             return Ok(true);
         }
+        let max_body = self.outbox.max_body();
+        let fragment_id = self.next_fragment_id;
+        let piece_len = fragment::piece_len(fragment_id, len, max_body)
+            .ok_or(FrameTooLarge { len, max: max_body })?;
+        self.next_fragment_id += 1;
         let mut encoded = Vec::with_capacity(len);
         frame.emit(&mut encoded);
-        let fragment_id = self.next_fragment_id;
-        self.next_fragment_id += 1;
-        let max_body = self.outbox.max_body();
-        let fragments = fragment::split(fragment_id, &encoded, max_body)
-            .ok_or(FrameTooLarge { len, max: max_body })?;
+        let encoded = Bytes::from(encoded);
         for target in targets {
-            self.queue_fragments(target, &fragments);
+            let copy = Transfer::best_effort(target, encoded.clone(), fragment_id, piece_len);
+            self.queue_transfer(copy, false);
         }
         Ok(true)
     }

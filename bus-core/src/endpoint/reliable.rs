@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::transfers::Large;
 use super::{Endpoint, Event, PublishError, Target};
 use crate::FrameTooLarge;
 use crate::metrics::{DropReason, ReliableCounters};
@@ -21,13 +22,12 @@ pub(super) struct Pending {
     topic: TopicId,
     /// Subscribers behind whose copy is held back (not counted in their window yet).
     held: Vec<PeerId>,
-    send: ReliableSend,
+    pub(super) send: ReliableSend,
     /// The encoded frame, sent again as it is.
     pub(super) frame: Bytes,
-    /// For a frame larger than a datagram, the id its fragments carry: the same on every
-    /// copy, so the pieces of a retransmission complete what the receiver holds of earlier
-    /// ones.
-    fragment_id: Option<u64>,
+    /// For a frame larger than a datagram: its fragments' id (the same in every copy, so the
+    /// pieces sent again complete what the receiver holds) and each peer's progress.
+    pub(super) large: Option<Box<Large>>,
     /// The events it carries, and their payload bytes.
     events: usize,
     bytes: usize,
@@ -250,6 +250,18 @@ impl Endpoint {
             .collect();
         self.longest_deadline = self.longest_deadline.max(open.deadline);
         self.pings.mark_active(open.owed.iter().map(|(id, _)| *id));
+        // The unicast copies, each with the subscriber it is for.
+        let unicast: Vec<(std::net::SocketAddr, Option<PeerId>)> = unicast
+            .iter()
+            .filter(|a| !skipped_addrs.contains(a))
+            .map(|a| {
+                let peer = open
+                    .counted
+                    .iter()
+                    .find(|id| self.addr_of(**id) == Some(*a));
+                (*a, peer.copied())
+            })
+            .collect();
         let mut send = ReliableSend::new(
             now,
             message_id,
@@ -266,28 +278,45 @@ impl Endpoint {
         }
         // A frame larger than a datagram carries one event (events join only while the frame
         // fits), and goes as fragments.
-        let fragment_id = (bytes.len() > self.outbox.max_body()).then(|| {
-            let id = self.next_fragment_id;
-            self.next_fragment_id += 1;
-            id
-        });
+        let fragment_id = self.next_fragment_id;
+        let large = crate::fragment::piece_len(fragment_id, bytes.len(), self.outbox.max_body())
+            .filter(|_| bytes.len() > self.outbox.max_body())
+            .map(|piece_len| {
+                self.next_fragment_id += 1;
+                self.large_ids.insert(fragment_id, message_id);
+                let owed: Vec<PeerId> = open.counted.iter().chain(&open.held).copied().collect();
+                let window = self.config.large_window;
+                Box::new(Large::new(
+                    fragment_id,
+                    (piece_len, bytes.len()),
+                    &owed,
+                    window,
+                ))
+            });
+        let is_large = large.is_some();
         let pending = Pending {
             topic,
             held: open.held,
             send,
             frame: Bytes::from(bytes),
-            fragment_id,
+            large,
             events: open.events,
             bytes: open.bytes,
         };
-        let targets = group.then_some(Target::Group).into_iter().chain(
-            unicast
-                .iter()
-                .filter(|a| !skipped_addrs.contains(a))
-                .map(|a| Target::Unicast(*a)),
-        );
-        for target in targets {
-            self.queue_reliable(target, &pending.frame, fragment_id);
+        let frame = pending.frame.clone();
+        let poll_timeout = pending.send.poll_timeout();
+        self.pending.insert(message_id, pending);
+        let targets = group
+            .then_some((Target::Group, None))
+            .into_iter()
+            .chain(unicast.iter().map(|(a, peer)| (Target::Unicast(*a), *peer)));
+        for (target, peer) in targets {
+            if is_large {
+                self.queue_large_copy(message_id, target, peer);
+            } else {
+                // Fits: events joined only while the frame did.
+                let _ = self.queue_encoded(target, FrameType::ReliablePublish, &frame);
+            }
         }
         ReliableCounters::bump(&self.metrics.reliable.sent, 1);
         ReliableCounters::bump(&self.metrics.reliable.events_sent, open.events as u64);
@@ -296,10 +325,9 @@ impl Endpoint {
             topic,
             events: open.events,
         });
-        if let Some(at) = pending.send.poll_timeout() {
+        if let Some(at) = poll_timeout {
             self.wakes.push(Reverse((at, message_id)));
         }
-        self.pending.insert(message_id, pending);
         if only_given_up {
             // Owed only to subscribers given up on: its outcome is known now.
             self.finish_if_settled(now, message_id, None);
@@ -327,7 +355,8 @@ impl Endpoint {
 
     /// A reliable message from `sender` (its id and the sender's window), carrying `payloads`:
     /// to be delivered if new, and owed to `from` an acknowledgement either way (our first one
-    /// may have been lost). Returns whether it is new.
+    /// may have been lost). Returns whether it is new or a duplicate; `None` if it was refused
+    /// (and is not acknowledged).
     pub(super) fn on_reliable(
         &mut self,
         now: Instant,
@@ -335,11 +364,11 @@ impl Endpoint {
         sender: PeerId,
         (message_id, window): (u64, u64),
         payloads: &Payloads<'_>,
-    ) -> bool {
+    ) -> Option<Arrival> {
         let confirmed = self.confirmed(sender);
         if !self.senders.contains_key(&sender) && !self.make_room_for_sender(confirmed) {
             self.metrics.dropped(DropReason::DedupFull);
-            return false;
+            return None;
         }
         let table = &self.table;
         let state = self.senders.entry(sender).or_insert_with(|| Sender {
@@ -361,28 +390,26 @@ impl Endpoint {
         let floor = message_id.saturating_sub(window);
         let arrival = state.windows.on_arrival_within(message_id, floor, room);
         self.dedup.add(confirmed, state.windows.memory());
-        let new = match arrival {
+        match arrival {
             Arrival::New => {
                 ReliableCounters::bump(&self.metrics.reliable.received, 1);
                 ReliableCounters::bump(&self.metrics.reliable.events_received, payloads.count());
-                true
             }
             Arrival::Duplicate => {
                 ReliableCounters::bump(&self.metrics.reliable.duplicates, 1);
-                false
             }
             Arrival::OutOfWindow => {
                 self.metrics.dropped(DropReason::OutOfWindow);
-                return false;
+                return None;
             }
             Arrival::NoRoom => {
                 self.metrics.dropped(DropReason::DedupFull);
-                return false;
+                return None;
             }
-        };
+        }
         self.acks_owed.entry(from).or_default().push(message_id);
         self.mark_busy();
-        new
+        Some(arrival)
     }
 
     /// Acknowledgements from `peer` for the ids in `ranges`.
@@ -485,7 +512,7 @@ impl Endpoint {
     }
 
     /// Where `peer` is, or was last when it fell silent.
-    fn addr_of(&self, peer: PeerId) -> Option<std::net::SocketAddr> {
+    pub(super) fn addr_of(&self, peer: PeerId) -> Option<std::net::SocketAddr> {
         self.table
             .get(&peer)
             .map(|p| p.addr)
@@ -533,6 +560,9 @@ impl Endpoint {
             self.misses.remove(&peer);
         }
         let counted = self.pending.get_mut(&id).is_some_and(|p| {
+            if let Some(large) = p.large.as_mut() {
+                large.done(peer);
+            }
             match p.held.iter().position(|h| *h == peer) {
                 // A held copy reached it anyway (by the group): it was never counted.
                 Some(i) => {
@@ -584,11 +614,16 @@ impl Endpoint {
                 continue;
             }
             self.window.take_peer(peer, pending.events, pending.bytes);
-            let (frame, fragment_id) = (pending.frame.clone(), pending.fragment_id);
             if let Some(at) = pending.send.poll_timeout() {
                 self.wakes.push(Reverse((at, id)));
             }
-            self.queue_reliable(Target::Unicast(addr), &frame, fragment_id);
+            if pending.large.is_some() {
+                self.queue_large_copy(id, Target::Unicast(addr), Some(peer));
+            } else {
+                let frame = pending.frame.clone();
+                let _ =
+                    self.queue_encoded(Target::Unicast(addr), FrameType::ReliablePublish, &frame);
+            }
         }
         if self.held.get(&peer).is_some_and(VecDeque::is_empty) {
             self.held.remove(&peer);
@@ -617,6 +652,9 @@ impl Endpoint {
             }
         }
         let events = pending.events;
+        if let Some(large) = &pending.large {
+            self.large_ids.remove(&large.fragment_id);
+        }
         self.window.close(id, events);
         self.pending.remove(&id);
         self.room_freed += events;
@@ -681,13 +719,19 @@ impl Endpoint {
                 continue;
             };
             let due = pending.send.poll_retransmits(now);
-            let (frame, fragment_id) = (pending.frame.clone(), pending.fragment_id);
+            let (frame, large) = (pending.frame.clone(), pending.large.is_some());
             ReliableCounters::bump(&self.metrics.reliable.retransmitted, due.len() as u64);
             for peer in due {
                 // Its address now: a peer that moved is retransmitted to where it is, one
                 // that fell silent to where it was.
-                if let Some(addr) = self.addr_of(peer) {
-                    self.queue_reliable(Target::Unicast(addr), &frame, fragment_id);
+                let Some(addr) = self.addr_of(peer) else {
+                    continue;
+                };
+                if large {
+                    self.resend_large(id, peer, addr);
+                } else {
+                    let target = Target::Unicast(addr);
+                    let _ = self.queue_encoded(target, FrameType::ReliablePublish, &frame);
                 }
             }
             if self.finish_if_settled(now, id, None) {
@@ -699,23 +743,10 @@ impl Endpoint {
         }
     }
 
-    /// Queues a reliable message's frame for `target`: as it is, or as fragments of
-    /// `fragment_id` if it is larger than a datagram. Every copy goes whole: the receiver
-    /// acknowledges the message only once it has all of it.
-    fn queue_reliable(&mut self, target: Target, frame: &Bytes, fragment_id: Option<u64>) {
-        let Some(fragment_id) = fragment_id else {
-            // Fits: events joined only while the frame did.
-            let _ = self.queue_encoded(target, FrameType::ReliablePublish, frame);
-            return;
-        };
-        let max_body = self.outbox.max_body();
-        let fragments = crate::fragment::split(fragment_id, frame, max_body).unwrap_or_default();
-        self.queue_fragments(target, &fragments);
-    }
-
     /// Turns the acknowledgements owed into ack frames, batched per sender: the ids merged into
     /// ranges first, so a run of consecutive ids costs one range whatever its length.
     pub(super) fn queue_acks(&mut self) {
+        self.queue_fragment_reports();
         for (to, ids) in std::mem::take(&mut self.acks_owed) {
             let all = AckRanges::from_ranges(ids.iter().map(|id| *id..=*id));
             for chunk in all.ranges().chunks(RANGES_PER_ACK) {

@@ -3,6 +3,18 @@ use proptest::prelude::*;
 use super::*;
 use crate::wire::Frames;
 
+/// Splits the encoding of one frame, `encoded`, into fragments of id `fragment_id`, each
+/// encoding in at most `max_frame` bytes. Returns `None` if `max_frame` leaves no room for data.
+fn split(fragment_id: u64, encoded: &[u8], max_frame: usize) -> Option<Vec<Frame<'_>>> {
+    let len = piece_len(fragment_id, encoded.len(), max_frame)?;
+    let count = encoded.len().div_ceil(len);
+    Some(
+        (0..count)
+            .map(|i| piece(fragment_id, encoded, len, i, (false, false)))
+            .collect(),
+    )
+}
+
 const ALICE: PeerId = PeerId([1; 16]);
 const MALLORY: PeerId = PeerId([9; 16]);
 
@@ -27,6 +39,7 @@ fn fields<'a>(frame: &Frame<'a>) -> ((u64, u64, u64), &'a [u8]) {
             total_len,
             offset,
             data,
+            ..
         } => ((message_id, total_len, offset), data),
         _ => panic!("not a fragment: {frame:?}"),
     }
@@ -160,8 +173,14 @@ fn a_total_changing_mid_message_or_a_partial_overlap_is_refused_and_the_frame_st
     assert_eq!((r.entries(), r.bytes()), (0, 0));
     assert_eq!(
         feed(&mut r, &frames[1]),
-        Ok(FragmentArrival::Duplicate),
+        Ok(FragmentArrival::AlreadyComplete(None)),
         "a late copy of a completed frame does not start it again"
+    );
+    r.tag_completed(ALICE, 5, 42);
+    assert_eq!(
+        feed(&mut r, &frames[0]),
+        Ok(FragmentArrival::AlreadyComplete(Some(42))),
+        "and gives back what was noted of it"
     );
     assert_eq!(r.entries(), 0);
 }

@@ -325,6 +325,21 @@ impl ReliableSend {
         }
     }
 
+    /// `peer` showed progress short of an acknowledgement (it holds more of a large message):
+    /// its retransmission timer restarts from `now`, without backoff. Returns its next attempt
+    /// if that is now earlier than it was.
+    pub fn progressed(&mut self, peer: PeerId, now: Instant) -> Option<Instant> {
+        let w = self.waiting.iter_mut().find(|w| w.peer == peer)?;
+        if w.next == Instant::MAX {
+            // Held back: nothing of it was sent.
+            return None;
+        }
+        let earlier = now + w.rto < w.next;
+        w.attempts = 0;
+        w.next = now + w.rto;
+        earlier.then_some(w.next)
+    }
+
     /// The peers to retransmit to at `now`; their next attempt is scheduled with backoff.
     pub fn poll_retransmits(&mut self, now: Instant) -> Vec<PeerId> {
         if now >= self.deadline {

@@ -63,11 +63,13 @@ pub enum FrameType {
     SessionUnknown = 0x13,
     /// See [`Frame::To`].
     To = 0x14,
+    /// See [`Frame::FragmentAck`].
+    FragmentAck = 0x15,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 21] = [
+    pub const ALL: [FrameType; 22] = [
         FrameType::Padding,
         FrameType::Beacon,
         FrameType::Publish,
@@ -89,6 +91,7 @@ impl FrameType {
         FrameType::Peers,
         FrameType::SessionUnknown,
         FrameType::To,
+        FrameType::FragmentAck,
     ];
 
     /// The type named by `byte`.
@@ -123,10 +126,13 @@ impl FrameType {
             FrameType::Peers => "peers",
             FrameType::SessionUnknown => "session_unknown",
             FrameType::To => "to",
+            FrameType::FragmentAck => "fragment_ack",
         }
     }
 }
 
+const FRAGMENT_RELIABLE: u8 = 0b0000_0001;
+const FRAGMENT_REPORT: u8 = 0b0000_0010;
 const PONG_HEARS_YOUR_GROUP: u8 = 0b0000_0001;
 const PONG_KNOWS_YOU_FRESH: u8 = 0b0000_0010;
 
@@ -438,8 +444,13 @@ pub enum Frame<'a> {
     /// A piece of a frame too large for one packet; the reassembled bytes are one frame.
     ///
     /// ```text
-    /// | 0x0e | message id v | total length v | offset v | data bytes |
+    /// | 0x0e | message id v | total length v | offset v | flags u8 | data bytes |
     /// ```
+    ///
+    /// Flag bit 0 (reliable): the sender repairs the frame from [`Frame::FragmentAck`]s;
+    /// the receiver of an incomplete one reports when a piece opens a new hole (pieces before
+    /// it are missing) and when a piece comes that it holds already. Bit 1 (report): report
+    /// now (the sender paces by the reports it asks for).
     Fragment {
         /// Identifies the fragmented frame among the sender's.
         message_id: u64,
@@ -447,6 +458,10 @@ pub enum Frame<'a> {
         total_len: u64,
         /// Where `data` goes in it; `offset + data.len() <= total_len`.
         offset: u64,
+        /// Whether the sender repairs it from reports.
+        reliable: bool,
+        /// Whether the sender asks for a report now.
+        report: bool,
         /// The piece.
         data: &'a [u8],
     },
@@ -534,6 +549,22 @@ pub enum Frame<'a> {
     To {
         /// The recipient.
         peer: PeerId,
+    },
+    /// What the receiver holds of a span of an incomplete reliable fragmented frame: exactly
+    /// the byte ranges given, encoded as an ack's ranges are (see [`AckRanges`]; a range `a..=b`
+    /// holds bytes `a` to `b`), every one inside the span. A receiver with more holes than one
+    /// frame carries sends several, for spans one after the other.
+    ///
+    /// ```text
+    /// | 0x15 | fragment id v | span start v | span length v | held ranges (as in 0x04) |
+    /// ```
+    FragmentAck {
+        /// The fragmented frame's id, as its fragments carry it.
+        fragment_id: u64,
+        /// The bytes the report is about: of them, exactly `held` are held.
+        span: std::ops::Range<u64>,
+        /// The byte ranges held.
+        held: AckRanges,
     },
 }
 
@@ -624,6 +655,7 @@ impl<'a> Frame<'a> {
             Frame::Peers(_) => FrameType::Peers,
             Frame::SessionUnknown { .. } => FrameType::SessionUnknown,
             Frame::To { .. } => FrameType::To,
+            Frame::FragmentAck { .. } => FrameType::FragmentAck,
         }
     }
 
@@ -777,12 +809,27 @@ impl<'a> Frame<'a> {
                 message_id,
                 total_len,
                 offset,
+                reliable,
+                report,
                 data,
             } => {
                 out.put_varint(*message_id);
                 out.put_varint(*total_len);
                 out.put_varint(*offset);
+                let reliable = if *reliable { FRAGMENT_RELIABLE } else { 0 };
+                let report = if *report { FRAGMENT_REPORT } else { 0 };
+                out.put_u8(reliable | report);
                 out.put_bytes(data);
+            }
+            Frame::FragmentAck {
+                fragment_id,
+                span,
+                held,
+            } => {
+                out.put_varint(*fragment_id);
+                out.put_varint(span.start);
+                out.put_varint(span.end - span.start);
+                held.emit(out);
             }
             Frame::Ping {
                 ping_id,
@@ -938,6 +985,13 @@ impl<'a> Frame<'a> {
                 let message_id = r.varint("message id")?;
                 let total_len = r.varint("total length")?;
                 let offset = r.varint_at_most(total_len, "fragment offset")?;
+                let flags = r.u8("fragment flags")?;
+                if flags & !(FRAGMENT_RELIABLE | FRAGMENT_REPORT) != 0 {
+                    return Err(DecodeError::ReservedBitsSet {
+                        field: "fragment flags",
+                        value: flags,
+                    });
+                }
                 let data = r.bytes("data")?;
                 let end = offset.saturating_add(data.len() as u64);
                 if end > total_len {
@@ -951,7 +1005,29 @@ impl<'a> Frame<'a> {
                     message_id,
                     total_len,
                     offset,
+                    reliable: flags & FRAGMENT_RELIABLE != 0,
+                    report: flags & FRAGMENT_REPORT != 0,
                     data,
+                }
+            }
+            FrameType::FragmentAck => {
+                let fragment_id = r.varint("fragment id")?;
+                let start = r.varint("span start")?;
+                let end = start
+                    .checked_add(r.varint("span length")?)
+                    .ok_or(DecodeError::InvalidAckRanges)?;
+                let held = AckRanges::parse(r)?;
+                let outside = held
+                    .ranges()
+                    .iter()
+                    .any(|range| *range.start() < start || *range.end() >= end);
+                if outside {
+                    return Err(DecodeError::InvalidAckRanges);
+                }
+                Frame::FragmentAck {
+                    fragment_id,
+                    span: start..end,
+                    held,
                 }
             }
             FrameType::Ping => Frame::Ping {

@@ -244,14 +244,23 @@ fn fragment_must_fit_its_total() {
         message_id: 9,
         total_len: 4,
         offset: 2,
+        reliable: false,
+        report: false,
         data: &[1, 2],
     };
     let bytes = emitted(&frame);
-    assert_eq!(bytes, [0x0e, 0x09, 0x04, 0x02, 0x02, 1, 2]);
+    assert_eq!(bytes, [0x0e, 0x09, 0x04, 0x02, 0x00, 0x02, 1, 2]);
     assert_eq!(parse_one(&bytes), Ok(frame));
+    assert_eq!(
+        parse_one(&[0x0e, 0x09, 0x04, 0x02, 0x04, 0x02, 1, 2]),
+        Err(DecodeError::ReservedBitsSet {
+            field: "fragment flags",
+            value: 0x04
+        })
+    );
     // Offset 3 with two bytes overruns a total of 4.
     assert_eq!(
-        parse_one(&[0x0e, 0x09, 0x04, 0x03, 0x02, 1, 2]),
+        parse_one(&[0x0e, 0x09, 0x04, 0x03, 0x00, 0x02, 1, 2]),
         Err(DecodeError::OutOfRange {
             field: "fragment end",
             value: 5,
@@ -324,8 +333,8 @@ fn to_fixture() {
     assert_eq!(parse_one(&expected), Ok(frame));
 }
 
-/// The second fragment of a 300-byte frame, at offset 200, with its last 100 bytes (as in the
-/// book's wire chapter).
+/// The second and last fragment of a 300-byte reliable frame, at offset 200, with its last
+/// 100 bytes, asking for a report (as in the book's wire chapter).
 #[test]
 fn fragment_fixture() {
     let data = [0xab; 100];
@@ -333,23 +342,48 @@ fn fragment_fixture() {
         message_id: 7,
         total_len: 300,
         offset: 200,
+        reliable: true,
+        report: true,
         data: &data,
     };
-    let mut expected = vec![0x0e, 0x07, 0xac, 0x02, 0xc8, 0x01, 0x64];
+    let mut expected = vec![0x0e, 0x07, 0xac, 0x02, 0xc8, 0x01, 0x03, 0x64];
     expected.extend_from_slice(&data);
     assert_eq!(emitted(&frame), expected);
     assert_eq!(parse_one(&expected), Ok(frame));
 }
 
+/// A report on fragmented frame 7 of 1000 bytes: of all of them, bytes 0 to 199 and 400 to
+/// 599 are held (as in the book's wire chapter).
+#[test]
+fn fragment_ack_fixture() {
+    let frame = Frame::FragmentAck {
+        fragment_id: 7,
+        span: 0..1000,
+        held: AckRanges::from_ranges([0..=199, 400..=599]),
+    };
+    // The span from 0, 1000 long; two ranges: the highest ends at 599 and spans 199 more; a
+    // gap of 199 below its start (bytes 200 to 399: the gap counts from 2 below), then 199 more.
+    let expected = [
+        0x15, 0x07, 0x00, 0xe8, 0x07, 0x02, 0xd7, 0x04, 0xc7, 0x01, 0xc7, 0x01, 0xc7, 0x01,
+    ];
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+    // A range outside its span is malformed.
+    assert_eq!(
+        parse_one(&[0x15, 0x07, 0x00, 0xc8, 0x01, 0x01, 0xd7, 0x04, 0xc7, 0x01]),
+        Err(DecodeError::InvalidAckRanges)
+    );
+}
+
 #[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();
-    body.push(0x15);
+    body.push(0x16);
     body.extend_from_slice(&PUBLISH_BYTES);
     let frames: Vec<_> = Frames::new(&body).collect();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].is_ok());
-    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x15)));
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x16)));
 }
 
 #[test]
@@ -431,14 +465,37 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             rs.into_iter().map(|(s, len)| s..=s.saturating_add(len)),
         ))
     });
-    let fragment = (any::<u64>(), payload(), 0u64..10_000, 0u64..10_000).prop_map(
-        |(message_id, data, before, after)| Frame::Fragment {
-            message_id,
-            total_len: before + data.len() as u64 + after,
-            offset: before,
-            data,
-        },
-    );
+    let fragment = (
+        any::<u64>(),
+        payload(),
+        (0u64..10_000, 0u64..10_000),
+        (any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |(message_id, data, (before, after), (reliable, report))| Frame::Fragment {
+                message_id,
+                total_len: before + data.len() as u64 + after,
+                offset: before,
+                reliable,
+                report,
+                data,
+            },
+        );
+    let fragment_ack = (
+        any::<u64>(),
+        vec((1u64 << 20..1 << 40, 0u64..1000), 0..10),
+        (0u64..1000, 0u64..1000),
+    )
+        .prop_map(|(fragment_id, rs, (before, after))| {
+            let held = AckRanges::from_ranges(rs.into_iter().map(|(s, len)| s..=s + len));
+            let lowest = held.ranges().last().map_or(1 << 20, |r| *r.start());
+            let highest = held.ranges().first().map_or(1 << 20, |r| *r.end() + 1);
+            Frame::FragmentAck {
+                fragment_id,
+                span: lowest - before..highest + after,
+                held,
+            }
+        });
     prop_oneof![
         (1usize..100).prop_map(|len| Frame::Padding { len }),
         beacon,
@@ -507,6 +564,7 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             code: c
         }),
         fragment,
+        fragment_ack,
         (any::<u64>(), any::<u64>()).prop_map(|(p, t)| Frame::Ping {
             ping_id: p,
             sent_at_us: t
