@@ -38,6 +38,13 @@ impl Default for ReassemblyLimits {
     }
 }
 
+/// Bytes of a large reliable message in flight toward one peer by default: a quarter of a
+/// millisecond at 1 GB/s, and within the receive buffer Linux gives a socket by default
+/// (212,992 bytes asked, twice that granted), so that a burst does not overflow it and a small
+/// message behind it waits little. Larger windows bought no throughput on loopback and cost
+/// latency: 64-byte round trips during 16 MiB transfers took 9 ms at the median with 1 MiB.
+pub const DEFAULT_LARGE_WINDOW: usize = 256 << 10;
+
 /// Why a fragment was refused.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
 pub enum FragmentRefused {

@@ -200,7 +200,7 @@ impl EndpointConfig {
             max_peers: 4096,
             max_dedup_bytes: 16 << 20,
             reassembly: ReassemblyLimits::default(),
-            large_window: 1 << 20,
+            large_window: fragment::DEFAULT_LARGE_WINDOW,
         }
     }
 }
