@@ -2,7 +2,7 @@
 //! `pubsub_sim.rs`, which runs them over the simulated network.
 
 use bus_actors::DropReason;
-use integration::{builder, scenarios, test_group};
+use integration::{builder, lossy, scenarios, test_group};
 
 #[actix::test]
 async fn three_peers_in_one_process_receive_every_message() {
@@ -43,6 +43,35 @@ async fn reliable_messages_of_1_mib_arrive_once_at_both_datagram_sizes() {
     let sizes = [1 << 20, 100_000, 1 << 20];
     scenarios::large_reliable_messages_arrive_once(&mut || builder(group), &sizes).await;
     let mut make = || builder(group).max_datagram(1200);
+    scenarios::large_reliable_messages_arrive_once(&mut make, &sizes).await;
+}
+
+/// Through a transport that loses 10%, duplicates 5% and reorders 5% of what each peer sends:
+/// a 1 MiB and a (nearly) 16 MiB reliable message arrive intact, each once, in datagrams of
+/// the loopback size and of 1200 bytes.
+#[actix::test]
+async fn reliable_messages_up_to_16_mib_arrive_once_at_10_percent_loss() {
+    let group = test_group();
+    let sizes = [1 << 20, (16 << 20) - 1024];
+    let faults = |seed| bus_actors::transport::Faults {
+        loss: 0.1,
+        duplicate: 0.05,
+        reorder: 0.05,
+        seed,
+        ..bus_actors::transport::Faults::NONE
+    };
+    let mut seed = 0;
+    let mut make = || {
+        seed += 1;
+        lossy(builder(group), seed).inject_faults(faults(seed))
+    };
+    scenarios::large_reliable_messages_arrive_once(&mut make, &sizes).await;
+    let mut make = || {
+        seed += 1;
+        lossy(builder(group), seed)
+            .inject_faults(faults(seed))
+            .max_datagram(1200)
+    };
     scenarios::large_reliable_messages_arrive_once(&mut make, &sizes).await;
 }
 

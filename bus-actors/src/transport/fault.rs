@@ -18,6 +18,8 @@ pub struct Faults {
     pub loss: f64,
     /// Probability that a datagram is sent twice.
     pub duplicate: f64,
+    /// Probability that a datagram is sent after the next one of its batch instead of before.
+    pub reorder: f64,
     /// Seed of the random choices.
     pub seed: u64,
     /// Whether to drop every plaintext datagram that carries an acknowledgement: a subscriber
@@ -31,6 +33,7 @@ impl Faults {
     pub const NONE: Faults = Faults {
         loss: 0.0,
         duplicate: 0.0,
+        reorder: 0.0,
         seed: 0,
         drop_acks: false,
     };
@@ -46,7 +49,7 @@ fn carries_ack(datagram: &[u8]) -> bool {
     Frames::new(body).any(|frame| matches!(frame, Ok(Frame::Ack(_))))
 }
 
-/// Wraps a transport and drops or duplicates what it sends, as [`Faults`] says. Dropped
+/// Wraps a transport and drops, duplicates or reorders what it sends, as [`Faults`] says. Dropped
 /// datagrams count as sent: the sender cannot tell, as on a real lossy network.
 pub struct FaultyTransport<T> {
     inner: T,
@@ -98,6 +101,15 @@ impl<T: Transport> Transport for FaultyTransport<T> {
                 kept.push((target, datagram.clone()));
             }
             kept.push((target, datagram));
+        }
+        // A datagram chosen goes after the one behind it.
+        let mut i = 0;
+        while i + 1 < kept.len() {
+            if rng.random_bool(self.faults.reorder) {
+                kept.swap(i, i + 1);
+                i += 1;
+            }
+            i += 1;
         }
         let sending = self.inner.send_batch(kept);
         Box::pin(async move {

@@ -447,3 +447,63 @@ fn a_large_message_to_the_group_is_repaired_for_the_subscriber_that_missed_piece
         "{sent} fragments sent for {pieces} pieces"
     );
 }
+
+/// A partition in the middle of a large reliable message: nothing gets through for a second,
+/// the sender backs off, and once the network heals the message completes from what the
+/// receiver already holds, delivered once.
+#[test]
+fn a_partition_in_the_middle_of_a_large_message_delays_it_but_loses_nothing() {
+    partitioned_mid_message(Duration::from_secs(1));
+}
+
+/// The same with a partition longer than the receiver keeps an incomplete message: what it
+/// held expired, and the sender, told so by its first report after the partition, sends the
+/// rest again.
+#[test]
+fn a_large_message_whose_partial_expired_in_a_partition_is_sent_again() {
+    partitioned_mid_message(Duration::from_secs(7));
+}
+
+fn partitioned_mid_message(partition: Duration) {
+    let link = LinkConfig {
+        latency: Duration::from_micros(200),
+        ..LinkConfig::default()
+    };
+    let mut sim = pair(&psk(), 1200, link);
+    let payload = message(5, 4 << 20);
+    let now = sim.now();
+    sim.nodes[0]
+        .endpoint
+        .publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(30))
+        .expect("published");
+    sim.nodes[0].settle(now);
+    // Until part of it arrived.
+    sim.drive_while(now + Duration::from_secs(5), |nodes| {
+        nodes[1].endpoint.reassembly().1 == 0
+    });
+    sim.drive_until(sim.now() + Duration::from_millis(2));
+    assert_eq!(
+        sim.nodes[1].endpoint.reassembly().0,
+        1,
+        "part of it arrived"
+    );
+    sim.network.partition(&[NodeId(0)], &[NodeId(1)]);
+    let cut = sim.now();
+    sim.drive_until(cut + partition);
+    assert!(delivered(&sim.nodes[1]).is_empty(), "not whole yet");
+    if partition > ReassemblyLimits::default().timeout {
+        assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0), "expired");
+    }
+    sim.network.heal();
+    let healed = sim.now();
+    sim.drive_while(healed + Duration::from_secs(20), |nodes| {
+        nodes[0].finished.is_empty()
+    });
+    let finished = &sim.nodes[0].finished;
+    assert_eq!(finished.len(), 1);
+    assert!(finished[0].1.is_complete(), "{finished:?}");
+    let got = delivered(&sim.nodes[1]);
+    assert_eq!(got.len(), 1, "once");
+    assert!(got[0][..] == payload[..], "intact");
+    assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0));
+}
