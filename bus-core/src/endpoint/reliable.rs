@@ -720,19 +720,23 @@ impl Endpoint {
             };
             let due = pending.send.poll_retransmits(now);
             let (frame, large) = (pending.frame.clone(), pending.large.is_some());
-            ReliableCounters::bump(&self.metrics.reliable.retransmitted, due.len() as u64);
             for peer in due {
                 // Its address now: a peer that moved is retransmitted to where it is, one
                 // that fell silent to where it was.
                 let Some(addr) = self.addr_of(peer) else {
                     continue;
                 };
-                if large {
-                    self.resend_large(id, peer, addr);
-                } else {
+                if !large {
                     let target = Target::Unicast(addr);
                     let _ = self.queue_encoded(target, FrameType::ReliablePublish, &frame);
+                } else if !self.resend_large(id, peer, addr) {
+                    // Its copy is still waiting for its turn.
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.send.deferred(peer, now);
+                    }
+                    continue;
                 }
+                ReliableCounters::bump(&self.metrics.reliable.retransmitted, 1);
             }
             if self.finish_if_settled(now, id, None) {
                 continue;

@@ -280,21 +280,21 @@ impl Endpoint {
         message_id: u64,
         peer: PeerId,
         addr: std::net::SocketAddr,
-    ) {
+    ) -> bool {
         let Some(pending) = self.pending.get_mut(&message_id) else {
-            return;
+            return false;
         };
         let frame = pending.frame.clone();
         let Some(large) = pending.large.as_mut() else {
-            return;
+            return false;
         };
         let piece_len = large.piece_len as u64;
         let Some(progress) = large.progress(peer) else {
-            return;
+            return false;
         };
         if progress.sent_end == 0 {
             // Its first copy has not started yet: nothing to take for lost.
-            return;
+            return false;
         }
         let mut holes = progress.holes(0, progress.sent_end);
         if holes.is_empty() {
@@ -312,6 +312,7 @@ impl Endpoint {
             Some(&holes),
         );
         self.queue_transfer(transfer, true);
+        true
     }
 
     /// `peer` reported what it holds of our fragmented frame `fragment_id`: the window toward

@@ -39,7 +39,11 @@ impl Default for WindowLimits {
     fn default() -> WindowLimits {
         WindowLimits {
             per_peer_events: 16_384,
-            per_peer_bytes: 4 << 20,
+            // Two messages of the largest size (16 MiB by default), as many as a receiver
+            // reassembles at once from one sender: with one, every large message waited for
+            // the one before to be decoded and acknowledged (0.56 GB/s for 16 MiB messages on
+            // loopback; 0.92 with two).
+            per_peer_bytes: 32 << 20,
             total_events: 65_536,
         }
     }
@@ -338,6 +342,17 @@ impl ReliableSend {
         w.attempts = 0;
         w.next = now + w.rto;
         earlier.then_some(w.next)
+    }
+
+    /// The retransmission to `peer` that [`ReliableSend::poll_retransmits`] just made due was
+    /// not made (nothing of its copy was sent yet): it is not counted, and the timer restarts
+    /// from `now` without backoff. Returns the next attempt.
+    pub fn deferred(&mut self, peer: PeerId, now: Instant) -> Option<Instant> {
+        let w = self.waiting.iter_mut().find(|w| w.peer == peer)?;
+        w.attempts = w.attempts.saturating_sub(1);
+        w.next = now + w.rto;
+        self.retransmissions = self.retransmissions.saturating_sub(1);
+        Some(w.next)
     }
 
     /// The peers to retransmit to at `now`; their next attempt is scheduled with backoff.
