@@ -127,6 +127,9 @@ impl BusBuilder {
             clock.now(),
             clock.wall(),
         );
+        if let Some(bytes) = transport.recv_buffer() {
+            endpoint.metrics().socket_recv_buffer(bytes);
+        }
         let shared = Arc::new(Shared::new(config, local_addr, clock, endpoint));
         let socket = SocketActor::new(shared.clone(), transport).start();
         // Invariant: the cell was created empty just above and is set only here.

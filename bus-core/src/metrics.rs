@@ -221,6 +221,8 @@ pub struct Metrics {
     /// Copies of fan-out messages sent by unicast to subscribers not known to hear our
     /// multicast.
     pub fanout_unicast: AtomicU64,
+    /// The receive buffer granted to the driver's sockets (a gauge).
+    socket_recv_buffer: AtomicU64,
 }
 
 /// Counters of reliable messages, sent and received.
@@ -291,6 +293,12 @@ impl Metrics {
         bump(&self.frames_out[frame_type as usize], 1);
     }
 
+    /// The driver's sockets hold `bytes` of datagrams (the smallest receive buffer granted).
+    pub fn socket_recv_buffer(&self, bytes: usize) {
+        self.socket_recv_buffer
+            .store(bytes as u64, Ordering::Relaxed);
+    }
+
     /// Something was dropped, for `reason`.
     pub fn dropped(&self, reason: DropReason) {
         bump(&self.drops[reason as usize], 1);
@@ -340,6 +348,7 @@ impl Metrics {
             // The endpoint's state, not a counter: filled in by whoever holds it.
             reassembly_entries: 0,
             reassembly_bytes: 0,
+            socket_recv_buffer: read(&self.socket_recv_buffer),
         }
     }
 }
@@ -376,6 +385,11 @@ pub struct MetricsSnapshot {
     pub reassembly_entries: u64,
     /// Bytes reserved for them.
     pub reassembly_bytes: u64,
+    /// Bytes of datagrams the kernel holds for the bus's sockets before it drops what arrives
+    /// (the smallest socket's receive buffer, as granted; 0 if unknown). A burst larger than
+    /// this, such as a large message's fragments from several senders at once, loses
+    /// datagrams: raise `net.core.rmem_max` (see the book's operations chapter).
+    pub socket_recv_buffer: u64,
 }
 
 /// Reliable messages, as a sender and as a receiver.

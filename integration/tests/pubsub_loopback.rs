@@ -75,6 +75,28 @@ async fn reliable_messages_up_to_16_mib_arrive_once_at_10_percent_loss() {
     scenarios::large_reliable_messages_arrive_once(&mut make, &sizes).await;
 }
 
+/// The receive buffer the kernel granted the sockets is in the metrics: what was asked when
+/// the kernel allows that much, less (never more) when it caps it.
+#[actix::test]
+async fn the_socket_receive_buffer_granted_is_reported() {
+    let group = test_group();
+    let asked = 1 << 20;
+    let bus = builder(group)
+        .buffer_sizes(asked, asked)
+        .start()
+        .await
+        .expect("start");
+    let granted = bus.metrics().socket_recv_buffer;
+    let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match cap {
+        Some(cap) if cap >= asked as u64 => assert_eq!(granted, asked as u64),
+        _ => assert!(granted > 0 && granted <= asked as u64, "{granted}"),
+    }
+    bus.shutdown().await.expect("shutdown");
+}
+
 #[actix::test]
 async fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     let group = test_group();

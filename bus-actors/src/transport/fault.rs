@@ -81,6 +81,10 @@ impl<T: Transport> Transport for FaultyTransport<T> {
         self.inner.local_addr()
     }
 
+    fn recv_buffer(&self) -> Option<usize> {
+        self.inner.recv_buffer()
+    }
+
     fn incoming(&mut self) -> LocalBoxStream<'static, Datagram> {
         self.inner.incoming()
     }

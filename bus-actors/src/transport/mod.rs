@@ -72,6 +72,12 @@ pub trait Transport: 'static {
     /// The address peers reach this one's unicast socket at (advertised in beacons).
     fn local_addr(&self) -> SocketAddr;
 
+    /// Bytes of datagrams the kernel holds for this transport's sockets before it drops what
+    /// arrives (the smallest of its sockets'), if it has sockets.
+    fn recv_buffer(&self) -> Option<usize> {
+        None
+    }
+
     /// Every datagram that arrives, from now on. Called once, when the socket actor starts.
     fn incoming(&mut self) -> LocalBoxStream<'static, Datagram>;
 

@@ -40,6 +40,8 @@ pub(crate) struct UdpTransport {
     group_socket: Arc<BatchSocket>,
     group: SocketAddr,
     local: SocketAddr,
+    /// The smaller of the two sockets' receive buffers, as the kernel granted them.
+    recv_buffer: usize,
 }
 
 impl UdpTransport {
@@ -49,7 +51,7 @@ impl UdpTransport {
             Interface::V4(_) => Domain::IPV4,
             Interface::V6 { .. } => Domain::IPV6,
         };
-        let unicast = new_socket(domain, config)?;
+        let (unicast, unicast_buffer) = new_socket(domain, config)?;
         match config.interface {
             Interface::V4(ip) => {
                 unicast
@@ -88,7 +90,7 @@ impl UdpTransport {
             }
             (group, _) => group,
         };
-        let group_socket = new_socket(domain, config)?;
+        let (group_socket, group_buffer) = new_socket(domain, config)?;
         group_socket
             .set_reuse_address(true)
             .map_err(socket_error("SO_REUSEADDR"))?;
@@ -124,11 +126,13 @@ impl UdpTransport {
             group_socket: Arc::new(BatchSocket::new(group_socket.into(), config.busy_poll)?),
             group,
             local,
+            recv_buffer: unicast_buffer.min(group_buffer),
         })
     }
 }
 
-fn new_socket(domain: Domain, config: &UdpOptions) -> Result<Socket, Error> {
+/// A UDP socket for the bus, and the receive buffer the kernel granted it (bytes of datagrams).
+fn new_socket(domain: Domain, config: &UdpOptions) -> Result<(Socket, usize), Error> {
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
         .map_err(socket_error("create UDP socket"))?;
     socket
@@ -147,7 +151,7 @@ fn new_socket(domain: Domain, config: &UdpOptions) -> Result<Socket, Error> {
             config.recv_buffer
         );
     }
-    Ok(socket)
+    Ok((socket, granted))
 }
 
 /// The part of a buffer size as the kernel reports it that holds datagrams: Linux doubles what
@@ -339,6 +343,10 @@ fn receive(socket: Arc<BatchSocket>) -> LocalBoxStream<'static, Datagram> {
 impl Transport for UdpTransport {
     fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    fn recv_buffer(&self) -> Option<usize> {
+        Some(self.recv_buffer)
     }
 
     fn incoming(&mut self) -> LocalBoxStream<'static, Datagram> {
