@@ -507,3 +507,74 @@ fn partitioned_mid_message(partition: Duration) {
     assert!(got[0][..] == payload[..], "intact");
     assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0));
 }
+
+/// Small messages published while a 16 MiB reliable message is in flight, on another topic,
+/// keep arriving: each is delivered long before the large one completes, within a few link
+/// latencies of being published.
+#[test]
+fn small_messages_keep_arriving_while_a_large_one_is_in_flight() {
+    const SMALL: TopicId = TopicId::from_name("test/small");
+    let link = LinkConfig {
+        latency: Duration::from_micros(200),
+        ..LinkConfig::default()
+    };
+    let mut sim = pair(&Security::Insecure, 16_384, link);
+    sim.nodes[1].endpoint.subscribe(SMALL);
+    sim.drive_until(sim.now() + Duration::from_secs(2));
+    let large = message(6, (16 << 20) - 64);
+    let now = sim.now();
+    sim.nodes[0]
+        .endpoint
+        .publish_reliable(now, TOPIC, 0, &large, Duration::from_secs(30))
+        .expect("published");
+    sim.nodes[0].settle(now);
+    let mut published = Vec::new();
+    while delivered(&sim.nodes[1]).is_empty() {
+        let at = sim.now();
+        assert!(at < now + Duration::from_secs(10), "the large one arrives");
+        sim.nodes[0]
+            .endpoint
+            .publish(SMALL, 0, &(published.len() as u64).to_le_bytes())
+            .expect("published");
+        sim.nodes[0].settle(at);
+        published.push(at);
+        sim.drive_until(at + Duration::from_millis(1));
+    }
+    let done = sim.nodes[1]
+        .delivered
+        .iter()
+        .find(|d| d.topic == TOPIC)
+        .map(|d| d.received_at)
+        .expect("delivered");
+    let small: Vec<Instant> = sim.nodes[1]
+        .delivered
+        .iter()
+        .filter(|d| d.topic == SMALL)
+        .map(|d| d.received_at)
+        .collect();
+    assert!(
+        published.len() > 10,
+        "{} published during it",
+        published.len()
+    );
+    // Every one published more than a millisecond before the large one completed got there
+    // first, within a millisecond.
+    let before: Vec<&Instant> = published
+        .iter()
+        .filter(|at| **at + Duration::from_millis(1) < done)
+        .collect();
+    assert!(
+        small.len() >= before.len(),
+        "{} of {}",
+        small.len(),
+        before.len()
+    );
+    for (sent, got) in before.iter().zip(&small) {
+        assert!(*got < done, "ahead of the large one");
+        assert!(
+            got.saturating_duration_since(**sent) < Duration::from_millis(1),
+            "{:?} late",
+            got.saturating_duration_since(**sent)
+        );
+    }
+}
