@@ -487,10 +487,13 @@ impl Bus {
 
     /// Subscribes `recipient` to topic `T`: a subscription actor is spawned that decodes each
     /// message and delivers it as an [`Event<T>`]. The subscription ends when the recipient's
-    /// actor stops, or with [`Subscription::unsubscribe`].
+    /// actor stops, or with [`Subscription::unsubscribe`]. A recipient subscribes once to a
+    /// topic (a second subscription would deliver everything to it twice); once its
+    /// subscription ended, it may subscribe again.
     ///
     /// # Errors
-    /// [`Error::ShutDown`] after [`Bus::shutdown`].
+    /// [`Error::ShutDown`] after [`Bus::shutdown`]; [`Error::AlreadySubscribed`] if the
+    /// recipient subscribes to `T` already.
     pub async fn subscribe<T: Topic>(
         &self,
         recipient: Recipient<Event<T>>,
@@ -500,16 +503,29 @@ impl Bus {
             .shared
             .next_subscription_id
             .fetch_add(1, Ordering::Relaxed);
+        let recipient_key = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            recipient.hash(&mut hasher);
+            hasher.finish()
+        };
         let counters = Arc::new(SubscriptionCounters::default());
-        let actor =
-            SubscriptionActor::<T>::new(self.shared.clone(), id, recipient, counters.clone())
-                .start();
+        let shared = self.shared.clone();
+        let make = || {
+            SubscriptionActor::<T>::new(shared, id, recipient, counters.clone())
+                .start()
+                .recipient()
+        };
         // The registry holds the actor's only address from here on.
         let first_of_topic = {
             let mut subscriptions = self.shared.registry.entry(T::ID).or_default();
+            if subscriptions.iter().any(|s| s.recipient == recipient_key) {
+                return Err(Error::AlreadySubscribed { topic: T::NAME });
+            }
             subscriptions.push(LocalSubscription {
                 id,
-                raw: actor.recipient(),
+                raw: make(),
+                recipient: recipient_key,
             });
             subscriptions.len() == 1
         };

@@ -42,6 +42,9 @@ pub(crate) struct Config {
     pub(crate) outbox_limit: usize,
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) security: Option<Security>,
+    /// Keys given to [`BusBuilder::trust`] before a public-key mode was chosen: taken into it
+    /// when it is, refused at start if it never is.
+    pub(crate) early_trust: Vec<[u8; 32]>,
     pub(crate) rng_seed: Option<u64>,
     pub(crate) reliable_deadline: Duration,
     pub(crate) topic_deadlines: HashMap<TopicId, Duration>,
@@ -169,6 +172,7 @@ impl Default for Config {
             outbox_limit: 4 << 20,
             metadata: Vec::new(),
             security: None,
+            early_trust: Vec::new(),
             rng_seed: None,
             reliable_deadline: Duration::from_secs(5),
             topic_deadlines: HashMap::new(),
@@ -362,10 +366,13 @@ impl BusBuilder {
     /// unless set) and the group key pair every member shares for multicast. Trust peers with
     /// [`BusBuilder::trust`].
     pub fn public_key_mode(mut self, identity: Keypair, group: Keypair) -> Self {
-        let trusted = match self.config.security.take() {
+        let mut trusted = match self.config.security.take() {
             Some(Security::PublicKey { trusted, .. }) => trusted,
             _ => HashMap::new(),
         };
+        for key in self.config.early_trust.drain(..) {
+            trusted.insert(peer_id_of(&key), key);
+        }
         self.config.security = Some(Security::PublicKey {
             identity,
             group,
@@ -375,10 +382,14 @@ impl BusBuilder {
     }
 
     /// Public-key mode: trusts the peer with `public_key` (its id is the hash of the key).
-    /// Call after [`BusBuilder::public_key_mode`].
+    /// Before or after [`BusBuilder::public_key_mode`]; a bus that trusts keys but never
+    /// chose public-key mode refuses to start.
     pub fn trust(mut self, public_key: [u8; 32]) -> Self {
-        if let Some(Security::PublicKey { trusted, .. }) = &mut self.config.security {
-            trusted.insert(peer_id_of(&public_key), public_key);
+        match &mut self.config.security {
+            Some(Security::PublicKey { trusted, .. }) => {
+                trusted.insert(peer_id_of(&public_key), public_key);
+            }
+            _ => self.config.early_trust.push(public_key),
         }
         self
     }
@@ -526,7 +537,38 @@ impl BusBuilder {
                     "PSK mode needs a cluster key or peer keys".into(),
                 ));
             }
-            _ => {}
+            Some(Security::Psk { cluster, per_peer }) => {
+                if cluster.as_ref().is_some_and(|k| k.0 == [0; 32]) {
+                    return Err(Error::Config(
+                        "the cluster key is all zeros: generate one (the keygen example, or \
+                         bus_actors::keys::random_key)"
+                            .into(),
+                    ));
+                }
+                if let Some((peer, _)) = per_peer.iter().find(|(_, k)| k.0 == [0; 32]) {
+                    return Err(Error::Config(format!(
+                        "the key for peer {peer} is all zeros: generate one"
+                    )));
+                }
+            }
+            Some(Security::PublicKey { identity, .. }) => {
+                let own = peer_id_of(identity.public());
+                if let Some(chosen) = c.peer_id.filter(|id| *id != own) {
+                    return Err(Error::Config(format!(
+                        "peer_id {chosen} was chosen, but in public-key mode a peer's id is the \
+                         hash of its public key ({own}), and peers refuse any other: drop \
+                         .peer_id()"
+                    )));
+                }
+            }
+            Some(_) => {}
+        }
+        if !c.early_trust.is_empty() {
+            return Err(Error::Config(format!(
+                ".trust() was given {} key(s), but the security mode is not public-key mode: \
+                 call .public_key_mode(identity, group) too, or drop .trust()",
+                c.early_trust.len()
+            )));
         }
         if !(64..=65_507).contains(&c.max_datagram()) {
             return Err(Error::Config(format!(
@@ -558,6 +600,19 @@ impl BusBuilder {
             return Err(Error::Config(
                 "beacon_interval must be at least 1 ms".into(),
             ));
+        }
+        if c.group.port() == 0 {
+            return Err(Error::Config(format!(
+                "group {} has port 0: peers find each other on one fixed port (default {DEFAULT_PORT})",
+                c.group
+            )));
+        }
+        if let Some(reason) = c.interface.not_unicast() {
+            return Err(Error::Config(format!(
+                "interface {:?} is {reason}: name the address of one interface \
+                 (127.0.0.1 by default)",
+                c.interface
+            )));
         }
         if !c.group.ip().is_multicast() {
             return Err(Error::Config(format!(
@@ -625,5 +680,71 @@ mod tests {
         let local = "127.0.0.1:1".parse().expect("address");
         let endpoint = config.endpoint_config(PeerId([1; 16]), local);
         assert_eq!(endpoint.large_window, 1 << 20);
+    }
+
+    fn refusal(builder: BusBuilder) -> String {
+        match builder.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    fn keypair(byte: u8) -> Keypair {
+        Keypair::from_private([byte; 32]).expect("a key pair")
+    }
+
+    #[test]
+    fn trust_before_public_key_mode_counts_and_trust_without_it_is_refused() {
+        let peer = keypair(3);
+        let early = BusBuilder::new()
+            .trust(*peer.public())
+            .public_key_mode(keypair(1), keypair(2));
+        assert!(early.validate().is_ok());
+        match &early.config.security {
+            Some(Security::PublicKey { trusted, .. }) => {
+                assert_eq!(trusted.get(&peer_id_of(peer.public())), Some(peer.public()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = refusal(BusBuilder::new().cluster_psk([7; 32]).trust(*peer.public()));
+        assert!(message.contains(".trust() was given 1 key(s)"), "{message}");
+    }
+
+    #[test]
+    fn a_peer_id_public_key_mode_would_not_accept_is_refused() {
+        let identity = keypair(1);
+        let own = peer_id_of(identity.public());
+        let chosen = BusBuilder::new()
+            .public_key_mode(identity.clone(), keypair(2))
+            .peer_id(PeerId([9; 16]));
+        let message = refusal(chosen);
+        assert!(message.contains(&own.to_string()), "{message}");
+        let same = BusBuilder::new()
+            .public_key_mode(identity, keypair(2))
+            .peer_id(own);
+        assert!(same.validate().is_ok());
+    }
+
+    #[test]
+    fn an_all_zero_key_is_refused() {
+        let message = refusal(BusBuilder::new().cluster_psk([0; 32]));
+        assert!(message.contains("cluster key is all zeros"), "{message}");
+        let message = refusal(BusBuilder::new().peer_psk(PeerId([4; 16]), [0; 32]));
+        assert!(message.contains("is all zeros"), "{message}");
+    }
+
+    #[test]
+    fn group_port_0_and_interfaces_that_are_no_interface_are_refused() {
+        let group = "239.255.28.12:0".parse().expect("group");
+        let message = refusal(BusBuilder::new().insecure().group(group));
+        assert!(message.contains("port 0"), "{message}");
+        for (ip, reason) in [
+            (Ipv4Addr::UNSPECIFIED, "unspecified"),
+            (Ipv4Addr::new(239, 1, 2, 3), "multicast"),
+            (Ipv4Addr::BROADCAST, "broadcast"),
+        ] {
+            let message = refusal(BusBuilder::new().insecure().interface(Interface::V4(ip)));
+            assert!(message.contains(reason), "{message}");
+        }
     }
 }

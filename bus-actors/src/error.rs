@@ -46,6 +46,14 @@ pub enum Error {
         /// The topic.
         topic: &'static str,
     },
+    /// This recipient already subscribes to this topic. The caller is at fault: a second
+    /// subscription would deliver every message to it twice. Subscribe another actor, or keep
+    /// the one subscription.
+    #[error("this recipient already subscribes to {topic}")]
+    AlreadySubscribed {
+        /// The topic.
+        topic: &'static str,
+    },
     /// What a call waited for did not happen in time.
     #[error("timed out after {after:?} waiting for {waiting_for}")]
     Timeout {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 pub use bus_core::crypto::handshake::PresharedKey;
 pub use bus_core::crypto::noise::Keypair;
+pub use bus_core::crypto::peer_id_of;
 
 use rand::TryRngCore;
 

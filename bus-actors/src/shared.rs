@@ -22,6 +22,8 @@ use crate::messages::{BusEvent, Flush, RawMessages, ReportTo};
 pub(crate) struct LocalSubscription {
     pub(crate) id: u64,
     pub(crate) raw: Recipient<RawMessages>,
+    /// Which recipient it delivers to (a hash of its address): one subscribes once a topic.
+    pub(crate) recipient: u64,
 }
 
 /// The hasher of the maps on the hot paths: randomly seeded like std's SipHash, and much cheaper

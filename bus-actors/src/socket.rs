@@ -288,6 +288,12 @@ impl Actor for SocketActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // An actor whose system ended before it first ran (`main` returned right after
+        // `Bus::start`) is started by actix from its drop, outside any runtime, where a timer
+        // cannot be made: there is nothing to start then.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         if let Some(incoming) = self.incoming.take() {
             ctx.add_stream(incoming);
         }

@@ -18,6 +18,21 @@ fn test_peer(args: &[String]) -> Command {
     cmd
 }
 
+/// A program that returns from `main` right after starting a bus ends cleanly: before, the
+/// socket actor, started by actix from its drop outside any runtime, panicked ("there is no
+/// reactor running").
+#[test]
+fn returning_from_main_right_after_start_ends_cleanly() {
+    let group = test_group().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_test-peer"))
+        .args(["--group", &group, "--exit-at-once"])
+        .output()
+        .expect("run test-peer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn three_processes_exchange_messages_both_ways() {
     let group = test_group().to_string();

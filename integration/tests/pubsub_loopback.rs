@@ -97,6 +97,53 @@ async fn the_socket_receive_buffer_granted_is_reported() {
     bus.shutdown().await.expect("shutdown");
 }
 
+/// The same recipient subscribing twice to a topic is refused (it would get everything twice);
+/// another topic, or the same one once the first subscription ended, is fine.
+#[actix::test]
+async fn a_recipient_subscribes_once_to_a_topic() {
+    use actix::Actor;
+    use integration::{Counter, Forward, Large};
+    let bus = builder(test_group()).start().await.expect("start");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let recipient = Forward::new(tx)
+        .start()
+        .recipient::<bus_actors::Event<Counter>>();
+    let first = bus
+        .subscribe::<Counter>(recipient.clone())
+        .await
+        .expect("first");
+    match bus.subscribe::<Counter>(recipient.clone()).await {
+        Err(bus_actors::Error::AlreadySubscribed { topic }) => assert_eq!(topic, "test/counter"),
+        other => panic!("expected AlreadySubscribed, got {other:?}"),
+    }
+    let (large_tx, _large_rx) = tokio::sync::mpsc::unbounded_channel();
+    let other = Forward::new(large_tx)
+        .start()
+        .recipient::<bus_actors::Event<Large>>();
+    bus.subscribe::<Large>(other).await.expect("another topic");
+    bus.publish(Counter {
+        publisher: 1,
+        seq: 1,
+    })
+    .await
+    .expect("publish");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(got.ok().flatten().map(|e| e.message.seq), Some(1));
+    first.unsubscribe();
+    let again = bus.subscribe::<Counter>(recipient).await.expect("again");
+    bus.publish(Counter {
+        publisher: 1,
+        seq: 2,
+    })
+    .await
+    .expect("publish");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(got.ok().flatten().map(|e| e.message.seq), Some(2));
+    assert!(rx.try_recv().is_err(), "once");
+    assert!(again.is_active());
+    bus.shutdown().await.expect("shutdown");
+}
+
 #[actix::test]
 async fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     let group = test_group();

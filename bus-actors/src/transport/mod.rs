@@ -36,6 +36,20 @@ pub enum Interface {
 }
 
 impl Interface {
+    /// Why its address cannot be an interface's own: `None` if it can.
+    pub(crate) fn not_unicast(&self) -> Option<&'static str> {
+        match self {
+            Interface::V4(ip) if ip.is_unspecified() => Some("unspecified (every interface)"),
+            Interface::V4(ip) if ip.is_multicast() => Some("a multicast address"),
+            Interface::V4(ip) if ip.is_broadcast() => Some("the broadcast address"),
+            Interface::V6 { addr, .. } if addr.is_unspecified() => {
+                Some("unspecified (every interface)")
+            }
+            Interface::V6 { addr, .. } if addr.is_multicast() => Some("a multicast address"),
+            _ => None,
+        }
+    }
+
     pub(crate) fn ip(&self) -> IpAddr {
         match *self {
             Interface::V4(ip) => IpAddr::V4(ip),

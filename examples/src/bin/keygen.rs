@@ -1,6 +1,7 @@
-//! Generates a key file: 32 random bytes, written as 64 hex digits to a file only its owner can
-//! read. Use it as a pre-shared key (`.cluster_psk` / `.peer_psk`) or as an X25519 private key
-//! (`.public_key_mode`): the public key printed is what other peers `.trust`.
+//! Generates a key file: 32 random bytes, written as 64 hex digits to a new file only its
+//! owner can read (an existing file is never overwritten). Use it as a pre-shared key
+//! (`.cluster_psk` / `.peer_psk`) or as an X25519 private key (`.public_key_mode`): the public
+//! key printed is what other peers `.trust`, and the peer id is the one that key pair gives.
 //!
 //! ```sh
 //! cargo run -p examples --bin keygen -- cluster.key
@@ -9,35 +10,40 @@
 #![allow(clippy::print_stdout)]
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bus_actors::keys;
+use clap::Parser;
+
+/// Writes a new 32-byte key (hex, mode 600) to FILE, and prints the public key and peer id it
+/// gives as an X25519 private key.
+#[derive(Parser)]
+#[command(name = "keygen")]
+struct Args {
+    /// The key file to create; refused if it exists.
+    file: PathBuf,
+}
+
 fn main() -> ExitCode {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: keygen FILE   (writes a new 32-byte key, hex, mode 600)");
-        return ExitCode::from(2);
-    };
-    let key = bus_actors::keys::random_key();
+    let args = Args::parse();
+    let key = keys::random_key();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let path = args.file.display();
     let written = options
-        .open(&path)
-        .and_then(|mut file| writeln!(file, "{}", bus_actors::keys::format_key(&key)));
-    match written {
-        Ok(()) => {
-            println!("wrote a new key to {path}; load it with bus_actors::keys::load_key");
-            if let Ok(pair) = bus_actors::keys::Keypair::from_private(key) {
-                println!(
-                    "as an X25519 private key, its public key is {}",
-                    bus_actors::keys::format_key(pair.public())
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("keygen: {path}: {e}");
-            ExitCode::FAILURE
-        }
+        .open(&args.file)
+        .and_then(|mut file| writeln!(file, "{}", keys::format_key(&key)));
+    if let Err(e) = written {
+        eprintln!("keygen: {path}: {e}");
+        return ExitCode::FAILURE;
     }
+    println!("wrote a new key to {path}; load it with bus_actors::keys::load_key");
+    if let Ok(pair) = keys::Keypair::from_private(key) {
+        println!("public key: {}", keys::format_key(pair.public()));
+        println!("peer id:    {}", keys::peer_id_of(pair.public()));
+    }
+    ExitCode::SUCCESS
 }

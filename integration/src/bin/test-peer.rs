@@ -3,6 +3,8 @@
 //! ```text
 //! test-peer --group 239.255.28.12:PORT --id N --idle
 //!     start, print "ready <peer id>", and run until killed or stdin closes
+//! test-peer --group 239.255.28.12:PORT --exit-at-once
+//!     start a bus and return from `main` at once, as a program that forgot to wait would
 //! test-peer --group 239.255.28.12:PORT --id N --publish COUNT --peers P [--timeout-secs S]
 //!     subscribe to test/counter, wait for P other subscribers, publish COUNT messages, and
 //!     wait to receive COUNT from each of them; print a summary; exit 0 if all arrived
@@ -36,6 +38,7 @@ struct Args {
     group: SocketAddr,
     id: u32,
     idle: bool,
+    exit_at_once: bool,
     reliable_subscriber: bool,
     peer_byte: u8,
     port: u16,
@@ -53,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         group: "239.255.28.12:1783".parse().map_err(|e| format!("{e}"))?,
         id: 0,
         idle: false,
+        exit_at_once: false,
         reliable_subscriber: false,
         peer_byte: 0,
         port: 0,
@@ -71,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
             "--group" => args.group = value()?.parse().map_err(|e| format!("--group: {e}"))?,
             "--id" => args.id = value()?.parse().map_err(|e| format!("--id: {e}"))?,
             "--idle" => args.idle = true,
+            "--exit-at-once" => args.exit_at_once = true,
             "--reliable-subscriber" => args.reliable_subscriber = true,
             "--peer-byte" => {
                 args.peer_byte = value()?.parse().map_err(|e| format!("--peer-byte: {e}"))?
@@ -134,6 +139,9 @@ async fn run(args: Args) -> ExitCode {
         .start()
         .await
         .expect("bus start");
+    if args.exit_at_once {
+        return ExitCode::SUCCESS;
+    }
     if args.idle {
         println!("ready {:?}", bus.local_id());
         // Until stdin closes (the parent exits) or the process is killed.
