@@ -32,7 +32,7 @@ mod subscription;
 pub mod transport;
 
 pub use bus::{Bus, ReliablePublisher};
-pub use bus_core::endpoint::Security;
+pub use bus_core::endpoint::{Misconfiguration, Security};
 pub use bus_core::metrics::{DropReason, MetricsSnapshot, ReliableStats};
 pub use bus_core::reliability::{Busy, DeliveryReport, WindowLimits};
 pub use bus_core::wire::FrameType;

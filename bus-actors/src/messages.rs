@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use actix::Message;
+use bus_core::endpoint::Misconfiguration;
 use bus_core::reliability::DeliveryReport;
 use bus_core::{Duration, Envelope, Instant, PeerId, Topic, TopicId};
 use bytes::Bytes;
@@ -104,6 +105,19 @@ pub enum BusEvent {
         id: PeerId,
         /// Where the refused claimant beacons from.
         refused: SocketAddr,
+    },
+    /// Packets from `from` say a configuration is wrong: they fail authentication (another
+    /// cluster key?), or are plaintext reaching this encrypted bus, or encrypted packets
+    /// reaching this insecure one. Each is dropped and counted; this is said (and logged as a
+    /// warning) at most once per 10 s per address and cause, with the packets since the last
+    /// time. [`Misconfiguration::likely_cause`] says what to look at.
+    Misconfigured {
+        /// Where the packets come from.
+        from: SocketAddr,
+        /// What is wrong.
+        what: Misconfiguration,
+        /// Packets since the last report of it.
+        packets: u64,
     },
     /// A subscriber is behind: for a second, reliable publishes found its window of messages in
     /// flight full and it acknowledged nothing (it is much slower than we publish, or does not

@@ -126,6 +126,21 @@ impl SocketActor {
                 self.shared
                     .emit_event(&BusEvent::SubscriberGivenUp { peer, missed });
             }
+            Event::Misconfigured {
+                from,
+                what,
+                packets,
+            } => {
+                tracing::warn!(
+                    "{packets} packets from {from} were dropped: {what:?}; {}",
+                    what.likely_cause()
+                );
+                self.shared.emit_event(&BusEvent::Misconfigured {
+                    from,
+                    what,
+                    packets,
+                });
+            }
             Event::Pong { peer, sample } => {
                 if let Some(actor) = self.peers.get(&peer) {
                     actor.do_send(PongReceived(sample));

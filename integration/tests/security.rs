@@ -100,9 +100,18 @@ async fn a_peer_with_another_key_can_neither_join_nor_be_heard() {
     let mut member_rx = subscribe::<Counter>(&member).await;
     let intruder = secure_builder(group, [0x66; 32]).start().await.unwrap();
     let plaintext = builder(group).start().await.unwrap();
-    // Both keep beaconing; the member hears neither.
+    // Both keep beaconing; the member hears neither. The intruder learns of nobody: it is only
+    // told that what it hears fails authentication.
     let mut intruder_events = events(&intruder);
-    let wait = tokio::time::timeout(Duration::from_millis(600), intruder_events.recv()).await;
+    let heard = async {
+        while let Some(event) = intruder_events.recv().await {
+            if !matches!(event, bus_actors::BusEvent::Misconfigured { .. }) {
+                return event;
+            }
+        }
+        std::future::pending().await
+    };
+    let wait = tokio::time::timeout(Duration::from_millis(600), heard).await;
     assert!(wait.is_err(), "the intruder learned of someone: {wait:?}");
     assert!(member.peers().is_empty());
     assert!(plaintext.peers().is_empty());
@@ -725,5 +734,71 @@ async fn unicast_replayed_to_other_peers_moves_no_address_and_revives_no_peer() 
         let before = replay(bus);
         await_datagrams(bus, before, recorded.len() as u64).await;
         assert_eq!(address_of(bus, a_id), None, "a came back as a ghost");
+    }
+}
+
+/// Two peers with different cluster keys: each says, naming the other's address, that its
+/// packets fail authentication, instead of the two simply never seeing each other.
+#[actix::test]
+async fn peers_with_mismatched_keys_are_told_the_likely_cause() {
+    let group = test_group();
+    let a = secure_builder(group, KEY).start().await.expect("start");
+    let b = secure_builder(group, [0x17; 32])
+        .start()
+        .await
+        .expect("start");
+    let mut events_a = events(&a);
+    let b_addr = b.local_addr();
+    let event = integration::await_event(
+        &mut events_a,
+        Duration::from_secs(10),
+        "a misconfiguration report",
+        |e| matches!(e, bus_actors::BusEvent::Misconfigured { .. }),
+    )
+    .await;
+    match event {
+        bus_actors::BusEvent::Misconfigured {
+            from,
+            what,
+            packets,
+        } => {
+            assert_eq!(what, bus_actors::Misconfiguration::AuthenticationFails);
+            // From the other's unicast socket, or its multicast sent from the same host.
+            assert_eq!(from.ip(), b_addr.ip());
+            assert!(packets >= 1);
+            assert!(what.likely_cause().contains("another cluster key"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.peers().is_empty(), "it does not become a peer");
+    for bus in [a, b] {
+        bus.shutdown().await.expect("shutdown");
+    }
+}
+
+/// A plaintext peer meeting an encrypted one: the encrypted one says the other runs insecure,
+/// the insecure one says the other is encrypted.
+#[actix::test]
+async fn a_plaintext_peer_meeting_an_encrypted_one_is_told_on_both_sides() {
+    use bus_actors::{BusEvent, Misconfiguration};
+    let group = test_group();
+    let secure = secure_builder(group, KEY).start().await.expect("start");
+    let plain = builder(group).start().await.expect("start");
+    let (mut secure_events, mut plain_events) = (events(&secure), events(&plain));
+    for (events, expected) in [
+        (&mut secure_events, Misconfiguration::Plaintext),
+        (&mut plain_events, Misconfiguration::Encrypted),
+    ] {
+        let event = integration::await_event(
+            events,
+            Duration::from_secs(10),
+            "a report",
+            |e| matches!(e, BusEvent::Misconfigured { what, .. } if *what == expected),
+        )
+        .await;
+        assert!(matches!(event, BusEvent::Misconfigured { .. }), "{event:?}");
+    }
+    for bus in [secure, plain] {
+        bus.shutdown().await.expect("shutdown");
     }
 }

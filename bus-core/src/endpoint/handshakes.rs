@@ -207,7 +207,11 @@ impl Endpoint {
         };
         // mac1 costs one keyed hash: junk stops here, before it can take a handshake slot.
         if let Err(e) = handshake::check_initiation(datagram, &credentials) {
-            return self.metrics.dropped(DropReason::of_handshake_error(e));
+            let reason = DropReason::of_handshake_error(e);
+            if reason == DropReason::AuthFailure {
+                self.diagnose(now, from, super::Misconfiguration::AuthenticationFails);
+            }
+            return self.metrics.dropped(reason);
         }
         if self.handshakes_in_flight >= self.config.handshake_load_threshold
             && !self.has_cookie(now, datagram, from)

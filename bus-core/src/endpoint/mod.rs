@@ -24,6 +24,7 @@
 //! byte, encrypted or not.
 
 mod budgets;
+mod diagnostics;
 mod frames;
 mod freshness;
 mod handshakes;
@@ -53,6 +54,7 @@ use bytes::Bytes;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+pub use diagnostics::Misconfiguration;
 pub use handshakes::{HandshakeDone, HandshakeJob, HandshakeTicket};
 pub use reliable::MAX_EVENTS_PER_MESSAGE;
 pub use security::Security;
@@ -253,6 +255,17 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// Packets from `from` say a configuration is wrong (see [`Misconfiguration`]): every
+    /// one is dropped and counted, and this is reported at most once per 10 s per address and
+    /// cause, with the packets since the last report.
+    Misconfigured {
+        /// Where they come from.
+        from: SocketAddr,
+        /// What is wrong.
+        what: Misconfiguration,
+        /// Packets since the last report of it.
+        packets: u64,
+    },
     /// A subscriber is behind: for a second, every reliable publish found its window of
     /// messages in flight full, and it acknowledged nothing meanwhile (it is much slower than
     /// we publish, or does not acknowledge at all). Reported once per such stretch;
@@ -428,6 +441,8 @@ pub struct Endpoint {
     reports_owed: BTreeSet<(SocketAddr, PeerId, u64)>,
     /// Incomplete fragmented frames from other peers.
     reassembler: Reassembler,
+    /// Packets that say a configuration is wrong, by source.
+    diagnostics: diagnostics::Diagnostics,
     /// The id of the next frame we fragment.
     next_fragment_id: u64,
     /// Message ids to acknowledge, by the address of their sender.
@@ -460,6 +475,7 @@ impl Endpoint {
         let hinted = HashMap::with_hasher(hasher());
         let static_dh = HashMap::with_hasher(hasher());
         let budgets_hasher = hasher();
+        let diagnostics = diagnostics::Diagnostics::new(hasher());
         let first_ping_id = rng.next_u64();
         let pings = pings::Pings::new(now, first_ping_id, ping_hashers.0, ping_hashers.1);
         let (fresh_from, probed, answered) = freshness_hashers;
@@ -534,6 +550,7 @@ impl Endpoint {
             large_ids: BTreeMap::new(),
             reports_owed: BTreeSet::new(),
             reassembler: Reassembler::new(config.reassembly),
+            diagnostics,
             next_fragment_id,
             acks_owed: BTreeMap::new(),
             room_freed: 0,
@@ -909,6 +926,17 @@ impl Endpoint {
             bytes: packet,
         });
         self.mark_busy();
+    }
+
+    /// A packet from `from` showed `what`: reported if it is time.
+    fn diagnose(&mut self, now: Instant, from: SocketAddr, what: Misconfiguration) {
+        if let Some(packets) = self.diagnostics.note(now, from, what) {
+            self.events.push_back(Event::Misconfigured {
+                from,
+                what,
+                packets,
+            });
+        }
     }
 
     fn mark_busy(&mut self) {

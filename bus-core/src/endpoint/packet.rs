@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Endpoint, Target};
+use super::{Endpoint, Misconfiguration, Target};
 use crate::PeerId;
 use crate::crypto::OpenError;
 use crate::metrics::DropReason;
@@ -95,7 +95,7 @@ impl Endpoint {
                     epoch: None,
                 })
             }
-            (PacketType::MulticastData, false) => self.open_epoch(datagram),
+            (PacketType::MulticastData, false) => self.open_epoch(now, from, datagram),
             (PacketType::Data, false) => self.open_session(now, from, datagram),
             (PacketType::HandshakeInit, false) => {
                 self.handle_initiation(now, from, &datagram);
@@ -110,14 +110,20 @@ impl Endpoint {
                 None
             }
             // Plaintext on a secure bus, or encrypted packets on an insecure one.
-            _ => {
+            (packet_type, _) => {
                 self.metrics.dropped(DropReason::UnsupportedPacket);
+                let what = if packet_type == PacketType::Plain {
+                    Misconfiguration::Plaintext
+                } else {
+                    Misconfiguration::Encrypted
+                };
+                self.diagnose(now, from, what);
                 None
             }
         }
     }
 
-    fn open_epoch(&mut self, bytes: Bytes) -> Option<Opened> {
+    fn open_epoch(&mut self, now: Instant, from: SocketAddr, bytes: Bytes) -> Option<Opened> {
         let now_ms = self.wall.1.as_millis();
         let mut packet = writable(bytes);
         let (rekey_after, skew) = (self.config.rekey_after, self.config.max_clock_skew);
@@ -144,9 +150,18 @@ impl Endpoint {
                 epoch: Some((opened.timestamp_ms, opened.counter)),
             }),
             Err(e) => {
-                self.metrics.dropped(DropReason::of_open_error(e));
+                self.refused(now, from, e);
                 None
             }
+        }
+    }
+
+    /// Counts a packet from `from` that would not open, and notes one that failed
+    /// authentication.
+    fn refused(&mut self, now: Instant, from: SocketAddr, e: OpenError) {
+        self.metrics.dropped(DropReason::of_open_error(e));
+        if e == OpenError::Auth {
+            self.diagnose(now, from, Misconfiguration::AuthenticationFails);
         }
     }
 
@@ -198,7 +213,7 @@ impl Endpoint {
                 if e == OpenError::UnknownSender {
                     self.hint_unknown_session(now, from, index);
                 }
-                self.metrics.dropped(DropReason::of_open_error(e));
+                self.refused(now, from, e);
                 None
             }
         }

@@ -462,6 +462,7 @@ impl Endpoint {
         self.freshness.prune(now, epochs_last);
         self.sessions.prune(now);
         self.budgets.prune(now);
+        self.diagnostics.prune(now);
         for _ in 0..self.reassembler.handle_timeout(now) {
             self.metrics.dropped(DropReason::ReassemblyExpired);
         }

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::{Delivery, Endpoint, EndpointConfig, Event, Target};
+use super::{Delivery, Endpoint, EndpointConfig, Event, Misconfiguration, Target};
 use crate::discovery::MembershipEvent;
 use crate::reliability::DeliveryReport;
 use crate::sim::{Destination, Node, NodeId, Transmit};
@@ -51,6 +51,8 @@ pub struct SimEndpoint {
     pub behind: Vec<PeerId>,
     /// Subscribers given up on, in order.
     pub given_up: Vec<PeerId>,
+    /// Misconfigurations reported, with the packets each report counts, in order.
+    pub misconfigured: Vec<(SocketAddr, Misconfiguration, u64)>,
     app: Option<App>,
     /// Every datagram it received and from whom, once [`SimEndpoint::capturing`]: what an
     /// attacker on the wire records, to replay.
@@ -92,6 +94,7 @@ impl SimEndpoint {
             subscriber_changes: Vec::new(),
             behind: Vec::new(),
             given_up: Vec::new(),
+            misconfigured: Vec::new(),
             app: None,
             captured: None,
         }
@@ -164,6 +167,11 @@ impl SimEndpoint {
                     }
                     Event::SubscriberBehind { peer, .. } => self.behind.push(peer),
                     Event::SubscriberGivenUp { peer, .. } => self.given_up.push(peer),
+                    Event::Misconfigured {
+                        from,
+                        what,
+                        packets,
+                    } => self.misconfigured.push((from, what, packets)),
                     Event::WindowRoom(_) | Event::Pong { .. } | Event::Sent { .. } => {}
                 }
             }
