@@ -552,8 +552,12 @@ impl Bus {
         lock(&self.shared.event_subscribers).push(recipient);
     }
 
-    /// The peers known now, by id.
+    /// The peers known now, by id; none once the bus is shut down (it hears nobody then, and
+    /// what it knew goes stale).
     pub fn peers(&self) -> Vec<PeerSnapshot> {
+        if self.shared.is_shut_down() {
+            return Vec::new();
+        }
         let endpoint = self.shared.endpoint();
         endpoint
             .peers()
@@ -561,8 +565,11 @@ impl Bus {
             .collect()
     }
 
-    /// How many peers are known now (without taking a snapshot of each).
+    /// How many peers are known now (without taking a snapshot of each); 0 once shut down.
     pub fn peer_count(&self) -> usize {
+        if self.shared.is_shut_down() {
+            return 0;
+        }
         self.shared.endpoint().peers().count()
     }
 

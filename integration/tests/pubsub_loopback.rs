@@ -144,6 +144,44 @@ async fn a_recipient_subscribes_once_to_a_topic() {
     bus.shutdown().await.expect("shutdown");
 }
 
+/// A bus shut down knows no peers any more and refuses new work, saying so.
+#[actix::test]
+async fn after_shutdown_a_bus_knows_no_peers_and_refuses_work() {
+    use integration::Counter;
+    let group = test_group();
+    let (a, b) = (
+        builder(group).start().await.expect("start"),
+        builder(group).start().await.expect("start"),
+    );
+    let mut a_events = integration::events(&a);
+    integration::await_event(
+        &mut a_events,
+        std::time::Duration::from_secs(5),
+        "b joined",
+        |e| matches!(e, bus_actors::BusEvent::PeerJoined(p) if p.id == b.local_id()),
+    )
+    .await;
+    assert_eq!(a.peer_count(), 1);
+    a.shutdown().await.expect("shutdown");
+    assert!(a.peers().is_empty());
+    assert_eq!(a.peer_count(), 0);
+    let refused = a
+        .publish(Counter {
+            publisher: 1,
+            seq: 1,
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(bus_actors::Error::ShutDown)),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        a.shutdown().await,
+        Err(bus_actors::Error::ShutDown)
+    ));
+    b.shutdown().await.expect("shutdown");
+}
+
 #[actix::test]
 async fn a_late_joiner_is_discovered_by_all_within_two_beacon_intervals() {
     let group = test_group();

@@ -261,6 +261,41 @@ fn recorded_fragments_replayed_into_a_restarted_peer_deliver_nothing() {
     assert!(got[0][..] == live[..]);
 }
 
+/// Node 0 publishes `payload` reliably (a 30 s deadline) and sends it; returns when.
+fn publish_large(sim: &mut Simulation<SimEndpoint>, payload: &[u8]) -> Instant {
+    let now = sim.now();
+    sim.nodes[0]
+        .endpoint
+        .publish_reliable(now, TOPIC, 0, payload, Duration::from_secs(30))
+        .expect("published");
+    sim.nodes[0].settle(now);
+    now
+}
+
+/// Drives until node 0's one reliable message has its outcome, by `until`: complete.
+fn await_complete(sim: &mut Simulation<SimEndpoint>, until: Instant) -> DeliveryReport {
+    sim.drive_while(until, |nodes| nodes[0].finished.is_empty());
+    let finished = &sim.nodes[0].finished;
+    assert_eq!(finished.len(), 1);
+    assert!(finished[0].1.is_complete(), "{finished:?}");
+    finished[0].1.clone()
+}
+
+/// Nothing node 1 sends reaches node 0 (its reports and acknowledgements are lost).
+fn cut_link_back(sim: &mut Simulation<SimEndpoint>) {
+    let lost = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    sim.network.set_link(NodeId(1), NodeId(0), lost);
+}
+
+fn assert_delivered_once(node: &SimEndpoint, payload: &[u8]) {
+    let got = delivered(node);
+    assert_eq!(got.len(), 1, "once");
+    assert!(got[0][..] == payload[..], "intact");
+}
+
 /// The data bytes of each fragment node 0 sends of a reliable message of `len` bytes (about).
 fn piece_len(sim: &Simulation<SimEndpoint>, len: usize) -> u64 {
     let max_body = sim.nodes[0].endpoint.outbox.max_body();
@@ -287,21 +322,9 @@ fn only_missing_fragments_are_sent_again() {
     let payload = message(1, 1 << 20);
     let pieces = (payload.len() as u64).div_ceil(piece_len(&sim, payload.len()));
     let before = fragments_sent(&sim);
-    let now = sim.now();
-    sim.nodes[0]
-        .endpoint
-        .publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(30))
-        .expect("published");
-    sim.nodes[0].settle(now);
-    sim.drive_while(now + Duration::from_secs(30), |nodes| {
-        nodes[0].finished.is_empty()
-    });
-    let finished = &sim.nodes[0].finished;
-    assert_eq!(finished.len(), 1);
-    assert!(finished[0].1.is_complete(), "{finished:?}");
-    let got = delivered(&sim.nodes[1]);
-    assert_eq!(got.len(), 1);
-    assert!(got[0][..] == payload[..], "intact");
+    let now = publish_large(&mut sim, &payload);
+    await_complete(&mut sim, now + Duration::from_secs(30));
+    assert_delivered_once(&sim.nodes[1], &payload);
     let sent = fragments_sent(&sim) - before;
     // 5% of the pieces are lost, 5% of those again...: about 5% more than one copy; a piece
     // sent again before its report arrives adds a little.
@@ -319,24 +342,12 @@ fn only_missing_fragments_are_sent_again() {
 #[test]
 fn a_silent_receiver_is_sent_one_window_then_probes() {
     let mut sim = pair(&psk(), 1200, LinkConfig::default());
-    sim.network.set_link(
-        NodeId(1),
-        NodeId(0),
-        LinkConfig {
-            loss: 1.0,
-            ..LinkConfig::default()
-        },
-    );
+    cut_link_back(&mut sim);
     let payload = message(2, 4 << 20);
     let window = sim.nodes[0].endpoint.config.large_window as u64;
     let piece = piece_len(&sim, payload.len());
     let before = fragments_sent(&sim);
-    let now = sim.now();
-    sim.nodes[0]
-        .endpoint
-        .publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(30))
-        .expect("published");
-    sim.nodes[0].settle(now);
+    let now = publish_large(&mut sim, &payload);
     sim.drive_until(now + Duration::from_millis(500));
     let sent = fragments_sent(&sim) - before;
     assert!(
@@ -346,15 +357,8 @@ fn a_silent_receiver_is_sent_one_window_then_probes() {
     sim.network
         .set_link(NodeId(1), NodeId(0), LinkConfig::default());
     let healed = sim.now();
-    sim.drive_while(healed + Duration::from_secs(20), |nodes| {
-        nodes[0].finished.is_empty()
-    });
-    let finished = &sim.nodes[0].finished;
-    assert_eq!(finished.len(), 1);
-    assert!(finished[0].1.is_complete(), "{finished:?}");
-    let got = delivered(&sim.nodes[1]);
-    assert_eq!(got.len(), 1);
-    assert!(got[0][..] == payload[..], "intact");
+    await_complete(&mut sim, healed + Duration::from_secs(20));
+    assert_delivered_once(&sim.nodes[1], &payload);
 }
 
 /// The receiver completes a large message, but its acknowledgement is lost: the sender's next
@@ -364,21 +368,9 @@ fn a_silent_receiver_is_sent_one_window_then_probes() {
 fn a_lost_acknowledgement_of_a_completed_large_message_is_sent_again() {
     let mut sim = pair(&psk(), 1200, LinkConfig::default());
     let payload = message(3, 100_000);
-    let now = sim.now();
-    sim.nodes[0]
-        .endpoint
-        .publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(30))
-        .expect("published");
-    sim.nodes[0].settle(now);
+    let now = publish_large(&mut sim, &payload);
     // Every report and the acknowledgement are lost.
-    sim.network.set_link(
-        NodeId(1),
-        NodeId(0),
-        LinkConfig {
-            loss: 1.0,
-            ..LinkConfig::default()
-        },
-    );
+    cut_link_back(&mut sim);
     sim.drive_while(now + Duration::from_secs(5), |nodes| {
         delivered(&nodes[1]).is_empty()
     });
@@ -387,12 +379,7 @@ fn a_lost_acknowledgement_of_a_completed_large_message_is_sent_again() {
     sim.network
         .set_link(NodeId(1), NodeId(0), LinkConfig::default());
     let healed = sim.now();
-    sim.drive_while(healed + Duration::from_secs(5), |nodes| {
-        nodes[0].finished.is_empty()
-    });
-    let finished = &sim.nodes[0].finished;
-    assert_eq!(finished.len(), 1);
-    assert!(finished[0].1.is_complete(), "{finished:?}");
+    await_complete(&mut sim, healed + Duration::from_secs(5));
     assert_eq!(delivered(&sim.nodes[1]).len(), 1, "once");
     assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0));
 }
@@ -422,19 +409,9 @@ fn a_large_message_to_the_group_is_repaired_for_the_subscriber_that_missed_piece
     let payload = message(4, 1 << 20);
     let pieces = (payload.len() as u64).div_ceil(piece_len(&sim, payload.len()));
     let before = fragments_sent(&sim);
-    let now = sim.now();
-    sim.nodes[0]
-        .endpoint
-        .publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(30))
-        .expect("published");
-    sim.nodes[0].settle(now);
-    sim.drive_while(now + Duration::from_secs(30), |nodes| {
-        nodes[0].finished.is_empty()
-    });
-    let finished = &sim.nodes[0].finished;
-    assert_eq!(finished.len(), 1);
-    assert!(finished[0].1.is_complete(), "{finished:?}");
-    assert_eq!(finished[0].1.acked.len(), 3);
+    let now = publish_large(&mut sim, &payload);
+    let report = await_complete(&mut sim, now + Duration::from_secs(30));
+    assert_eq!(report.acked.len(), 3);
     for node in 1..4 {
         let got = delivered(&sim.nodes[node]);
         assert_eq!(got.len(), 1, "node {node}");
@@ -471,12 +448,7 @@ fn partitioned_mid_message(partition: Duration) {
     };
     let mut sim = pair(&psk(), 1200, link);
     let payload = message(5, 4 << 20);
-    let now = sim.now();
-    sim.nodes[0]
-        .endpoint
-        .publish_reliable(now, TOPIC, 0, &payload, Duration::from_secs(30))
-        .expect("published");
-    sim.nodes[0].settle(now);
+    let now = publish_large(&mut sim, &payload);
     // Until part of it arrived.
     sim.drive_while(now + Duration::from_secs(5), |nodes| {
         nodes[1].endpoint.reassembly().1 == 0
@@ -496,15 +468,8 @@ fn partitioned_mid_message(partition: Duration) {
     }
     sim.network.heal();
     let healed = sim.now();
-    sim.drive_while(healed + Duration::from_secs(20), |nodes| {
-        nodes[0].finished.is_empty()
-    });
-    let finished = &sim.nodes[0].finished;
-    assert_eq!(finished.len(), 1);
-    assert!(finished[0].1.is_complete(), "{finished:?}");
-    let got = delivered(&sim.nodes[1]);
-    assert_eq!(got.len(), 1, "once");
-    assert!(got[0][..] == payload[..], "intact");
+    await_complete(&mut sim, healed + Duration::from_secs(20));
+    assert_delivered_once(&sim.nodes[1], &payload);
     assert_eq!(sim.nodes[1].endpoint.reassembly(), (0, 0));
 }
 
@@ -522,12 +487,7 @@ fn small_messages_keep_arriving_while_a_large_one_is_in_flight() {
     sim.nodes[1].endpoint.subscribe(SMALL);
     sim.drive_until(sim.now() + Duration::from_secs(2));
     let large = message(6, (16 << 20) - 64);
-    let now = sim.now();
-    sim.nodes[0]
-        .endpoint
-        .publish_reliable(now, TOPIC, 0, &large, Duration::from_secs(30))
-        .expect("published");
-    sim.nodes[0].settle(now);
+    let now = publish_large(&mut sim, &large);
     let mut published = Vec::new();
     while delivered(&sim.nodes[1]).is_empty() {
         let at = sim.now();
