@@ -18,6 +18,33 @@ fn test_peer(args: &[String]) -> Command {
     cmd
 }
 
+/// `bus-bench` answers `--help`, and refuses a misspelt flag, suggesting the right one,
+/// instead of running with the defaults.
+#[test]
+fn the_bench_answers_help_and_refuses_unknown_flags() {
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bus-bench"))
+            .args(args)
+            .output()
+            .expect("run bus-bench")
+    };
+    let help = bench(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for command in ["thr", "lat", "mem", "handshake"] {
+        assert!(text.contains(command), "{text}");
+    }
+    let typo = bench(&["thr", "--sise", "64"]);
+    assert_eq!(typo.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("--sise") && stderr.contains("--size"),
+        "{stderr}"
+    );
+    let bad = bench(&["lat", "--reliability", "sometimes"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
 /// A program that returns from `main` right after starting a bus ends cleanly: before, the
 /// socket actor, started by actix from its drop outside any runtime, panicked ("there is no
 /// reactor running").

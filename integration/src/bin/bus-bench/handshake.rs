@@ -2,11 +2,19 @@
 
 use super::*;
 
+/// What `handshake` measures.
+#[derive(clap::Args)]
+pub(super) struct HandshakeArgs {
+    /// Seconds per mode.
+    #[arg(long, default_value_t = 2.0)]
+    secs: f64,
+}
+
 /// Complete handshakes per second (both sides' work, on one core), PSK and public-key mode.
-pub(super) fn handshakes(args: &Args) -> Res<()> {
+pub(super) fn handshakes(args: &HandshakeArgs) -> Res<()> {
     use bus_core::crypto::handshake::{Credentials, Initiation, PresharedKey, respond};
     use bus_core::crypto::noise::Keypair;
-    let secs: f64 = args.num("secs", 2.0)?;
+    let secs = args.secs;
     let client = Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
     let server = Keypair::generate(&mut rand::rng()).map_err(|e| e.to_string())?;
     let modes = [

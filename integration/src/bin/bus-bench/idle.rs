@@ -3,9 +3,19 @@
 
 use super::*;
 
-pub(super) async fn idle(args: &Args) -> Res<()> {
-    let count: usize = args.num("peers", 50)?;
-    let secs: f64 = args.num("secs", 10.0)?;
+/// What `idle` measures.
+#[derive(clap::Args)]
+pub(super) struct IdleArgs {
+    /// Peers, all in this process.
+    #[arg(long, default_value_t = 50)]
+    peers: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+}
+
+pub(super) async fn idle(args: &IdleArgs) -> Res<()> {
+    let (count, secs) = (args.peers, args.secs);
     let group = test_group();
     let mut buses = Vec::with_capacity(count);
     for _ in 0..count {

@@ -21,28 +21,65 @@ pub(super) struct Pong {
 }
 
 /// Ping-pong, one in flight: round-trip percentiles through both buses and their actors.
-pub(super) async fn lat(args: &Args) -> Res<()> {
-    let size: usize = args.num("size", 64)?;
-    let count: usize = args.num("count", 10_000)?;
-    let warmup: usize = args.num("warmup-count", 500)?;
-    let reliability = args.str("reliability", "best_effort").to_owned();
-    let reliable = match reliability.as_str() {
-        "best_effort" => false,
-        "reliable" => true,
-        other => {
-            return Err(format!(
-                "lat: --reliability {other}: best_effort or reliable"
-            ));
-        }
-    };
-    // Reliable messages of this size sent to the same peer all along (0: none), to see what a
-    // large transfer does to the latency of small messages.
-    let background: usize = args.num("background", 0)?;
-    let link = Link::from_args(args)?;
+/// What `lat` measures.
+#[derive(clap::Args)]
+pub(super) struct LatArgs {
+    /// Payload bytes of each ping and pong (at least 8: they carry a sequence number).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Round trips measured.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Round trips before measuring.
+    #[arg(long, default_value_t = 500)]
+    warmup_count: usize,
+    #[arg(long, value_enum, default_value_t = Reliability::BestEffort)]
+    reliability: Reliability,
+    /// Reliable messages of this size sent to the same peer all along (0: none), to see what
+    /// a large transfer does to the latency of small messages.
+    #[arg(long, default_value_t = 0)]
+    background: usize,
+    #[command(flatten)]
+    link: Link,
+}
+
+/// What the pong side of `lat` is told.
+#[derive(clap::Args)]
+pub(super) struct LatPongArgs {
+    #[arg(long)]
+    group: SocketAddr,
+    #[arg(long, value_enum, default_value_t = Reliability::BestEffort)]
+    reliability: Reliability,
+    #[arg(long, default_value_t = 0)]
+    background: usize,
+    #[command(flatten)]
+    link: Link,
+}
+
+/// What `udp-lat` measures.
+#[derive(clap::Args)]
+pub(super) struct UdpLatArgs {
+    /// Datagram bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Round trips measured.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Round trips before measuring.
+    #[arg(long, default_value_t = 500)]
+    warmup_count: usize,
+}
+
+pub(super) async fn lat(args: &LatArgs) -> Res<()> {
+    let (size, count, warmup) = (args.size, args.count, args.warmup_count);
+    let reliability = args.reliability.as_str();
+    let reliable = args.reliability == Reliability::Reliable;
+    let background = args.background;
+    let link = args.link;
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["_lat-pong", "--group", &group.to_string()])
-        .args(["--reliability", &reliability])
+        .args(["--reliability", reliability])
         .args(["--background", &background.to_string()])
         .args(link.child_args())
         .stdin(Stdio::piped())
@@ -140,10 +177,8 @@ pub(super) fn rtt_fields(rtts: &mut [f64]) -> String {
 
 /// The floor for `lat`: ping-pong over plain blocking UDP sockets between this process and a
 /// child echoing on 127.0.0.1, one datagram in flight, no bus.
-pub(super) fn udp_lat(args: &Args) -> Res<()> {
-    let size: usize = args.num("size", 64)?;
-    let count: usize = args.num("count", 10_000)?;
-    let warmup: usize = args.num("warmup-count", 500)?;
+pub(super) fn udp_lat(args: &UdpLatArgs) -> Res<()> {
+    let (size, count, warmup) = (args.size, args.count, args.warmup_count);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["_udp-echo"])
@@ -191,7 +226,7 @@ pub(super) fn udp_lat(args: &Args) -> Res<()> {
 }
 
 /// Child of `udp-lat`: prints its address, echoes every datagram to its sender.
-pub(super) fn udp_echo(_: &Args) -> Res<()> {
+pub(super) fn udp_echo() -> Res<()> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     println!("{}", socket.local_addr().map_err(|e| e.to_string())?);
     let mut buf = vec![0; 65_536];
@@ -226,16 +261,13 @@ impl Handler<Event<Ping>> for Echo {
     }
 }
 
-pub(super) async fn lat_pong(args: Args) -> Res<()> {
-    let group: SocketAddr = args
-        .str("group", "")
-        .parse()
-        .map_err(|e| format!("--group: {e}"))?;
-    let bus = bench_builder(group, &Link::from_args(&args)?, 4)
+pub(super) async fn lat_pong(args: LatPongArgs) -> Res<()> {
+    let group = args.group;
+    let bus = bench_builder(group, &args.link, 4)
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    let reliable = args.str("reliability", "best_effort") == "reliable";
+    let reliable = args.reliability == Reliability::Reliable;
     let echo = Echo(
         bus.clone(),
         reliable.then(|| bus.reliable_publisher::<Pong>()),
@@ -243,7 +275,7 @@ pub(super) async fn lat_pong(args: Args) -> Res<()> {
     bus.subscribe::<Ping>(echo.start().recipient())
         .await
         .map_err(|e| e.to_string())?;
-    if args.num("background", 0usize)? > 0 {
+    if args.background > 0 {
         let counted = Count(Arc::new(AtomicU64::new(0))).start().recipient();
         bus.subscribe::<Blob>(counted)
             .await

@@ -18,7 +18,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
@@ -36,6 +35,7 @@ use actix::prelude::*;
 use bus_actors::transport::{Faults, SimHub};
 use bus_actors::{Event, Topic, WindowLimits};
 use bus_core::sim::{LinkConfig, NodeId};
+use clap::{Parser, ValueEnum};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use integration::{await_subscribers, builder, events, secure_builder, sim_builders, test_group};
 use serde::{Deserialize, Serialize};
@@ -50,70 +50,74 @@ pub(crate) struct Blob {
 
 type Res<T> = Result<T, String>;
 
-use handshake::handshakes;
-use idle::idle;
-use lat::{lat, lat_pong, udp_echo, udp_lat};
-use mem::{mem, mem_one};
-use thr::{thr, thr_sub};
+use handshake::{HandshakeArgs, handshakes};
+use idle::{IdleArgs, idle};
+use lat::{LatArgs, LatPongArgs, UdpLatArgs, lat, lat_pong, udp_echo, udp_lat};
+use mem::{MemArgs, MemOneArgs, mem, mem_one};
+use thr::{ThrArgs, ThrSubArgs, thr, thr_sub};
 
-struct Args(HashMap<String, String>);
+/// Loopback benchmarks of the bus; every result is one line on stdout, in the Zenoh harness's
+/// format.
+#[derive(Parser)]
+#[command(name = "bus-bench")]
+enum Cli {
+    /// Throughput: one publisher, subscriber processes counting deliveries.
+    Thr(ThrArgs),
+    /// Round trips of a ping and its pong between two processes.
+    Lat(LatArgs),
+    /// Round trips of raw UDP datagrams between two processes: the floor under `lat`.
+    UdpLat(UdpLatArgs),
+    /// Memory per pending event, per subscription, per peer and per bare actor.
+    Mem(MemArgs),
+    /// CPU that idle peers cost.
+    Idle(IdleArgs),
+    /// Handshakes per second.
+    Handshake(HandshakeArgs),
+    /// One memory measurement, in this process.
+    #[command(name = "_mem", hide = true)]
+    MemOne(MemOneArgs),
+    /// The pong side of `lat`.
+    #[command(name = "_lat-pong", hide = true)]
+    LatPong(LatPongArgs),
+    /// The echo side of `udp-lat`.
+    #[command(name = "_udp-echo", hide = true)]
+    UdpEcho,
+    /// A counting subscriber of `thr`.
+    #[command(name = "_thr-sub", hide = true)]
+    ThrSub(ThrSubArgs),
+}
 
-impl Args {
-    fn parse(raw: &[String]) -> Res<Args> {
-        let mut map = HashMap::new();
-        let mut it = raw.iter().peekable();
-        while let Some(flag) = it.next() {
-            let name = flag
-                .strip_prefix("--")
-                .ok_or(format!("unexpected argument {flag:?}"))?;
-            // A flag with no value (`--encrypted`) means true.
-            let value = match it.peek() {
-                Some(next) if !next.starts_with("--") => it.next().cloned().unwrap_or_default(),
-                _ => "true".to_owned(),
-            };
-            map.insert(name.to_owned(), value);
+/// Best effort or reliable.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum Reliability {
+    #[value(name = "best_effort")]
+    BestEffort,
+    #[value(name = "reliable")]
+    Reliable,
+}
+
+impl Reliability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reliability::BestEffort => "best_effort",
+            Reliability::Reliable => "reliable",
         }
-        Ok(Args(map))
-    }
-
-    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Res<T> {
-        match self.0.get(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{name}: bad number {v:?}")),
-        }
-    }
-
-    fn str<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
-        self.0.get(name).map_or(default, String::as_str)
     }
 }
 
 fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = raw.split_first() else {
-        eprintln!(
-            "usage: bus-bench thr --size N [--secs S] [--warmup S] [--reliability R] [--runs R]"
-        );
-        return ExitCode::from(2);
+    let result = match Cli::parse() {
+        Cli::Thr(args) => thr(&args),
+        Cli::Lat(args) => System::new().block_on(lat(&args)),
+        Cli::UdpLat(args) => udp_lat(&args),
+        Cli::Mem(args) => mem(&args),
+        Cli::Idle(args) => System::new().block_on(idle(&args)),
+        Cli::Handshake(args) => handshakes(&args),
+        Cli::MemOne(args) => System::new().block_on(mem_one(&args)),
+        Cli::LatPong(args) => System::new().block_on(lat_pong(args)),
+        Cli::UdpEcho => udp_echo(),
+        Cli::ThrSub(args) => System::new().block_on(thr_sub(args)),
     };
-    // `_mem WHAT --flags`: the one command with a positional argument.
-    let (what, rest) = match (command.as_str(), rest.split_first()) {
-        ("_mem", Some((what, flags))) => (what.as_str(), flags),
-        _ => ("", rest),
-    };
-    let result = Args::parse(rest).and_then(|args| match command.as_str() {
-        "thr" => thr(&args),
-        "mem" => mem(&args),
-        "idle" => System::new().block_on(idle(&args)),
-        "_mem" => System::new().block_on(mem_one(what, &args)),
-        "handshake" => handshakes(&args),
-        "lat" => System::new().block_on(lat(&args)),
-        "_lat-pong" => System::new().block_on(lat_pong(args)),
-        "udp-lat" => udp_lat(&args),
-        "_udp-echo" => udp_echo(&args),
-        "_thr-sub" => System::new().block_on(thr_sub(args)),
-        other => Err(format!("unknown command {other:?}")),
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -155,32 +159,23 @@ fn rss_bytes() -> Res<u64> {
 const BENCH_KEY: [u8; 32] = [0xbe; 32];
 
 /// How the benchmark's buses talk: what both sides of a run must agree on.
-#[derive(Clone, Copy, Debug)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 struct Link {
     /// Share of sent datagrams dropped (both directions), for the loss scenario.
+    #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Encrypt with a cluster key.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     encrypted: bool,
-    /// `None`: the bus's default for loopback.
+    /// The largest datagram, headers included (default: the bus's for loopback).
+    #[arg(long)]
     max_datagram: Option<usize>,
-    /// Microseconds to keep polling after each datagram; 0: off (the default).
+    /// Microseconds to keep polling after each datagram; 0: off.
+    #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
 }
 
 impl Link {
-    fn from_args(args: &Args) -> Res<Link> {
-        Ok(Link {
-            loss: args.num("loss", 0.0)?,
-            encrypted: args.str("encrypted", "false") == "true",
-            max_datagram: args
-                .0
-                .get("max-datagram")
-                .map(|v| v.parse())
-                .transpose()
-                .map_err(|_| "--max-datagram: bad number")?,
-            busy_poll_us: args.num("busy-poll-us", 0)?,
-        })
-    }
-
     /// The same link, as arguments for a child process.
     fn child_args(&self) -> Vec<String> {
         let mut out = vec![

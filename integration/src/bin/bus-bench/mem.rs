@@ -6,9 +6,28 @@ use integration::forge::{beacon, fake_peer, plain_packet};
 
 /// Each memory figure in a process of its own: memory freed by one measurement would be reused
 /// by the next and make it look smaller.
-pub(super) fn mem(args: &Args) -> Res<()> {
-    let count: u64 = args.num("count", 20_000)?;
-    let size: usize = args.num("size", 64)?;
+/// What `mem` measures.
+#[derive(clap::Args)]
+pub(super) struct MemArgs {
+    /// Pending events, subscriptions, actors (peers: at most 2000).
+    #[arg(long, default_value_t = 20_000)]
+    count: u64,
+    /// Payload bytes of each pending event.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+/// One measurement of `mem`, in a process of its own.
+#[derive(clap::Args)]
+pub(super) struct MemOneArgs {
+    /// pending, subscriptions, peers or actors.
+    what: String,
+    #[command(flatten)]
+    args: MemArgs,
+}
+
+pub(super) fn mem(args: &MemArgs) -> Res<()> {
+    let (count, size) = (args.count, args.size);
     for what in ["pending", "subscriptions", "peers", "actors"] {
         let status = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
             .args([
@@ -29,10 +48,10 @@ pub(super) fn mem(args: &Args) -> Res<()> {
 }
 
 /// One memory measurement (`_mem WHAT`), in this process.
-pub(super) async fn mem_one(what: &str, args: &Args) -> Res<()> {
-    let count: u64 = args.num("count", 20_000)?;
-    match what {
-        "pending" => mem_pending(count, args.num("size", 64)?).await,
+pub(super) async fn mem_one(one: &MemOneArgs) -> Res<()> {
+    let count = one.args.count;
+    match one.what.as_str() {
+        "pending" => mem_pending(count, one.args.size).await,
         "subscriptions" => mem_subscriptions(count).await,
         "peers" => mem_peers(count.min(2000)).await,
         "actors" => mem_bare_actors(count).await,
@@ -115,30 +134,32 @@ pub(super) async fn mem_bare_actors(count: u64) -> Res<()> {
     Ok(())
 }
 
-/// Memory per subscription: `count` subscriptions of one recipient (so that only the bus's
-/// side grows: a subscription actor, its counters, its registry entry, the handle), each given
-/// a clone of the recipient made for it, as a caller subscribing one actor many times does.
-/// Then the bus's part alone: `count` more, their clones made before measuring.
+/// Memory per subscription: `count` subscriptions, each of a subscriber actor of its own (a
+/// recipient subscribes once to a topic), the actors started before measuring so that only the
+/// bus's side grows (a subscription actor, its counters, its registry entry, the handle) and
+/// the recipient made for it, as a caller makes one per subscription. Then the bus's part
+/// alone: `count` more, their recipients made before measuring.
 pub(super) async fn mem_subscriptions(count: u64) -> Res<()> {
     let bus = &builder(test_group())
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    let recipient = Count(Arc::new(AtomicU64::new(0))).start().recipient();
+    let subscriber = || Count(Arc::new(AtomicU64::new(0))).start();
+    let warmup: Vec<_> = (0..count / 10).map(|_| subscriber().recipient()).collect();
+    let first: Vec<_> = (0..count).map(|_| subscriber()).collect();
+    let mut second: Vec<_> = (0..count).map(|_| subscriber().recipient()).collect();
     let mut held = Vec::new();
-    let cloned = |n: u64| (0..n).map(|_| recipient.clone());
-    subscribe_all(bus, cloned(count / 10), &mut held).await?;
+    subscribe_all(bus, warmup, &mut held).await?;
     let before = rss_bytes()?;
-    subscribe_all(bus, cloned(count), &mut held).await?;
+    subscribe_all(bus, first.iter().map(|a| a.clone().recipient()), &mut held).await?;
     let per_subscription = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
-    let mut made: Vec<_> = cloned(count).collect();
     let before = rss_bytes()?;
     // Drained, not consumed: the list's own buffer is freed only after measuring.
-    subscribe_all(bus, made.drain(..), &mut held).await?;
+    subscribe_all(bus, second.drain(..), &mut held).await?;
     let bus_part = rss_bytes()?.saturating_sub(before) as f64 / count as f64;
-    drop(made);
+    drop(second);
     println!(
-        "peer=bus mode=mem subscriptions={count} bytes_per_subscription={per_subscription:.0} without_recipient_clone={bus_part:.0}"
+        "peer=bus mode=mem subscriptions={count} bytes_per_subscription={per_subscription:.0} without_recipient={bus_part:.0}"
     );
     Ok(())
 }

@@ -2,28 +2,53 @@
 
 use super::*;
 
-pub(super) fn thr(args: &Args) -> Res<()> {
-    let size: usize = args.num("size", 64)?;
-    let secs: f64 = args.num("secs", 5.0)?;
-    let warmup: f64 = args.num("warmup", 1.0)?;
-    let runs: usize = args.num("runs", 1)?;
-    let reliability = args.str("reliability", "best_effort");
-    let reliable = match reliability {
-        "best_effort" => false,
-        "reliable" => true,
-        other => return Err(format!("--reliability {other}: best_effort or reliable")),
-    };
-    let subscribers: usize = args.num("subscribers", 1)?;
-    let link = Link::from_args(args)?;
+/// What `thr` measures.
+#[derive(clap::Args)]
+pub(super) struct ThrArgs {
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Seconds counted, after the warmup.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Seconds before counting starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Runs; with more than one, each goes to stderr and the median to stdout.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    #[arg(long, value_enum, default_value_t = Reliability::BestEffort)]
+    reliability: Reliability,
+    /// Subscriber processes; the slowest one's rate is reported.
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
+    /// Reliable messages per batch call; 1: one call per message.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Reliable: one future per message awaiting its report, instead of a ReliablePublisher.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    reports: bool,
+    /// Reliable: add a subscriber that never acknowledges, and report the others' rate.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    laggard: bool,
+    #[command(flatten)]
+    link: Link,
+}
+
+pub(super) fn thr(args: &ThrArgs) -> Res<()> {
+    let (size, runs, subscribers) = (args.size, args.runs, args.subscribers);
+    let reliability = args.reliability.as_str();
+    let reliable = args.reliability == Reliability::Reliable;
+    let link = args.link;
     let run = ThrRun {
         size,
-        secs,
-        warmup,
+        secs: args.secs,
+        warmup: args.warmup,
         reliable,
         subscribers: subscribers.max(1),
-        batch: args.num("batch", 1)?,
-        reports: args.str("reports", "false") == "true",
-        laggard: args.str("laggard", "false") == "true",
+        batch: args.batch,
+        reports: args.reports,
+        laggard: args.laggard,
         link,
     };
     if run.laggard && (!reliable || link.encrypted) {
@@ -241,16 +266,27 @@ pub(super) async fn thr_once(run: &ThrRun) -> Res<f64> {
     Ok(rates.into_iter().fold(f64::INFINITY, f64::min))
 }
 
+/// What a `thr` subscriber is told.
+#[derive(clap::Args)]
+pub(super) struct ThrSubArgs {
+    #[arg(long)]
+    group: SocketAddr,
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Drop every acknowledgement it sends (the laggard).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    drop_acks: bool,
+    #[command(flatten)]
+    link: Link,
+}
+
 /// Child: subscribe, count for `--secs` after the first message and `--warmup`, report.
-pub(super) async fn thr_sub(args: Args) -> Res<()> {
-    let group: SocketAddr = args
-        .str("group", "")
-        .parse()
-        .map_err(|e| format!("--group: {e}"))?;
-    let secs: f64 = args.num("secs", 5.0)?;
-    let warmup: f64 = args.num("warmup", 1.0)?;
-    let mut builder = bench_builder(group, &Link::from_args(&args)?, 2);
-    if args.str("drop-acks", "false") == "true" {
+pub(super) async fn thr_sub(args: ThrSubArgs) -> Res<()> {
+    let (group, secs, warmup) = (args.group, args.secs, args.warmup);
+    let mut builder = bench_builder(group, &args.link, 2);
+    if args.drop_acks {
         builder = builder.inject_faults(Faults {
             drop_acks: true,
             ..Faults::NONE
