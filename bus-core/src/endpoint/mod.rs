@@ -706,6 +706,7 @@ impl Endpoint {
         self.table.handle_timeout(now);
         self.process_membership(now);
         self.wake_due(now);
+        self.check_behind(now);
         self.ping_due(now);
         if now >= self.next_prune {
             self.prune(now);
@@ -720,6 +721,7 @@ impl Endpoint {
         let ping = Some(self.pings.next_tick());
         [
             Some(self.next_beacon),
+            self.next_behind_check(),
             self.table.poll_timeout(),
             wake,
             ping,

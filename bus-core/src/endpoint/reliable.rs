@@ -353,6 +353,45 @@ impl Endpoint {
         }
     }
 
+    /// Reports the subscribers whose window has stayed full for [`BEHIND_AFTER`] since a publish
+    /// found it full, with no acknowledgement from them meanwhile: a publisher that waits for
+    /// room does not publish again to find out, and would wait for the laggard's messages to
+    /// expire. A waiting publisher is woken to try again; its copies to the laggard are held
+    /// back from then on.
+    pub(super) fn check_behind(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .behind
+            .iter()
+            .filter(|(_, (since, reported))| {
+                !*reported && now.saturating_duration_since(*since) >= BEHIND_AFTER
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            if self.window.has_room_for(&peer, 1, 1) {
+                // Room came back (its messages expired): nothing to report.
+                self.behind.remove(&peer);
+                continue;
+            }
+            if let Some((_, reported)) = self.behind.get_mut(&peer) {
+                *reported = true;
+            }
+            let (in_flight, _) = self.window.in_flight_to(&peer);
+            self.events
+                .push_back(Event::SubscriberBehind { peer, in_flight });
+            self.room_freed += 1;
+        }
+    }
+
+    /// When [`Endpoint::check_behind`] next has something to report.
+    pub(super) fn next_behind_check(&self) -> Option<Instant> {
+        self.behind
+            .values()
+            .filter(|(_, reported)| !*reported)
+            .map(|(since, _)| *since + BEHIND_AFTER)
+            .min()
+    }
+
     /// A reliable message from `sender` (its id and the sender's window), carrying `payloads`:
     /// to be delivered if new, and owed to `from` an acknowledgement either way (our first one
     /// may have been lost). Returns whether it is new or a duplicate; `None` if it was refused

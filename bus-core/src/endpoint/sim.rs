@@ -51,6 +51,8 @@ pub struct SimEndpoint {
     pub behind: Vec<PeerId>,
     /// Subscribers given up on, in order.
     pub given_up: Vec<PeerId>,
+    /// Window room given back, summed over [`Event::WindowRoom`]s.
+    pub window_room: usize,
     /// Misconfigurations reported, with the packets each report counts, in order.
     pub misconfigured: Vec<(SocketAddr, Misconfiguration, u64)>,
     app: Option<App>,
@@ -94,6 +96,7 @@ impl SimEndpoint {
             subscriber_changes: Vec::new(),
             behind: Vec::new(),
             given_up: Vec::new(),
+            window_room: 0,
             misconfigured: Vec::new(),
             app: None,
             captured: None,
@@ -172,7 +175,8 @@ impl SimEndpoint {
                         what,
                         packets,
                     } => self.misconfigured.push((from, what, packets)),
-                    Event::WindowRoom(_) | Event::Pong { .. } | Event::Sent { .. } => {}
+                    Event::WindowRoom(room) => self.window_room += room,
+                    Event::Pong { .. } | Event::Sent { .. } => {}
                 }
             }
             if !any {

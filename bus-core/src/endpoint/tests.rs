@@ -738,6 +738,52 @@ fn a_subscriber_that_never_acknowledges_is_reported_behind() {
     assert!(metrics.reliable.window_full > 1);
 }
 
+/// A publisher that, once refused for a full window, waits for [`Event::WindowRoom`] before
+/// trying again (as the driver's publishers do) is not stuck behind a laggard until its
+/// messages expire: the laggard is reported behind after a second of a full window on a timer,
+/// the publisher is woken, and publishing goes on to the subscriber that keeps up.
+#[test]
+fn a_publisher_waiting_for_room_is_woken_when_a_laggard_is_reported_behind() {
+    let mut c = cluster(43, lossy(0.0), Security::Insecure, 2);
+    c.sim.drive_while(Instant::from_millis(5000), |nodes| {
+        nodes[0].endpoint.subscribers(TOPIC).len() < 2
+    });
+    c.sim.network.set_link(NodeId(2), NodeId(0), dead());
+    let start = c.sim.now();
+    let (mut seq, mut waiting_since_room) = (0u64, None);
+    while c.sim.now() < start + Duration::from_secs(3) {
+        let now = c.sim.now();
+        let room = c.sim.nodes[0].window_room;
+        // Publishes until refused, then waits for room (the loop ends only when refused).
+        if waiting_since_room.is_none_or(|seen| room > seen) {
+            loop {
+                let deadline = Duration::from_secs(30);
+                let payload = seq.to_le_bytes();
+                match c.sim.nodes[0]
+                    .endpoint
+                    .publish_reliable(now, TOPIC, 0, &payload, deadline)
+                {
+                    Ok(_) => seq += 1,
+                    Err(PublishError::Busy(_)) => {
+                        waiting_since_room = Some(room);
+                        break;
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }
+        c.sim.nodes[0].settle(now);
+        c.sim.drive_until(now + Duration::from_millis(10));
+    }
+    assert_eq!(c.publisher().behind, [peer_of(2)]);
+    let window = WindowLimits::default().per_peer_events as u64;
+    assert!(
+        seq > window + 1000,
+        "{seq} published in 3 s with a window of {window}"
+    );
+    assert!(c.delivered(1).len() as u64 > window + 1000);
+}
+
 /// Field report, item 7: one subscriber that never acknowledged held every other subscriber to
 /// its pace (837 instead of 1500 messages/s). Once it is reported behind (a second of a full
 /// window with no acknowledgement), it holds back only itself: it is still owed every message,
