@@ -33,6 +33,13 @@ pub(super) struct LatArgs {
     /// Round trips before measuring.
     #[arg(long, default_value_t = 500)]
     warmup_count: usize,
+    #[command(flatten)]
+    both: PingPong,
+}
+
+/// What both sides of `lat` run with.
+#[derive(clap::Args)]
+pub(super) struct PingPong {
     #[arg(long, value_enum, default_value_t = Reliability::BestEffort)]
     reliability: Reliability,
     /// Reliable messages of this size sent to the same peer all along (0: none), to see what
@@ -48,12 +55,8 @@ pub(super) struct LatArgs {
 pub(super) struct LatPongArgs {
     #[arg(long)]
     group: SocketAddr,
-    #[arg(long, value_enum, default_value_t = Reliability::BestEffort)]
-    reliability: Reliability,
-    #[arg(long, default_value_t = 0)]
-    background: usize,
     #[command(flatten)]
-    link: Link,
+    both: PingPong,
 }
 
 /// What `udp-lat` measures.
@@ -72,10 +75,10 @@ pub(super) struct UdpLatArgs {
 
 pub(super) async fn lat(args: &LatArgs) -> Res<()> {
     let (size, count, warmup) = (args.size, args.count, args.warmup_count);
-    let reliability = args.reliability.as_str();
-    let reliable = args.reliability == Reliability::Reliable;
-    let background = args.background;
-    let link = args.link;
+    let reliability = args.both.reliability.as_str();
+    let reliable = args.both.reliability == Reliability::Reliable;
+    let background = args.both.background;
+    let link = args.both.link;
     let group = test_group();
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["_lat-pong", "--group", &group.to_string()])
@@ -263,11 +266,11 @@ impl Handler<Event<Ping>> for Echo {
 
 pub(super) async fn lat_pong(args: LatPongArgs) -> Res<()> {
     let group = args.group;
-    let bus = bench_builder(group, &args.link, 4)
+    let bus = bench_builder(group, &args.both.link, 4)
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    let reliable = args.reliability == Reliability::Reliable;
+    let reliable = args.both.reliability == Reliability::Reliable;
     let echo = Echo(
         bus.clone(),
         reliable.then(|| bus.reliable_publisher::<Pong>()),
@@ -275,7 +278,7 @@ pub(super) async fn lat_pong(args: LatPongArgs) -> Res<()> {
     bus.subscribe::<Ping>(echo.start().recipient())
         .await
         .map_err(|e| e.to_string())?;
-    if args.background > 0 {
+    if args.both.background > 0 {
         let counted = Count(Arc::new(AtomicU64::new(0))).start().recipient();
         bus.subscribe::<Blob>(counted)
             .await
