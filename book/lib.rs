@@ -23,3 +23,7 @@ struct Reliable;
 #[cfg(doctest)]
 #[doc = include_str!("src/architecture.md")]
 struct Architecture;
+
+#[cfg(doctest)]
+#[doc = include_str!("src/cli.md")]
+struct Cli;

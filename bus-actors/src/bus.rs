@@ -8,7 +8,7 @@ use actix::prelude::*;
 use bus_core::endpoint::{Endpoint, PublishError, Security};
 use bus_core::metrics::MetricsSnapshot;
 use bus_core::reliability::DeliveryReport;
-use bus_core::{Duration, PeerId, Topic};
+use bus_core::{Duration, PeerId, Topic, TopicId};
 use bytes::Bytes;
 use rand::{RngCore, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +21,36 @@ use crate::shared::{LocalSubscription, Shared, lock};
 use crate::socket::{SocketActor, snapshot};
 use crate::subscription::{Subscription, SubscriptionActor, SubscriptionCounters};
 use crate::transport::UdpTransport;
+
+/// What the publish and subscribe paths need of a topic, typed or not.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TopicKey {
+    pub(crate) name: &'static str,
+    pub(crate) id: TopicId,
+    pub(crate) fingerprint: u64,
+}
+
+impl TopicKey {
+    pub(crate) const fn of<T: Topic>() -> TopicKey {
+        TopicKey {
+            name: T::NAME,
+            id: T::ID,
+            fingerprint: T::FINGERPRINT,
+        }
+    }
+}
+
+/// Which recipient a subscription delivers to: one subscribes once to a topic.
+pub(crate) fn recipient_key<M>(recipient: &Recipient<M>) -> u64
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    recipient.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// The report of a reliable message that nobody remote was owed: local subscribers have it.
 fn nobody_owed() -> DeliveryReport {
@@ -69,7 +99,7 @@ fn nobody_owed() -> DeliveryReport {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Bus {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     socket: Addr<SocketActor>,
 }
 
@@ -154,7 +184,7 @@ impl Bus {
         self.shared.local_addr
     }
 
-    fn check_running(&self) -> Result<(), Error> {
+    pub(crate) fn check_running(&self) -> Result<(), Error> {
         if self.shared.is_shut_down() {
             return Err(Error::ShutDown);
         }
@@ -188,12 +218,17 @@ impl Bus {
     pub async fn publish_best_effort<T: Topic>(&self, message: T) -> Result<(), Error> {
         self.check_running()?;
         let payload = Scratch::encode(&message)?;
+        self.publish_encoded(TopicKey::of::<T>(), &payload).await
+    }
+
+    /// [`Bus::publish_best_effort`] of a payload already encoded.
+    pub(crate) async fn publish_encoded(&self, key: TopicKey, payload: &[u8]) -> Result<(), Error> {
         // Queued unless the outbox is full and someone would be sent it; a message too large
         // is refused whether or not anyone is listening yet.
         let try_publish = || {
             self.shared.command(|endpoint, _| {
-                (endpoint.outbox_has_room() || endpoint.subscribers(T::ID).is_empty())
-                    .then(|| endpoint.publish(T::ID, T::FINGERPRINT, &payload))
+                (endpoint.outbox_has_room() || endpoint.subscribers(key.id).is_empty())
+                    .then(|| endpoint.publish(key.id, key.fingerprint, payload))
             })
         };
         // The common case: room at once, without registering to wait.
@@ -210,13 +245,13 @@ impl Bus {
         }
         if let Some(Err(too_large)) = published {
             return Err(Error::MessageTooLarge {
-                topic: T::NAME,
+                topic: key.name,
                 len: too_large.len,
                 max: too_large.max,
                 limit: "BusBuilder::max_message_size",
             });
         }
-        self.deliver_locally::<T>(&payload);
+        self.deliver_locally(key, payload);
         Ok(())
     }
 
@@ -237,7 +272,7 @@ impl Bus {
     /// if it cannot be encoded; [`Error::ShutDown`] after
     /// [`Bus::shutdown`].
     pub async fn publish_reliable<T: Topic>(&self, message: T) -> Result<DeliveryReport, Error> {
-        let deadline = self.deadline_of::<T>();
+        let deadline = self.deadline_of(T::ID);
         self.send_reliable(message, deadline, true).await
     }
 
@@ -265,15 +300,15 @@ impl Bus {
         &self,
         message: T,
     ) -> Result<DeliveryReport, Error> {
-        let deadline = self.deadline_of::<T>();
+        let deadline = self.deadline_of(T::ID);
         self.send_reliable(message, deadline, false).await
     }
 
-    fn deadline_of<T: Topic>(&self) -> Duration {
+    pub(crate) fn deadline_of(&self, topic: TopicId) -> Duration {
         let config = &self.shared.config;
         config
             .topic_deadlines
-            .get(&T::ID)
+            .get(&topic)
             .copied()
             .unwrap_or(config.reliable_deadline)
     }
@@ -286,25 +321,52 @@ impl Bus {
     ) -> Result<DeliveryReport, Error> {
         self.check_running()?;
         let payload = Scratch::encode(&message)?;
+        let key = TopicKey::of::<T>();
+        let report = self
+            .start_reliable(key, &payload, deadline, wait_for_room)
+            .await?;
+        // Back to the thread's scratch before waiting for acknowledgements.
+        drop(payload);
+        Self::reliable_outcome(key, report).await
+    }
+
+    /// Hands a reliable event to the endpoint and this bus's own subscribers; the report of
+    /// the message that carries it comes on the receiver, if anyone remote is owed it.
+    pub(crate) async fn start_reliable(
+        &self,
+        key: TopicKey,
+        payload: &[u8],
+        deadline: Duration,
+        wait_for_room: bool,
+    ) -> Result<Result<tokio::sync::oneshot::Receiver<DeliveryReport>, DeliveryReport>, Error> {
         let (reply, report) = tokio::sync::oneshot::channel();
         let reply = ReportTo::Caller(reply);
         if !self
-            .open_reliable::<T>(&payload, deadline, wait_for_room, Some(reply))
+            .open_reliable(key, payload, deadline, wait_for_room, Some(reply))
             .await?
         {
             return self
-                .deliver_only_locally::<T>(&payload)
-                .map(|()| nobody_owed());
+                .deliver_only_locally(key, payload)
+                .map(|()| Err(nobody_owed()));
         }
-        self.deliver_locally::<T>(&payload);
-        // Back to the thread's scratch before waiting for acknowledgements.
-        drop(payload);
-        let report = report.await.map_err(|_| Error::ShutDown)?;
+        self.deliver_locally(key, payload);
+        Ok(Ok(report))
+    }
+
+    /// The outcome of a reliable event [`Bus::start_reliable`] started: `Ok` if delivered.
+    pub(crate) async fn reliable_outcome(
+        key: TopicKey,
+        report: Result<tokio::sync::oneshot::Receiver<DeliveryReport>, DeliveryReport>,
+    ) -> Result<DeliveryReport, Error> {
+        let report = match report {
+            Ok(pending) => pending.await.map_err(|_| Error::ShutDown)?,
+            Err(nobody_owed) => return Ok(nobody_owed),
+        };
         if report.is_complete() {
             Ok(report)
         } else {
             Err(Error::Undelivered {
-                topic: T::NAME,
+                topic: key.name,
                 report,
             })
         }
@@ -329,7 +391,8 @@ impl Bus {
         messages: impl IntoIterator<Item = T>,
     ) -> Result<Vec<DeliveryReport>, Error> {
         self.check_running()?;
-        let deadline = self.deadline_of::<T>();
+        let deadline = self.deadline_of(T::ID);
+        let key = TopicKey::of::<T>();
         let (to, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let mut reports: Vec<Option<DeliveryReport>> = Vec::new();
         for (index, message) in messages.into_iter().enumerate() {
@@ -340,14 +403,14 @@ impl Bus {
                 to: to.clone(),
             };
             if !self
-                .open_reliable::<T>(&payload, deadline, true, Some(reply))
+                .open_reliable(key, &payload, deadline, true, Some(reply))
                 .await?
             {
-                self.deliver_only_locally::<T>(&payload)?;
+                self.deliver_only_locally(key, &payload)?;
                 reports[index] = Some(nobody_owed());
                 continue;
             }
-            self.deliver_locally::<T>(&payload);
+            self.deliver_locally(key, &payload);
         }
         drop(to);
         while let Some((index, report)) = outcomes.recv().await {
@@ -369,7 +432,7 @@ impl Bus {
     /// For high-rate producers; [`Bus::publish_reliable`] gives each message its report.
     pub fn reliable_publisher<T: Topic>(&self) -> ReliablePublisher<T> {
         ReliablePublisher {
-            deadline: self.deadline_of::<T>(),
+            deadline: self.deadline_of(T::ID),
             bus: self.clone(),
             _topic: std::marker::PhantomData,
         }
@@ -379,8 +442,9 @@ impl Bus {
     /// to, and registers `reply` for the outcome of the message that carries it (under the
     /// endpoint's lock, so before that message can finish). Returns whether anyone remote is
     /// owed it.
-    async fn open_reliable<T: Topic>(
+    async fn open_reliable(
         &self,
+        key: TopicKey,
         payload: &[u8],
         deadline: Duration,
         wait_for_room: bool,
@@ -392,7 +456,7 @@ impl Bus {
             room.as_mut().enable();
             let opened = self.shared.command(|endpoint, now| {
                 let opened =
-                    endpoint.publish_reliable(now, T::ID, T::FINGERPRINT, payload, deadline);
+                    endpoint.publish_reliable(now, key.id, key.fingerprint, payload, deadline);
                 if let Ok(Some(message_id)) = &opened
                     && let Some(reply) = reply.take()
                 {
@@ -407,7 +471,7 @@ impl Bus {
                 Ok(opened) => return Ok(opened.is_some()),
                 Err(PublishError::TooLarge(e)) => {
                     return Err(Error::MessageTooLarge {
-                        topic: T::NAME,
+                        topic: key.name,
                         len: e.len,
                         max: e.max,
                         limit: "BusBuilder::max_message_size",
@@ -426,16 +490,16 @@ impl Bus {
     /// # Errors
     /// [`Error::NoSubscribers`] if there are none either: nothing was delivered, and `Ok`
     /// would say otherwise.
-    fn deliver_only_locally<T: Topic>(&self, payload: &[u8]) -> Result<(), Error> {
+    fn deliver_only_locally(&self, key: TopicKey, payload: &[u8]) -> Result<(), Error> {
         let local = self
             .shared
             .registry
-            .get(&T::ID)
+            .get(&key.id)
             .is_some_and(|subscriptions| !subscriptions.is_empty());
         if !local {
-            return Err(Error::NoSubscribers { topic: T::NAME });
+            return Err(Error::NoSubscribers { topic: key.name });
         }
-        self.deliver_locally::<T>(payload);
+        self.deliver_locally(key, payload);
         Ok(())
     }
 
@@ -468,11 +532,12 @@ impl Bus {
         }
     }
 
-    /// Hands a payload to this bus's own subscribers of `T`, copying it only if there are any.
-    fn deliver_locally<T: Topic>(&self, payload: &[u8]) {
-        if let Some(subscriptions) = self.shared.registry.get(&T::ID) {
+    /// Hands a payload to this bus's own subscribers of a topic, copying it only if there are
+    /// any.
+    fn deliver_locally(&self, key: TopicKey, payload: &[u8]) {
+        if let Some(subscriptions) = self.shared.registry.get(&key.id) {
             let payloads: Arc<[(u64, Bytes)]> =
-                Arc::new([(T::FINGERPRINT, Bytes::copy_from_slice(payload))]);
+                Arc::new([(key.fingerprint, Bytes::copy_from_slice(payload))]);
             let now = self.shared.clock.now();
             for sub in subscriptions.iter() {
                 sub.raw.do_send(RawMessages {
@@ -498,44 +563,57 @@ impl Bus {
         &self,
         recipient: Recipient<Event<T>>,
     ) -> Result<Subscription, Error> {
+        let shared = self.shared.clone();
+        let recipient_key = recipient_key(&recipient);
+        self.register(
+            TopicKey::of::<T>(),
+            Some(T::FINGERPRINT),
+            recipient_key,
+            |id, counters| {
+                SubscriptionActor::<T>::new(shared, id, recipient, counters)
+                    .start()
+                    .recipient()
+            },
+        )
+    }
+
+    /// Adds a subscription to the registry, its actor made by `make` from its id and counters,
+    /// and tells the endpoint (which describes the topic to peers with `fingerprint`: `None`
+    /// for an untyped subscription, which does not replace a typed one's).
+    pub(crate) fn register(
+        &self,
+        key: TopicKey,
+        fingerprint: Option<u64>,
+        recipient_key: u64,
+        make: impl FnOnce(u64, Arc<SubscriptionCounters>) -> Recipient<RawMessages>,
+    ) -> Result<Subscription, Error> {
         self.check_running()?;
         let id = self
             .shared
             .next_subscription_id
             .fetch_add(1, Ordering::Relaxed);
-        let recipient_key = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            recipient.hash(&mut hasher);
-            hasher.finish()
-        };
         let counters = Arc::new(SubscriptionCounters::default());
-        let shared = self.shared.clone();
-        let make = || {
-            SubscriptionActor::<T>::new(shared, id, recipient, counters.clone())
-                .start()
-                .recipient()
-        };
         // The registry holds the actor's only address from here on.
         let first_of_topic = {
-            let mut subscriptions = self.shared.registry.entry(T::ID).or_default();
+            let mut subscriptions = self.shared.registry.entry(key.id).or_default();
             if subscriptions.iter().any(|s| s.recipient == recipient_key) {
-                return Err(Error::AlreadySubscribed { topic: T::NAME });
+                return Err(Error::AlreadySubscribed { topic: key.name });
             }
             subscriptions.push(LocalSubscription {
                 id,
-                raw: make(),
+                raw: make(id, counters.clone()),
                 recipient: recipient_key,
             });
             subscriptions.len() == 1
         };
-        // Peers learn of a topic once: a second subscription to it changes nothing they see.
-        if first_of_topic {
-            self.shared.command(|endpoint, _| endpoint.subscribe(T::ID));
+        // Peers learn of a topic once, and of its type from its first typed subscription.
+        if first_of_topic || fingerprint.is_some() {
+            self.shared
+                .command(|endpoint, _| endpoint.subscribe_named(key.name, fingerprint));
         }
         Ok(Subscription {
-            topic: T::NAME,
-            topic_id: T::ID,
+            topic: key.name,
+            topic_id: key.id,
             id,
             shared: self.shared.clone(),
             counters,
@@ -571,6 +649,12 @@ impl Bus {
             return 0;
         }
         self.shared.endpoint().peers().count()
+    }
+
+    /// When `instant` (of this bus's clock: an event's `received_at`, a peer's `last_seen`)
+    /// was on the wall clock, for people to read.
+    pub fn wall_time(&self, instant: bus_core::Instant) -> std::time::SystemTime {
+        self.shared.clock.wall_time_of(instant)
     }
 
     /// The bus's counters now.
@@ -646,14 +730,15 @@ impl<T: Topic> ReliablePublisher<T> {
         let bus = &self.bus;
         bus.check_running()?;
         let payload = Scratch::encode(message)?;
+        let key = TopicKey::of::<T>();
         if bus
-            .open_reliable::<T>(&payload, self.deadline, wait_for_room, None)
+            .open_reliable(key, &payload, self.deadline, wait_for_room, None)
             .await?
         {
-            bus.deliver_locally::<T>(&payload);
+            bus.deliver_locally(key, &payload);
             Ok(())
         } else {
-            bus.deliver_only_locally::<T>(&payload)
+            bus.deliver_only_locally(key, &payload)
         }
     }
 }

@@ -31,6 +31,22 @@ impl Clock {
         WallClock::from_nanos(since_unix)
     }
 
+    /// When `at` was (or will be) on the wall clock, as the wall clock reads now: for people
+    /// to read, not to order events by (the wall clock may step).
+    pub(crate) fn wall_time_of(&self, at: Instant) -> std::time::SystemTime {
+        let now = self.now();
+        let wall = std::time::SystemTime::now();
+        let apart = |a: Instant, b: Instant| {
+            std::time::Duration::from_micros(a.as_micros() - b.as_micros())
+        };
+        let when = if at <= now {
+            wall.checked_sub(apart(now, at))
+        } else {
+            wall.checked_add(apart(at, now))
+        };
+        when.unwrap_or(wall)
+    }
+
     /// How long from now until `at` (zero if it has passed).
     pub(crate) fn until(&self, at: Instant) -> std::time::Duration {
         at - self.now()

@@ -540,7 +540,7 @@ impl BusBuilder {
             Some(Security::Psk { cluster, per_peer }) => {
                 if cluster.as_ref().is_some_and(|k| k.0 == [0; 32]) {
                     return Err(Error::Config(
-                        "the cluster key is all zeros: generate one (the keygen example, or \
+                        "the cluster key is all zeros: generate one (`bus keygen FILE`, or \
                          bus_actors::keys::random_key)"
                             .into(),
                     ));

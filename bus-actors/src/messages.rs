@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use actix::Message;
+use bus_core::discovery::TopicDescription;
 use bus_core::endpoint::Misconfiguration;
 use bus_core::reliability::DeliveryReport;
 use bus_core::{Duration, Envelope, Instant, PeerId, Topic, TopicId};
@@ -41,6 +42,9 @@ pub struct PeerSnapshot {
     pub addr: SocketAddr,
     /// The topics it subscribes to.
     pub topics: Vec<TopicId>,
+    /// What it said of its topics: names and schema fingerprints, sorted by id (learnt a
+    /// round trip after it is confirmed; a topic subscribed by id alone is never described).
+    pub described: Vec<TopicDescription>,
     /// Its application-defined metadata.
     pub metadata: Vec<(String, String)>,
     /// The smoothed round-trip time to it, once measured.
@@ -59,6 +63,25 @@ pub struct PeerSnapshot {
 }
 
 impl PeerSnapshot {
+    /// What it said of `topic`, if it described it.
+    pub fn description(&self, topic: TopicId) -> Option<&TopicDescription> {
+        self.described
+            .binary_search_by_key(&topic, |d| d.id)
+            .ok()
+            .map(|i| &self.described[i])
+    }
+
+    /// Its topics by name where it named them, by id (in hex) where not.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .map(|id| match self.description(*id) {
+                Some(d) => d.name.clone(),
+                None => format!("{:016x}", id.0),
+            })
+            .collect()
+    }
+
     /// A metadata value by key.
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata

@@ -49,6 +49,7 @@ pub(crate) fn snapshot(info: &PeerInfo, endpoint: &Endpoint) -> PeerSnapshot {
         id: info.id,
         addr: info.addr,
         topics: info.topics.clone(),
+        described: info.described.clone(),
         metadata: info.metadata.clone(),
         rtt: timing.rtt,
         clock_offset_us: timing.clock_offset_us,

@@ -14,11 +14,23 @@ use crate::shared::Shared;
 /// A subscription's counters.
 #[derive(Debug, Default)]
 pub(crate) struct SubscriptionCounters {
-    delivered: AtomicU64,
+    pub(crate) delivered: AtomicU64,
     undecodable: AtomicU64,
     schema_mismatched: AtomicU64,
     /// Unsubscribed, or its actor stopped: nothing more is delivered.
     ended: AtomicBool,
+}
+
+impl SubscriptionCounters {
+    /// Marks the subscription ended: nothing more is delivered to it.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// Whether it ended.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
 }
 
 /// A copy of one subscription's counters.
@@ -61,7 +73,7 @@ impl<T: Topic> Actor for SubscriptionActor<T> {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.counters.ended.store(true, Ordering::Release);
+        self.counters.end();
         remove_from_registry(&self.shared, T::ID, self.id);
     }
 }
@@ -70,7 +82,7 @@ impl<T: Topic> Handler<RawMessages> for SubscriptionActor<T> {
     type Result = ();
 
     fn handle(&mut self, raw: RawMessages, ctx: &mut Self::Context) {
-        if self.counters.ended.load(Ordering::Acquire) || !self.recipient.connected() {
+        if self.counters.ended() || !self.recipient.connected() {
             // Unsubscribed, or the subscriber stopped (or panicked): this subscription ends,
             // no other.
             ctx.stop();
@@ -115,7 +127,7 @@ impl<T: Topic> SubscriptionActor<T> {
 
 /// Takes subscription `id` of `topic` out of the registry; if it was the topic's last, peers are
 /// told. Dropping the registry's address of the subscription actor, its only one, stops it.
-fn remove_from_registry(shared: &Shared, topic: TopicId, id: u64) {
+pub(crate) fn remove_from_registry(shared: &Shared, topic: TopicId, id: u64) {
     let now_empty = match shared.registry.get_mut(&topic) {
         Some(mut subs) => {
             let before = subs.len();
@@ -159,13 +171,13 @@ impl Subscription {
 
     /// Whether it is still running (it ends when its subscriber actor stops).
     pub fn is_active(&self) -> bool {
-        !self.counters.ended.load(Ordering::Acquire)
+        !self.counters.ended()
     }
 
     /// Ends the subscription at once: nothing more is delivered to it, messages still queued
     /// for it included, and peers stop sending its topic here if it was the last one.
     pub fn unsubscribe(self) {
-        self.counters.ended.store(true, Ordering::Release);
+        self.counters.end();
         remove_from_registry(&self.shared, self.topic_id, self.id);
     }
 }

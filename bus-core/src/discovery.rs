@@ -3,7 +3,8 @@
 //! [`PeerTable`] is fed every beacon that arrives and the passing of time; it reports
 //! [`MembershipEvent`]s (joined, updated, left, unreachable) for the caller to act on, and
 //! answers "who subscribes to this topic". A peer is unreachable when no beacon has come from it
-//! for `liveness_factor` times the interval it advertises.
+//! for `liveness_factor` times the interval it advertises, plus the 10% its beacons' jitter
+//! can add.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The topics it subscribes to, sorted.
     pub topics: Vec<TopicId>,
+    /// What it said of its topics (names and fingerprints), for those it described: sorted by
+    /// id, each one of `topics`.
+    pub described: Vec<TopicDescription>,
     /// Its application-defined metadata.
     pub metadata: Vec<(String, String)>,
     /// How often it beacons.
@@ -37,6 +41,42 @@ impl PeerInfo {
     /// Whether it subscribes to `topic`.
     pub fn subscribes_to(&self, topic: TopicId) -> bool {
         self.topics.binary_search(&topic).is_ok()
+    }
+
+    /// What it said of `topic`, if it described it.
+    pub fn description(&self, topic: TopicId) -> Option<&TopicDescription> {
+        self.described
+            .binary_search_by_key(&topic, |d| d.id)
+            .ok()
+            .map(|i| &self.described[i])
+    }
+
+    /// Whether some of its topics are not described yet.
+    pub fn undescribed(&self) -> bool {
+        self.described.len() < self.topics.len()
+    }
+}
+
+/// A topic as a peer describes it (see [`Frame::Topics`](crate::wire::Frame::Topics)).
+#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+pub struct TopicDescription {
+    /// Its id: the hash of its name.
+    pub id: TopicId,
+    /// Its name.
+    pub name: String,
+    /// The schema fingerprint of the peer's type for it; `None` for an untyped subscription,
+    /// which takes any.
+    pub fingerprint: Option<u64>,
+}
+
+impl TopicDescription {
+    /// The description of topic `name`, whose messages have `fingerprint`.
+    pub fn new(name: &str, fingerprint: Option<u64>) -> TopicDescription {
+        TopicDescription {
+            id: TopicId::from_name(name),
+            name: name.to_owned(),
+            fingerprint,
+        }
     }
 }
 
@@ -155,6 +195,7 @@ impl PeerTable {
                 beacon.unicast_ip.unwrap_or(source.ip()),
                 beacon.unicast_port,
             ),
+            described: Vec::new(),
             topics,
             metadata: beacon
                 .metadata
@@ -200,11 +241,61 @@ impl PeerTable {
                 changed.then(|| MembershipEvent::Updated(info.clone()))
             }
         };
+        let mut info = info;
+        if let Some(known) = self.peers.get(&beacon.peer_id)
+            && known.incarnation == info.incarnation
+        {
+            // What it said of topics it still takes still holds.
+            info.described = known
+                .described
+                .iter()
+                .filter(|d| info.subscribes_to(d.id))
+                .cloned()
+                .collect();
+        }
         self.remove(&beacon.peer_id);
         self.deadlines.insert((self.deadline(&info), info.id));
         self.peers.insert(beacon.peer_id, info);
         self.events.extend(event);
         Ok(())
+    }
+
+    /// Peer `id` described topics as (fingerprint, name), fingerprint 0 for untyped. Kept are
+    /// those it announced taking, whose names hash to their ids; a change is reported as an
+    /// update. Returns how many descriptions were refused (neither announced nor valid).
+    pub fn describe(&mut self, id: PeerId, topics: &[(u64, &str)]) -> usize {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return topics.len();
+        };
+        let mut refused = 0;
+        let mut changed = false;
+        for (fingerprint, name) in topics {
+            let description =
+                TopicDescription::new(name, (*fingerprint != 0).then_some(*fingerprint));
+            if !peer.subscribes_to(description.id) || crate::validate_topic_name(name).is_err() {
+                refused += 1;
+                continue;
+            }
+            match peer
+                .described
+                .binary_search_by_key(&description.id, |d| d.id)
+            {
+                Ok(i) if peer.described[i] == description => {}
+                Ok(i) => {
+                    peer.described[i] = description;
+                    changed = true;
+                }
+                Err(i) => {
+                    peer.described.insert(i, description);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.events
+                .push_back(MembershipEvent::Updated(peer.clone()));
+        }
+        refused
     }
 
     fn remove(&mut self, id: &PeerId) -> Option<PeerInfo> {
@@ -256,7 +347,11 @@ impl PeerTable {
 
     /// The instant at which `peer` is declared unreachable if nothing more is heard from it.
     pub fn deadline(&self, peer: &PeerInfo) -> Instant {
-        peer.last_seen + peer.interval * self.liveness_factor
+        // Each beacon may come 10% late (see `next_beacon_at`): without that allowance, a peer
+        // whose next `liveness_factor - 1` beacons are lost is declared unreachable although its
+        // next one is on its way (at 10% loss, two in a row once in a hundred beacons).
+        let silence = peer.interval * self.liveness_factor;
+        peer.last_seen + silence + silence / 10
     }
 }
 
@@ -307,7 +402,8 @@ mod tests {
         };
         table.handle_beacon(Instant::ZERO, source(), &b).unwrap();
         let _joined = table.poll_event();
-        let expiry = Instant::from_millis(3 * u64::from(MAX_INTERVAL_MS));
+        // Three intervals of a minute, and their 10% of jitter.
+        let expiry = Instant::from_millis(33 * u64::from(MAX_INTERVAL_MS) / 10);
         assert_eq!(table.poll_timeout(), Some(expiry));
         table.handle_timeout(expiry);
         assert!(matches!(
@@ -404,6 +500,8 @@ mod tests {
         assert_eq!(table.poll_event(), None);
     }
 
+    /// Three intervals (of 100 ms), each allowed its 10% of jitter: two beacons lost and the
+    /// third as late as jitter makes it (at 330 ms) keep the peer.
     #[test]
     fn silence_makes_a_peer_unreachable_after_the_liveness_timeout() {
         let mut table = PeerTable::new(PeerId([0; 16]), 3);
@@ -411,10 +509,10 @@ mod tests {
             .handle_beacon(Instant::ZERO, source(), &beacon(1, vec![]))
             .unwrap();
         table.poll_event();
-        assert_eq!(table.poll_timeout(), Some(Instant::from_millis(300)));
-        table.handle_timeout(Instant::from_millis(299));
+        assert_eq!(table.poll_timeout(), Some(Instant::from_millis(330)));
+        table.handle_timeout(Instant::from_millis(329));
         assert_eq!(table.poll_event(), None);
-        table.handle_timeout(Instant::from_millis(300));
+        table.handle_timeout(Instant::from_millis(330));
         assert!(matches!(
             table.poll_event(),
             Some(MembershipEvent::Unreachable(info)) if info.id == PeerId([1; 16])

@@ -83,11 +83,14 @@ pub enum DropReason {
     ReassemblyFull,
     /// A fragmented frame not complete within its timeout, dropped whole.
     ReassemblyExpired,
+    /// A topic description from a peer that does not announce the topic (or not known), or
+    /// with an invalid name.
+    TopicUnannounced,
 }
 
 impl DropReason {
     /// Every reason, in the order of the counters.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -118,6 +121,7 @@ impl DropReason {
         DropReason::FragmentInvalid,
         DropReason::ReassemblyFull,
         DropReason::ReassemblyExpired,
+        DropReason::TopicUnannounced,
     ];
 
     /// A short, stable name for dashboards.
@@ -153,6 +157,7 @@ impl DropReason {
             DropReason::FragmentInvalid => "fragment_invalid",
             DropReason::ReassemblyFull => "reassembly_full",
             DropReason::ReassemblyExpired => "reassembly_expired",
+            DropReason::TopicUnannounced => "topic_unannounced",
         }
     }
 
@@ -353,8 +358,8 @@ impl Metrics {
     }
 }
 
-/// A copy of the bus's counters at one moment.
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
+/// A copy of the bus's counters at one moment. Serializes (with serde) as a map of its fields.
+#[derive(Clone, Debug, Default, Eq, PartialEq, serde::Serialize)]
 pub struct MetricsSnapshot {
     /// Datagrams received.
     pub datagrams_in: u64,
@@ -393,7 +398,7 @@ pub struct MetricsSnapshot {
 }
 
 /// Reliable messages, as a sender and as a receiver.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, serde::Serialize)]
 pub struct ReliableStats {
     /// Messages sent (first copies; each carries one event or more).
     pub sent: u64,

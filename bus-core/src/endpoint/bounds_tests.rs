@@ -332,3 +332,48 @@ fn gossip_names_only_confirmed_peers() {
     assert!(named.contains(&peer_id), "gossip went out: {named:?}");
     assert!(!named.contains(&fake), "the fake was named: {named:?}");
 }
+
+/// Topic descriptions from a stranger, or of topics the sender does not announce, or whose
+/// names do not hash to what it announced, are dropped and counted; a question from an address
+/// that never answered us is not answered.
+#[test]
+fn forged_topic_descriptions_are_dropped_and_counted() {
+    let mut target = Attacked::new(|_| {});
+    let stranger = fake_id(1);
+    let describe = |asking, topics: &[(u64, &'static str)]| Frame::Topics {
+        asking,
+        topics: topics.to_vec(),
+    };
+    target.receive(
+        at(9),
+        plain(stranger, &[describe(true, &[(1, "test/bounds")])]),
+    );
+    assert_eq!(target.drops(DropReason::TopicUnannounced), 1);
+
+    // Known now (its beacon announces "test/bounds"), but never answered a ping of ours.
+    target.receive(at(9), plain(stranger, &[beacon(stranger, 9)]));
+    let forged = [
+        (1, "test/other"),
+        (2, "not a valid name!"),
+        (3, "test/bounds"),
+    ];
+    target.receive(at(9), plain(stranger, &[describe(true, &forged)]));
+    assert_eq!(target.drops(DropReason::TopicUnannounced), 3);
+    let (info, _) = target.endpoint.peer(stranger).unwrap();
+    assert_eq!(
+        info.described,
+        [crate::discovery::TopicDescription::new(
+            "test/bounds",
+            Some(3)
+        )]
+    );
+    let answers = target
+        .endpoint
+        .metrics()
+        .snapshot()
+        .frames_out(FrameType::Topics);
+    assert_eq!(
+        answers, 0,
+        "a question from an unconfirmed address was answered"
+    );
+}

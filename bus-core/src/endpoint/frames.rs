@@ -58,6 +58,7 @@ impl Endpoint {
                         Ok(()) => {
                             membership_changed = true;
                             self.beacon_life(opened, beacon.incarnation);
+                            self.ask_for_descriptions(now, sender);
                             if beacon.wants_reply
                                 && let Some(addr) = self.table.get(&sender).map(|p| p.addr)
                             {
@@ -217,6 +218,10 @@ impl Endpoint {
                     }
                 }
                 Frame::SessionUnknown { index } => self.on_session_unknown(now, sender, index),
+                Frame::Topics { asking, topics } => {
+                    self.on_descriptions(now, sender, asking, &topics);
+                    membership_changed = true;
+                }
                 Frame::Peers(peers) => {
                     // Only a peer we know (whose beacon we authenticated) introduces others.
                     if self.table.get(&sender).is_some() {

@@ -220,6 +220,7 @@ impl Endpoint {
         self.reaches.remove(&id);
         self.pings.forget(id);
         self.behind.remove(&id);
+        self.descriptions_exchanged.remove(&id);
     }
 
     /// Whether `peer`'s group beacons reached us within its liveness timeout.
@@ -233,6 +234,7 @@ impl Endpoint {
     /// `peer` answered our ping, saying whether our multicast reaches it; routes follow (the
     /// first answer confirms it), and a change is reported as an update of the peer.
     pub(super) fn reached_by_group(&mut self, now: Instant, peer: PeerId, hears: bool) {
+        let first_answer = !self.confirmed(peer);
         if self.reaches.insert(peer, hears) != Some(hears) {
             self.pings.changed(peer, self.config.ping_interval);
             self.update_routes(now);
@@ -240,6 +242,9 @@ impl Endpoint {
                 let updated = MembershipEvent::Updated(info.clone());
                 self.events.push_back(Event::Membership(updated));
             }
+        }
+        if first_answer {
+            self.descriptions_on_confirming(now, peer);
         }
     }
 

@@ -24,6 +24,7 @@
 //! byte, encrypted or not.
 
 mod budgets;
+mod descriptions;
 mod diagnostics;
 mod frames;
 mod freshness;
@@ -62,7 +63,7 @@ pub use security::Security;
 use crate::batch::{FrameBatcher, FrameTooLarge};
 use crate::crypto::handshake::CookieSecret;
 use crate::crypto::{EpochReceiver, SenderEpoch};
-use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, next_beacon_at};
+use crate::discovery::{MembershipEvent, PeerInfo, PeerTable, TopicDescription, next_beacon_at};
 use crate::fragment::{self, Reassembler, ReassemblyLimits};
 use crate::metrics::{DropReason, Metrics, ReliableCounters};
 use crate::reliability::{Busy, DeliveryReport, SendWindow, WindowLimits};
@@ -70,6 +71,7 @@ use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
 use crate::wire::{Frame, FrameType, PacketType};
 use crate::{PeerId, TopicId};
+use descriptions::DescriptionsExchanged;
 use reliable::Pending;
 use sessions::Sessions;
 use transfers::Transfer;
@@ -362,6 +364,10 @@ pub struct Endpoint {
     timings: HashMap<PeerId, PeerTiming, FastHash>,
     routes: HashMap<TopicId, Route, FastHash>,
     local_topics: BTreeSet<TopicId>,
+    /// What we say of our topics, for those subscribed by name.
+    local_descriptions: BTreeMap<TopicId, TopicDescription>,
+    /// When we last asked each peer for descriptions, and last sent ours when asked.
+    descriptions_exchanged: HashMap<PeerId, DescriptionsExchanged, FastHash>,
     next_beacon: Instant,
     outbox: FrameBatcher<Target>,
     /// Handshake messages, sent as they are ahead of the outbox.
@@ -511,6 +517,8 @@ impl Endpoint {
             timings,
             routes,
             local_topics: BTreeSet::new(),
+            local_descriptions: BTreeMap::new(),
+            descriptions_exchanged: HashMap::default(),
             next_beacon: now,
             outbox: FrameBatcher::new(max_body).pad_full_bodies(),
             handshake_out: VecDeque::new(),
@@ -890,8 +898,26 @@ impl Endpoint {
         }
     }
 
+    /// A topic gained a local subscription, by name: peers learn it at once, and can learn
+    /// its name and the `fingerprint` of our type for it (`None` when the subscription is
+    /// untyped). A new fingerprint for a topic already taken is sent to every known peer.
+    pub fn subscribe_named(&mut self, name: &str, fingerprint: Option<u64>) {
+        let description = TopicDescription::new(name, fingerprint);
+        let id = description.id;
+        let changed = self.local_descriptions.get(&id) != Some(&description);
+        self.local_descriptions.insert(id, description);
+        if self.local_topics.contains(&id) {
+            if changed {
+                self.send_descriptions_to_all();
+            }
+        } else {
+            self.subscribe(id);
+        }
+    }
+
     /// A topic lost its last local subscription: peers learn it at once.
     pub fn unsubscribe(&mut self, topic: TopicId) {
+        self.local_descriptions.remove(&topic);
         if self.local_topics.remove(&topic) {
             self.announce_topics();
         }

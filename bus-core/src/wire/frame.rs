@@ -65,11 +65,13 @@ pub enum FrameType {
     To = 0x14,
     /// See [`Frame::FragmentAck`].
     FragmentAck = 0x15,
+    /// See [`Frame::Topics`].
+    Topics = 0x16,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 22] = [
+    pub const ALL: [FrameType; 23] = [
         FrameType::Padding,
         FrameType::Beacon,
         FrameType::Publish,
@@ -92,6 +94,7 @@ impl FrameType {
         FrameType::SessionUnknown,
         FrameType::To,
         FrameType::FragmentAck,
+        FrameType::Topics,
     ];
 
     /// The type named by `byte`.
@@ -127,12 +130,14 @@ impl FrameType {
             FrameType::SessionUnknown => "session_unknown",
             FrameType::To => "to",
             FrameType::FragmentAck => "fragment_ack",
+            FrameType::Topics => "topics",
         }
     }
 }
 
 const FRAGMENT_RELIABLE: u8 = 0b0000_0001;
 const FRAGMENT_REPORT: u8 = 0b0000_0010;
+const TOPICS_ASKING: u8 = 0b0000_0001;
 const PONG_HEARS_YOUR_GROUP: u8 = 0b0000_0001;
 const PONG_KNOWS_YOU_FRESH: u8 = 0b0000_0010;
 
@@ -566,6 +571,23 @@ pub enum Frame<'a> {
         /// The byte ranges held.
         held: AckRanges,
     },
+    /// Names and schema fingerprints of topics the sender subscribes to, so that tools show
+    /// names instead of ids and untyped publishers send the fingerprint subscribers expect.
+    /// Beacons carry only the ids (names would not fit a datagram for long); a peer asks for
+    /// descriptions of ids it cannot name (flag bit 0, *asking*, with or without entries of
+    /// its own) and is answered by unicast in as many frames as needed. A topic's id is the
+    /// hash of its name, so a receiver checks each name against the ids the sender announced.
+    /// Fingerprint 0 means the subscription is untyped (any schema).
+    ///
+    /// ```text
+    /// | 0x16 | flags u8 | count v | (fingerprint u64, name str) ... |
+    /// ```
+    Topics {
+        /// Whether the sender asks for the receiver's descriptions in return.
+        asking: bool,
+        /// (fingerprint, name) of each described topic.
+        topics: Vec<(u64, &'a str)>,
+    },
 }
 
 /// The events of a [`Frame::ReliablePublish`]: `count` length-prefixed byte strings, back to
@@ -656,6 +678,7 @@ impl<'a> Frame<'a> {
             Frame::SessionUnknown { .. } => FrameType::SessionUnknown,
             Frame::To { .. } => FrameType::To,
             Frame::FragmentAck { .. } => FrameType::FragmentAck,
+            Frame::Topics { .. } => FrameType::Topics,
         }
     }
 
@@ -830,6 +853,14 @@ impl<'a> Frame<'a> {
                 out.put_varint(span.start);
                 out.put_varint(span.end - span.start);
                 held.emit(out);
+            }
+            Frame::Topics { asking, topics } => {
+                out.put_u8(if *asking { TOPICS_ASKING } else { 0 });
+                out.put_varint(topics.len() as u64);
+                for (fingerprint, name) in topics {
+                    out.put_slice(&fingerprint.to_le_bytes());
+                    out.put_bytes(name.as_bytes());
+                }
             }
             Frame::Ping {
                 ping_id,
@@ -1028,6 +1059,25 @@ impl<'a> Frame<'a> {
                     fragment_id,
                     span: start..end,
                     held,
+                }
+            }
+            FrameType::Topics => {
+                let flags = r.u8("topics flags")?;
+                if flags & !TOPICS_ASKING != 0 {
+                    return Err(DecodeError::ReservedBitsSet {
+                        field: "topics flags",
+                        value: flags,
+                    });
+                }
+                // A fingerprint and a name's length at least.
+                let count = r.count(9, "topic count")?;
+                let mut topics = Vec::with_capacity(count);
+                for _ in 0..count {
+                    topics.push((r.u64("fingerprint")?, r.str("topic name")?));
+                }
+                Frame::Topics {
+                    asking: flags & TOPICS_ASKING != 0,
+                    topics,
                 }
             }
             FrameType::Ping => Frame::Ping {

@@ -16,16 +16,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bus_actors::{Bus, BusEvent, Event, Topic};
-use serde::{Deserialize, Serialize};
+use examples::plant::{Temperature, reading};
 use tokio::sync::mpsc;
-
-/// A reading from one of the plant's thermometers.
-#[derive(Clone, Debug, Deserialize, Serialize, Topic)]
-#[topic(name = "plant/boiler/temperature")]
-struct Temperature {
-    sensor: String,
-    celsius: f64,
-}
 
 const PEERS: [&str; 3] = ["boiler-north", "boiler-south", "control-room"];
 const READINGS: u32 = 5;
@@ -116,12 +108,8 @@ async fn run_peer(index: usize, key: [u8; 32]) -> Result<Summary, bus_actors::Er
 
     let mut sent = 0;
     for i in 0..READINGS {
-        let celsius = 80.0 + index as f64 * 5.0 + f64::from(i) * 0.5;
-        bus.publish(Temperature {
-            sensor: name.to_owned(),
-            celsius,
-        })
-        .await?;
+        bus.publish(reading(name, 80.0 + index as f64 * 5.0, u64::from(i)))
+            .await?;
         sent += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

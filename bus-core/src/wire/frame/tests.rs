@@ -375,15 +375,36 @@ fn fragment_ack_fixture() {
     );
 }
 
+/// A question carrying one typed description: fingerprint 42 of topic "a/b".
+#[test]
+fn topics_fixture() {
+    let frame = Frame::Topics {
+        asking: true,
+        topics: vec![(42, "a/b")],
+    };
+    let expected = [
+        0x16, 0x01, 0x01, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0x03, b'a', b'/', b'b',
+    ];
+    assert_eq!(emitted(&frame), expected);
+    assert_eq!(parse_one(&expected), Ok(frame));
+    assert_eq!(
+        parse_one(&[0x16, 0x02, 0x00]),
+        Err(DecodeError::ReservedBitsSet {
+            field: "topics flags",
+            value: 2
+        })
+    );
+}
+
 #[test]
 fn unknown_frame_type_stops_the_packet() {
     let mut body = PUBLISH_BYTES.to_vec();
-    body.push(0x16);
+    body.push(0x17);
     body.extend_from_slice(&PUBLISH_BYTES);
     let frames: Vec<_> = Frames::new(&body).collect();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].is_ok());
-    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x16)));
+    assert_eq!(frames[1], Err(DecodeError::UnknownFrameType(0x17)));
 }
 
 #[test]
@@ -565,6 +586,15 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
         }),
         fragment,
         fragment_ack,
+        (any::<bool>(), vec((any::<u64>(), "[a-z/]{1,20}"), 0..5)).prop_map(|(asking, t)| {
+            Frame::Topics {
+                asking,
+                topics: t
+                    .into_iter()
+                    .map(|(f, n)| (f, &*Box::leak(n.into_boxed_str())))
+                    .collect(),
+            }
+        }),
         (any::<u64>(), any::<u64>()).prop_map(|(p, t)| Frame::Ping {
             ping_id: p,
             sent_at_us: t

@@ -1,4 +1,4 @@
-//! The keygen example as a user runs it: a new key file that loads, never an overwrite, and
+//! `bus keygen` as a user runs it: a new key file that loads, never an overwrite, and
 //! flags that are flags.
 
 #![allow(clippy::expect_used)] // In helpers outside #[test] functions too: a panic fails the test.
@@ -8,11 +8,12 @@ use std::process::Command;
 use bus_actors::keys;
 
 fn keygen(args: &[&str], dir: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_keygen"))
+    Command::new(env!("CARGO_BIN_EXE_bus"))
+        .arg("keygen")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("keygen runs")
+        .expect("bus keygen runs")
 }
 
 fn scratch_dir(name: &str) -> std::path::PathBuf {
@@ -58,7 +59,7 @@ fn help_and_unknown_flags_write_nothing() {
     let dir = scratch_dir("flags");
     let help = keygen(&["--help"], &dir);
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: keygen"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: bus keygen"));
     let typo = keygen(&["--sise", "64"], &dir);
     assert_eq!(typo.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("--sise"));
