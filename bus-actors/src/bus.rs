@@ -659,8 +659,12 @@ impl Bus {
 
     /// The bus's counters now.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let mut snapshot = self.shared.metrics.snapshot();
-        let endpoint = self.shared.endpoint();
+        Bus::metrics_of(&self.shared)
+    }
+
+    pub(crate) fn metrics_of(shared: &Shared) -> MetricsSnapshot {
+        let mut snapshot = shared.metrics.snapshot();
+        let endpoint = shared.endpoint();
         snapshot.handshakes = endpoint.handshakes();
         let (entries, bytes) = endpoint.reassembly();
         (snapshot.reassembly_entries, snapshot.reassembly_bytes) = (entries as u64, bytes as u64);

@@ -21,6 +21,7 @@ mod bus;
 mod clock;
 mod config;
 mod error;
+mod export;
 pub mod keys;
 mod messages;
 mod peer;

@@ -42,6 +42,7 @@ impl Handler<PongReceived> for PeerActor {
             return;
         }
         self.rtt.on_sample(sample.rtt());
+        crate::export::rtt_sample(self.shared.local_id, sample.rtt());
         self.offset.on_sample(&sample);
         let timing = PeerTiming {
             rtt: self.rtt.srtt(),

@@ -40,6 +40,10 @@ pub(crate) struct SocketActor {
     timer: Option<(Instant, SpawnHandle)>,
     /// A shutdown waiting for the reliable messages in flight to finish.
     drained: Option<tokio::sync::oneshot::Sender<()>>,
+    /// What the bus logs is in this span: which bus said it.
+    span: tracing::Span,
+    /// Drops by reason at the last export, for the summary of the drops since.
+    drops_logged: BTreeMap<&'static str, u64>,
 }
 
 /// What is known of a peer, for the application.
@@ -64,13 +68,15 @@ impl SocketActor {
     pub(crate) fn new(shared: Arc<Shared>, mut transport: Box<dyn Transport>) -> Self {
         SocketActor {
             incoming: Some(transport.incoming()),
-            shared,
+            shared: shared.clone(),
             transport: Rc::from(transport),
             peers: BTreeMap::new(),
             pending: HashMap::new(),
             flushing: false,
             timer: None,
             drained: None,
+            span: tracing::info_span!("bus", id = %shared.local_id),
+            drops_logged: BTreeMap::new(),
         }
     }
 
@@ -90,6 +96,9 @@ impl SocketActor {
     }
 
     fn handle_event(&mut self, event: Event, ctx: &mut Context<Self>) {
+        // Not for deliveries: they are the hot path, and log nothing.
+        let span = (!matches!(event, Event::Deliver(_))).then(|| self.span.clone());
+        let _in_span = span.as_ref().map(tracing::Span::enter);
         match event {
             Event::Deliver(delivery) => {
                 let Some(subscriptions) = self.shared.registry.get(&delivery.topic) else {
@@ -162,6 +171,15 @@ impl SocketActor {
             Event::Finished {
                 message_id, report, ..
             } => {
+                if !report.missing.is_empty() {
+                    tracing::warn!(message_id, missing = ?report.missing, retransmissions = report.retransmissions, "reliable message not acknowledged by its deadline");
+                } else if report.retransmissions > 0 {
+                    tracing::debug!(
+                        message_id,
+                        retransmissions = report.retransmissions,
+                        "reliable message delivered after retransmissions"
+                    );
+                }
                 // Sent comes first, from the same queue of events.
                 if let Some(actor) = self.pending.remove(&message_id) {
                     actor.do_send(Finished(report));
@@ -176,6 +194,7 @@ impl SocketActor {
                 }
             }
             Event::Handshake(job) => {
+                tracing::debug!("computing a handshake message");
                 let ticket = job.ticket();
                 let work = tokio::task::spawn_blocking(move || job.run());
                 ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -191,23 +210,32 @@ impl SocketActor {
     fn membership(&mut self, event: MembershipEvent) {
         let bus_event = match event {
             MembershipEvent::Joined(info) => {
+                tracing::info!(peer = %info.id, addr = %info.addr, "peer joined");
                 let actor = PeerActor::new(self.shared.clone(), info.id).start();
                 self.peers.insert(info.id, actor);
                 BusEvent::PeerJoined(snapshot(&info, &self.shared.endpoint()))
             }
             MembershipEvent::Updated(info) => {
-                BusEvent::PeerUpdated(snapshot(&info, &self.shared.endpoint()))
+                let peer = snapshot(&info, &self.shared.endpoint());
+                tracing::debug!(peer = %info.id, addr = %info.addr, topics = ?peer.topic_names(), "peer updated");
+                BusEvent::PeerUpdated(peer)
             }
             MembershipEvent::Restarted(info) => {
+                tracing::info!(peer = %info.id, addr = %info.addr, "peer restarted");
                 BusEvent::PeerRestarted(snapshot(&info, &self.shared.endpoint()))
             }
-            MembershipEvent::DuplicateId { id, refused } => BusEvent::DuplicateId { id, refused },
+            MembershipEvent::DuplicateId { id, refused } => {
+                tracing::warn!(peer = %id, refused = %refused, "two processes claim one peer id: the second one is ignored");
+                BusEvent::DuplicateId { id, refused }
+            }
             MembershipEvent::Left(id) => {
+                tracing::info!(peer = %id, "peer left");
                 // Dropping the last address stops the actor once its mailbox drains.
                 self.peers.remove(&id);
                 BusEvent::PeerLeft(id)
             }
             MembershipEvent::Unreachable(info) => {
+                tracing::warn!(peer = %info.id, addr = %info.addr, "peer unreachable: no beacon within its liveness timeout");
                 self.peers.remove(&info.id);
                 BusEvent::PeerUnreachable(info.id)
             }
@@ -275,6 +303,27 @@ impl SocketActor {
             self.handle_event(event, ctx);
         }
     }
+
+    /// Copies the counters out to the `metrics` facade, and logs what was dropped since the
+    /// last time (once a period at most, however many were).
+    fn export(&mut self) {
+        let metrics = crate::Bus::metrics_of(&self.shared);
+        let peers = self.shared.endpoint().peers().count();
+        crate::export::export(self.shared.local_id, &metrics, peers);
+        let since: Vec<String> = metrics
+            .drops
+            .iter()
+            .filter_map(|(reason, count)| {
+                let new = count - self.drops_logged.get(reason).copied().unwrap_or(0);
+                (new > 0).then(|| format!("{reason}={new}"))
+            })
+            .collect();
+        if !since.is_empty() {
+            let _in_span = self.span.enter();
+            tracing::debug!(dropped = %since.join(" "), "packets dropped since the last report");
+        }
+        self.drops_logged = metrics.drops;
+    }
 }
 
 /// Sends everything the endpoint has to send, batch after batch, until it has nothing left.
@@ -313,6 +362,7 @@ impl Actor for SocketActor {
         if let Some(incoming) = self.incoming.take() {
             ctx.add_stream(incoming);
         }
+        ctx.run_interval(crate::export::EXPORT_EVERY, |act, _| act.export());
         // The first beacon is due at once.
         self.flush(ctx);
     }

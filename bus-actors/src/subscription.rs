@@ -107,9 +107,14 @@ impl<T: Topic> SubscriptionActor<T> {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err(PayloadError::SchemaMismatch { local, remote, .. }) => {
-                self.counters
+                let before = self
+                    .counters
                     .schema_mismatched
                     .fetch_add(1, Ordering::Relaxed);
+                if before == 0 {
+                    // Once a subscription: the counter says how many more.
+                    tracing::warn!(topic = T::NAME, from = %raw.from, local = format_args!("{local:016x}"), remote = format_args!("{remote:016x}"), "a peer publishes this topic with another schema: its messages are dropped (see SubscriptionStats::schema_mismatched)");
+                }
                 self.shared.emit_event(&BusEvent::SchemaMismatch {
                     topic: T::NAME,
                     from: raw.from,

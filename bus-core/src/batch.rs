@@ -21,7 +21,7 @@ pub struct FrameTooLarge {
     pub max: usize,
 }
 
-/// Frames waiting to be sent, packed into bodies per destination. See the [module docs](self).
+/// Frames waiting to be sent, packed into bodies per destination. They are sent when the driver drains the outbox, several to a datagram.
 #[derive(Debug)]
 pub struct FrameBatcher<D> {
     max_body: usize,

@@ -1,6 +1,17 @@
 //! What the examples share: the plant's topics and its sensors' behaviour, so that the demo,
 //! the sensor example and the `bus` CLI's tests speak of the same things.
 
+/// Logs what the bus says to standard error, as `RUST_LOG` asks (`RUST_LOG=bus_actors=debug`
+/// shows peers coming and going, handshakes and drops); warnings only by default.
+pub fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 pub mod plant {
     //! A plant whose boilers report their temperatures.
 

@@ -10,7 +10,7 @@
 //! | [`Endpoint::handle_datagram`] | membership, sessions, deliveries, acknowledgements, handshakes |
 //! | [`Endpoint::handle_timeout`] | beacons, liveness, retransmissions, deadlines |
 //! | [`Endpoint::handle_handshake`] | sessions (a computation of [`Event::Handshake`] finished) |
-//! | [`Endpoint::publish`], [`Endpoint::publish_reliable`], [`Endpoint::subscribe`], [`Endpoint::unsubscribe`], [`Endpoint::ping`], [`Endpoint::leave`] | the outbox, the reliable window |
+//! | [`Endpoint::publish`], [`Endpoint::publish_reliable`], [`Endpoint::subscribe`], [`Endpoint::subscribe_named`], [`Endpoint::unsubscribe`], [`Endpoint::leave`] | the outbox, the reliable window |
 //!
 //! | output | when to ask |
 //! |---|---|

@@ -115,7 +115,7 @@ const RANGES_PER_ACK: usize = 64;
 
 impl Endpoint {
     /// Publishes a reliable event of `topic` to every remote subscriber known now. It joins the
-    /// topic's open reliable message if it can (see [`OpenMessage`]), or opens one; the message
+    /// topic's open reliable message if it can (one not yet sent), or opens one; the message
     /// is sent when closed, retransmitted to each subscriber until it acknowledges, and
     /// finished by [`Event::Finished`] when all have (or left), or at `deadline` with those
     /// missing named. Returns the id of the message that carries the event, or `None` if

@@ -1,18 +1,24 @@
-//! A chat room on loopback: run it in several terminals, type a line, and everyone sees it.
+//! A chat room on loopback: run it in several terminals with one key file, type a line, and
+//! everyone sees it; people joining and leaving are announced by name.
 //!
 //! ```sh
-//! cargo run -p examples --bin chat -- alice
-//! cargo run -p examples --bin chat -- bob      # in another terminal
+//! cargo run -p bus-cli -- keygen room.key        # once
+//! cargo run -p examples --bin chat -- --psk-file room.key alice
+//! cargo run -p examples --bin chat -- --psk-file room.key bob      # in another terminal
 //! ```
 //!
 //! End with Ctrl-D (end of input): the peer says goodbye and the others see it leave.
 
 #![allow(clippy::print_stdout)]
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use actix::prelude::*;
-use bus_actors::{Bus, BusEvent, Event, Topic};
+use bus_actors::{Bus, BusEvent, DEFAULT_PORT, Event, PeerId, Topic, keys};
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -24,9 +30,24 @@ struct ChatLine {
     text: String,
 }
 
-/// Prints what others say, and who comes and goes.
+/// A chat room: lines typed go to everyone in it.
+#[derive(Parser)]
+#[command(name = "chat")]
+struct Args {
+    /// The name others see.
+    nick: String,
+    /// The room's key file (`bus keygen FILE` makes one); without it, the room is unencrypted.
+    #[arg(long)]
+    psk_file: Option<PathBuf>,
+    /// The group port the room meets on.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+}
+
+/// Prints what others say, and who comes and goes, by name.
 struct Screen {
-    me: bus_actors::PeerId,
+    me: PeerId,
+    nicks: HashMap<PeerId, String>,
 }
 
 impl Actor for Screen {
@@ -45,12 +66,30 @@ impl Handler<Event<ChatLine>> for Screen {
 impl Handler<BusEvent> for Screen {
     type Result = ();
     fn handle(&mut self, event: BusEvent, _: &mut Context<Self>) {
+        let name = |nicks: &HashMap<PeerId, String>, id: &PeerId| {
+            nicks
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("peer {id}"))
+        };
         match event {
             BusEvent::PeerJoined(peer) => {
-                println!("* {} joined", peer.metadata("nick").unwrap_or("someone"));
+                let nick = peer.metadata("nick").unwrap_or("someone").to_owned();
+                // Known already when we began listening: in the room, and said so only now.
+                if peer.confirmed && peer.topics.contains(&ChatLine::ID) {
+                    println!("* {nick} joined");
+                }
+                self.nicks.insert(peer.id, nick);
             }
-            BusEvent::PeerLeft(id) => println!("* peer {id} left"),
-            BusEvent::PeerUnreachable(id) => println!("* peer {id} went quiet"),
+            // Announced once it can be sent to (it answered us), not when first heard of.
+            BusEvent::SubscriberJoined { topic, peer } if topic == ChatLine::ID => {
+                println!("* {} joined", name(&self.nicks, &peer));
+            }
+            BusEvent::PeerLeft(id) => {
+                println!("* {} left", name(&self.nicks, &id));
+                self.nicks.remove(&id);
+            }
+            BusEvent::PeerUnreachable(id) => println!("* {} went quiet", name(&self.nicks, &id)),
             _ => {}
         }
     }
@@ -58,11 +97,8 @@ impl Handler<BusEvent> for Screen {
 
 #[actix::main]
 async fn main() -> ExitCode {
-    let Some(nick) = std::env::args().nth(1) else {
-        eprintln!("usage: chat NICKNAME");
-        return ExitCode::from(2);
-    };
-    match chat(nick).await {
+    examples::log_to_stderr();
+    match chat(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chat: {e}");
@@ -71,17 +107,25 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn chat(nick: String) -> Result<(), bus_actors::Error> {
-    let bus = Bus::builder()
-        .insecure()
-        .metadata("nick", nick.clone())
-        .start()
-        .await?;
-    let screen = Screen { me: bus.local_id() }.start();
+async fn chat(args: Args) -> Result<(), bus_actors::Error> {
+    let builder = Bus::builder()
+        .group(SocketAddr::from(([239, 255, 28, 12], args.port)))
+        .metadata("nick", args.nick.clone());
+    let bus = match &args.psk_file {
+        Some(file) => builder.cluster_psk(keys::load_key(file)?),
+        None => builder.insecure(),
+    }
+    .start()
+    .await?;
+    let screen = Screen {
+        me: bus.local_id(),
+        nicks: HashMap::new(),
+    }
+    .start();
     bus.subscribe::<ChatLine>(screen.clone().recipient())
         .await?;
     bus.subscribe_events(screen.recipient());
-    println!("* you are {nick}; type to talk, Ctrl-D to leave");
+    println!("* you are {}; type to talk, Ctrl-D to leave", args.nick);
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(text)) = lines.next_line().await {
@@ -89,7 +133,7 @@ async fn chat(nick: String) -> Result<(), bus_actors::Error> {
             continue;
         }
         bus.publish(ChatLine {
-            nick: nick.clone(),
+            nick: args.nick.clone(),
             text,
         })
         .await?;

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bus_actors::{Bus, BusEvent, Event, Topic};
+use bus_actors::{Bus, BusEvent, Event};
 use examples::plant::{Temperature, reading};
 use tokio::sync::mpsc;
 
@@ -77,29 +77,21 @@ async fn run_peer(index: usize, key: [u8; 32]) -> Result<Summary, bus_actors::Er
     )
     .await?;
 
-    // Wait until both other peers are known to subscribe, so that nothing is published into
+    // Wait until both other peers subscribe and answered us, so that nothing is published into
     // the void: best effort has no retransmission.
     let (event_tx, mut events) = mpsc::unbounded_channel();
     bus.subscribe_events(Forward(event_tx).start().recipient());
-    let others = PEERS.len() - 1;
-    let discovered = async {
-        while bus
-            .peers()
-            .iter()
-            .filter(|p| p.topics.contains(&Temperature::ID))
-            .count()
-            < others
-        {
-            if let Some(BusEvent::PeerJoined(p)) = events.recv().await {
-                println!(
-                    "{name:>13} :: discovered {} ({})",
-                    p.metadata("role").unwrap_or("?"),
-                    p.addr
-                );
+    actix::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let BusEvent::PeerJoined(p) = event {
+                let role = p.metadata("role").unwrap_or("?");
+                println!("{name:>13} :: discovered {role} ({})", p.addr);
             }
         }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), discovered)
+    });
+    let others = PEERS.len() - 1;
+    if bus
+        .wait_for_subscribers::<Temperature>(others, bus_actors::Duration::from_secs(10))
         .await
         .is_err()
     {
@@ -148,6 +140,7 @@ impl Handler<BusEvent> for Forward {
 }
 
 fn main() -> ExitCode {
+    examples::log_to_stderr();
     // Every packet is encrypted and authenticated with a key the three peers share.
     let key = bus_actors::keys::random_key();
     println!("three peers on loopback, group {GROUP}, encrypted with a fresh cluster key\n");

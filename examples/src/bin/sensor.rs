@@ -76,9 +76,7 @@ impl Handler<Event<Temperature>> for View {
 
 #[actix::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    examples::log_to_stderr();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
