@@ -59,11 +59,7 @@ pub fn load_key(path: impl AsRef<Path>) -> Result<[u8; 32], Error> {
 pub fn parse_key(text: &str) -> Option<[u8; 32]> {
     let mut key = [0u8; 32];
     if text.len() == 64 {
-        for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-            let digits = std::str::from_utf8(pair).ok()?;
-            key[i] = u8::from_str_radix(digits, 16).ok()?;
-        }
-        return Some(key);
+        return hex::decode_to_slice(text, &mut key).ok().map(|()| key);
     }
     use base64::Engine;
     let decoded = base64::engine::general_purpose::STANDARD
@@ -77,7 +73,7 @@ pub fn parse_key(text: &str) -> Option<[u8; 32]> {
 
 /// Formats a key as 64 hex digits.
 pub fn format_key(key: &[u8; 32]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(key)
 }
 
 #[cfg(test)]

@@ -75,7 +75,9 @@ impl SocketActor {
             flushing: false,
             timer: None,
             drained: None,
-            span: tracing::info_span!("bus", id = %shared.local_id),
+            // At warning level, so that it shows under the usual filter (a span has no level of its
+            // own to speak of: this only says when it is recorded).
+            span: tracing::warn_span!("bus", id = %shared.local_id),
             drops_logged: BTreeMap::new(),
         }
     }

@@ -25,7 +25,8 @@ pub(crate) struct ConnectArgs {
     /// (repeatable).
     #[arg(long = "seed", global = true, value_name = "ADDR")]
     seeds: Vec<SocketAddr>,
-    /// Do not use multicast at all (seeds only).
+    /// Send nothing to the multicast group: beacons go to the seeds only, messages by
+    /// unicast (multicast from others is still heard).
     #[arg(long, global = true)]
     no_multicast: bool,
     /// The cluster's pre-shared key file (made with `bus keygen`).

@@ -43,6 +43,11 @@ pub(crate) async fn run(bus: &Bus, args: &Args) -> Result<ExitCode, Failure> {
     }
 }
 
+/// What it means when no other peer's packet arrived at all.
+pub(crate) const NOTHING_ARRIVED: &str = "nothing arrived from any other peer: they may beacon on \
+     another group or port (--group, --port), or multicast does not reach here (give a peer's \
+     unicast address with --seed ADDR)";
+
 fn to_json(bus: &Bus, peer: &PeerSnapshot) -> serde_json::Value {
     let topics: Vec<_> = peer
         .topics
@@ -80,13 +85,14 @@ fn wall(bus: &Bus, at: bus_actors::Instant) -> String {
 fn print_table(bus: &Bus, peers: &[PeerSnapshot]) {
     if peers.is_empty() {
         println!(
-            "no peers found (see `bus stats` for what arrives, and the book's operations chapter)"
+            "no peers found: `bus stats` shows what arrives (packets with another key, or in \
+             plaintext, are named there)"
         );
         return;
     }
     println!(
-        "{:<32}  {:<21}  {:>9}  {:>10}  {:<24}  {:<30}  METADATA",
-        "ID", "ADDRESS", "RTT", "OFFSET", "LAST SEEN", "TOPICS"
+        "{:<16}  {:<21}  {:>9}  {:>14}  {:<24}  {:<30}  METADATA",
+        "ID", "ADDRESS", "RTT", "CLOCK OFFSET", "LAST SEEN", "TOPICS"
     );
     for peer in peers {
         let rtt = peer.rtt.map_or("-".to_owned(), |d| {
@@ -94,14 +100,14 @@ fn print_table(bus: &Bus, peers: &[PeerSnapshot]) {
         });
         let offset = peer
             .clock_offset_us
-            .map_or("-".to_owned(), |us| format!("{us:+} µs"));
+            .map_or("-".to_owned(), |us| format!("{:+.3} s", us as f64 / 1e6));
         let metadata: Vec<String> = peer
             .metadata
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         println!(
-            "{:<32}  {:<21}  {:>9}  {:>10}  {:<24}  {:<30}  {}",
+            "{:<16}  {:<21}  {:>9}  {:>14}  {:<24}  {:<30}  {}",
             peer.id.to_string(),
             peer.addr.to_string(),
             rtt,

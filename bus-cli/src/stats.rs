@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::Failure;
 use crate::forward::Forward;
+use crate::peers::NOTHING_ARRIVED;
 
 /// Joins for `--for`, printing diagnostics as they come, then prints the counters.
 #[derive(clap::Args, Debug)]
@@ -77,5 +78,9 @@ pub(crate) async fn run(bus: &Bus, args: &Args) -> Result<ExitCode, Failure> {
     println!("frames in:         {}", list(&metrics.frames_in));
     println!("frames out:        {}", list(&metrics.frames_out));
     println!("dropped:           {}", list(&metrics.drops));
+    if bus.peer_count() == 0 && metrics.total_drops() == 0 {
+        // What arrived was our own multicast, looped back, if anything.
+        println!("{NOTHING_ARRIVED}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
-//! Every example, run as a user runs it, to its end: the demo, the sensor, a scripted chat
-//! between two people, and the Prometheus exporter scraped while it runs.
+//! Every example, run as a user runs it, to its end: the demo, reliable delivery, the
+//! public-key cluster, the sensor, a scripted chat between two people, and the Prometheus
+//! exporter scraped while it runs.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // In helpers outside #[test] functions too: a panic fails the test.
 
@@ -76,6 +77,26 @@ fn the_demo_ends_with_every_reading_received() {
     assert!(out.status.success(), "{out:?}");
     assert!(
         stdout.contains("every peer received every reading"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_reliable_example_reports_who_acknowledged_and_who_is_missing() {
+    let out = run(&mut Command::new(env!("CARGO_BIN_EXE_reliable")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("missing [PeerId("), "{stdout}");
+    assert!(stdout.contains("every report was as expected"), "{stdout}");
+}
+
+#[test]
+fn the_public_key_cluster_admits_exactly_its_members() {
+    let out = run(&mut Command::new(env!("CARGO_BIN_EXE_public_keys")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("the cluster admitted exactly its members"),
         "{stdout}"
     );
 }

@@ -96,6 +96,13 @@ async fn run(args: Args) -> Result<(), bus_actors::Error> {
         .metadata("sensor", args.name.clone())
         .start()
         .await?;
+    // Where to find it without multicast: `bus --seed ADDR ...`.
+    eprintln!(
+        "sensor {} is peer {} at {}",
+        args.name,
+        bus.local_id(),
+        bus.local_addr()
+    );
     let view = View {
         latest: BTreeMap::new(),
         plain: args.plain,
