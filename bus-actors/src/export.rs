@@ -9,7 +9,8 @@
 //! `retransmitted`, `acked`, `expired`, `received`, `events_received`, `duplicates`,
 //! `window_full`, `given_up`), `bus_handshakes_total`. Gauges: `bus_peers`,
 //! `bus_reliable_pending`, `bus_reassembly_bytes`, `bus_socket_recv_buffer_bytes`. Histogram:
-//! `bus_rtt_seconds`, a sample per pong.
+//! `bus_rtt_seconds`, a sample per pong. Per topic: `bus_received_total` by `topic` (its name),
+//! the messages that arrived from peers for this bus's subscriptions.
 
 use bus_core::metrics::{DropReason, MetricsSnapshot};
 use bus_core::{Duration, PeerId};
@@ -74,4 +75,13 @@ pub(crate) fn export(bus: PeerId, snapshot: &MetricsSnapshot, peers: usize) {
 /// A round-trip sample to a peer.
 pub(crate) fn rtt_sample(bus: PeerId, rtt: std::time::Duration) {
     metrics::histogram!("bus_rtt_seconds", "bus" => bus.to_string()).record(rtt.as_secs_f64());
+}
+
+/// Messages received from peers, by topic name.
+pub(crate) fn received_by_topic(bus: PeerId, received: &[(String, u64)]) {
+    let bus = bus.to_string();
+    for (topic, count) in received {
+        metrics::counter!("bus_received_total", "bus" => bus.clone(), "topic" => topic.clone())
+            .absolute(*count);
+    }
 }

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::shared::lock;
+use crate::shared::{FastHash, lock};
 use actix::prelude::*;
 use bus_core::Instant;
 use bus_core::discovery::{MembershipEvent, PeerInfo};
 use bus_core::endpoint::{Endpoint, Event, HandshakeDone};
 use bus_core::metrics::DropReason;
-use bus_core::{PeerId, WallClock};
+use bus_core::{PeerId, TopicId, WallClock};
 
 use crate::messages::{
     BusEvent, Finished, Flush, PeerSnapshot, PongReceived, RawMessages, Shutdown,
@@ -44,6 +44,8 @@ pub(crate) struct SocketActor {
     span: tracing::Span,
     /// Drops by reason at the last export, for the summary of the drops since.
     drops_logged: BTreeMap<&'static str, u64>,
+    /// Messages that arrived from peers for the local subscriptions, by topic.
+    received_by_topic: HashMap<TopicId, u64, FastHash>,
 }
 
 /// What is known of a peer, for the application.
@@ -79,6 +81,7 @@ impl SocketActor {
             // own to speak of: this only says when it is recorded).
             span: tracing::warn_span!("bus", id = %shared.local_id),
             drops_logged: BTreeMap::new(),
+            received_by_topic: HashMap::default(),
         }
     }
 
@@ -103,6 +106,8 @@ impl SocketActor {
         let _in_span = span.as_ref().map(tracing::Span::enter);
         match event {
             Event::Deliver(delivery) => {
+                *self.received_by_topic.entry(delivery.topic).or_default() +=
+                    delivery.payloads.len() as u64;
                 let Some(subscriptions) = self.shared.registry.get(&delivery.topic) else {
                     return;
                 };
@@ -310,8 +315,22 @@ impl SocketActor {
     /// last time (once a period at most, however many were).
     fn export(&mut self) {
         let metrics = crate::Bus::metrics_of(&self.shared);
-        let peers = self.shared.endpoint().peers().count();
+        let (peers, received) = {
+            let endpoint = self.shared.endpoint();
+            let received: Vec<(String, u64)> = self
+                .received_by_topic
+                .iter()
+                .map(|(topic, count)| {
+                    let name = endpoint
+                        .local_description(*topic)
+                        .map_or_else(|| format!("{:016x}", topic.0), |d| d.name.clone());
+                    (name, *count)
+                })
+                .collect();
+            (endpoint.peers().count(), received)
+        };
         crate::export::export(self.shared.local_id, &metrics, peers);
+        crate::export::received_by_topic(self.shared.local_id, &received);
         let since: Vec<String> = metrics
             .drops
             .iter()

@@ -7,12 +7,14 @@
 //! bus --psk-file cluster.key listen demo/temperature
 //! bus --psk-file cluster.key publish demo/temperature '{"sensor": "a", "celsius": 21.5}' --reliable
 //! bus keygen cluster.key
+//! bus --insecure bench --size 1024
 //! ```
 //!
 //! `RUST_LOG` sets what the bus logs to standard error (warnings by default).
 
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod connect;
 mod forward;
 mod json;
@@ -50,6 +52,9 @@ enum Command {
     /// Joins for a while and prints this peer's counters: datagrams, frames and drops by
     /// reason, and the misconfigurations it saw.
     Stats(stats::Args),
+    /// Measures throughput (and, reliable, acknowledgement times) between two peers of its
+    /// own on the flags' network.
+    Bench(bench::Args),
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.
@@ -92,6 +97,7 @@ async fn run(connect: connect::ConnectArgs, command: Command) -> Result<ExitCode
         Command::Listen(args) => listen::run(&bus, &args).await,
         Command::Publish(args) => publish::run(&bus, &args).await,
         Command::Stats(args) => stats::run(&bus, &args).await,
+        Command::Bench(args) => bench::run(&bus, &connect, &args).await,
         Command::Keygen(args) => keygen::run(&args),
     };
     // Said goodbye either way, so that peers do not wait out a liveness timeout.

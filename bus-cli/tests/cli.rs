@@ -110,12 +110,8 @@ impl Handler<Event<Temperature>> for Forward {
 }
 
 async fn stdout_json(command: &mut Command) -> Value {
-    let out = tokio::time::timeout(WITHIN, command.output())
-        .await
-        .expect("the command ends")
-        .expect("the command runs");
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    let out = stdout_text(command).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -300,4 +296,27 @@ async fn mistakes_are_named() {
     let (code, stderr) = run(&mut wrong_key).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+}
+
+/// `bench` publishes to a subscriber of its own and says what arrived; reliably, all of it.
+#[actix::test]
+async fn bench_reports_what_arrived() {
+    let cluster = Cluster::new("bench").await;
+    let out = stdout_text(&mut cluster.bus(&["bench", "--for", "300ms", "--reliable"])).await;
+    assert!(
+        out.contains("reliable, 64 B: sent") && out.contains("(100.0%)"),
+        "{out}"
+    );
+    assert!(out.contains("acknowledged after: p50"), "{out}");
+    let out = stdout_text(&mut cluster.bus(&["bench", "--for", "300ms", "--size", "1000"])).await;
+    assert!(out.contains("best effort, 1000 B: sent"), "{out}");
+}
+
+async fn stdout_text(command: &mut Command) -> String {
+    let out = tokio::time::timeout(WITHIN, command.output())
+        .await
+        .expect("the command ends")
+        .expect("the command runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -205,6 +205,12 @@ fn the_prometheus_example_serves_the_bus_counters() {
         );
     }
     assert!(page.contains("bus_reliable_total{"), "{page}");
+    assert!(
+        page.lines().any(|l| l.starts_with("bus_received_total{")
+            && l.contains("topic=\"plant/boiler/temperature\"")
+            && !l.ends_with(" 0")),
+        "no per-topic count: {page}"
+    );
 }
 
 fn scrape(addr: std::net::SocketAddr) -> String {

@@ -915,6 +915,11 @@ impl Endpoint {
         }
     }
 
+    /// What we say of a topic we subscribe to by name.
+    pub fn local_description(&self, topic: TopicId) -> Option<&TopicDescription> {
+        self.local_descriptions.get(&topic)
+    }
+
     /// A topic lost its last local subscription: peers learn it at once.
     pub fn unsubscribe(&mut self, topic: TopicId) {
         self.local_descriptions.remove(&topic);
