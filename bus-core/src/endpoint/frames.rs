@@ -93,6 +93,8 @@ impl Endpoint {
                 | Frame::Ack(_)
                 | Frame::Fragment { .. }
                 | Frame::FragmentAck { .. }
+                | Frame::Call { .. }
+                | Frame::Reply { .. }
                     if !bound =>
                 {
                     self.metrics.dropped(DropReason::Unbound);
@@ -218,6 +220,16 @@ impl Endpoint {
                     }
                 }
                 Frame::SessionUnknown { index } => self.on_session_unknown(now, sender, index),
+                Frame::Call {
+                    request_id,
+                    method,
+                    payload,
+                } => self.on_call(now, sender, (request_id, method, body.slice_ref(payload))),
+                Frame::Reply {
+                    request_id,
+                    status,
+                    payload,
+                } => self.on_reply(sender, request_id, status, body.slice_ref(payload)),
                 Frame::Topics { asking, topics } => {
                     self.on_descriptions(now, sender, asking, &topics);
                     membership_changed = true;

@@ -187,6 +187,7 @@ impl Endpoint {
                     self.reassembler.forget(info.id);
                     self.sender_life(info.id, info.incarnation);
                     self.give_another_chance(info.id);
+                    self.calls_to_gone_peer(info.id);
                     self.send_beacon(&[Target::Unicast(info.addr)], false);
                 }
                 MembershipEvent::Left(id) => {
@@ -194,6 +195,7 @@ impl Endpoint {
                     self.lost.remove(id);
                     self.forget(*id);
                     self.peer_gone(now, *id);
+                    self.calls_to_gone_peer(*id);
                 }
                 MembershipEvent::DuplicateId { .. } => {}
                 MembershipEvent::Unreachable(info) => {
@@ -202,6 +204,7 @@ impl Endpoint {
                     // deadline, and its dedup state stays.
                     self.lost.insert(info.id, (info.addr, now));
                     self.forget(info.id);
+                    self.calls_to_gone_peer(info.id);
                 }
             }
             self.events.push_back(Event::Membership(event));

@@ -24,6 +24,7 @@
 //! byte, encrypted or not.
 
 mod budgets;
+mod calls;
 mod descriptions;
 mod diagnostics;
 mod frames;
@@ -71,6 +72,7 @@ use crate::rtt::{PingSample, RttEstimator};
 use crate::time::{Duration, Instant, WallClock};
 use crate::wire::{Frame, FrameType, PacketType};
 use crate::{PeerId, TopicId};
+pub use calls::{CallError, CallFailure, MAX_CALLS_IN_FLIGHT};
 use descriptions::DescriptionsExchanged;
 use reliable::Pending;
 use sessions::Sessions;
@@ -316,6 +318,34 @@ pub enum Event {
     },
     /// Room in the reliable window was given back: this many publishers waiting may try again.
     WindowRoom(usize),
+    /// A peer calls procedure `method`: answer with [`Endpoint::reply`]. Each call comes once,
+    /// however often the caller sends it.
+    Request {
+        /// The caller.
+        from: PeerId,
+        /// Its id for the call, to answer it.
+        call_id: u64,
+        /// The procedure.
+        method: u64,
+        /// The argument.
+        payload: Bytes,
+    },
+    /// A call of ours ([`Endpoint::call`]) was answered.
+    Replied {
+        /// The id `call` returned.
+        call_id: u64,
+        /// 0 for success, otherwise the server's error code.
+        status: u8,
+        /// The result, or the error's message.
+        payload: Bytes,
+    },
+    /// A call of ours failed: it may or may not have run.
+    CallFailed {
+        /// The id `call` returned.
+        call_id: u64,
+        /// Why.
+        reason: CallFailure,
+    },
     /// A handshake computation to run, off the driver's thread if it can (a Diffie-Hellman or
     /// two); its result goes to [`Endpoint::handle_handshake`].
     Handshake(HandshakeJob),
@@ -368,6 +398,8 @@ pub struct Endpoint {
     local_descriptions: BTreeMap<TopicId, TopicDescription>,
     /// When we last asked each peer for descriptions, and last sent ours when asked.
     descriptions_exchanged: HashMap<PeerId, DescriptionsExchanged, FastHash>,
+    /// Calls made and served.
+    calls: calls::Calls,
     next_beacon: Instant,
     outbox: FrameBatcher<Target>,
     /// Handshake messages, sent as they are ahead of the outbox.
@@ -466,6 +498,13 @@ impl Endpoint {
         let mut rng = ChaCha20Rng::from_seed(seed);
         // Random: a restarted peer's first fragmented frames are not taken for its last life's.
         let next_fragment_id = rng.next_u64() >> 16;
+        // Random too (a restarted caller's calls are not taken for its last life's), from a
+        // stream of its own so that the other draws stay as they were.
+        let first_call_id = {
+            let mut calls_rng = rng.clone();
+            calls_rng.set_stream(1);
+            calls_rng.next_u64() >> 16
+        };
         let mut hasher = || FastHash::with_seed(rng.next_u64());
         let (timings, routes, senders, lost, group_heard, reaches, introduced) = (
             HashMap::with_hasher(hasher()),
@@ -519,6 +558,7 @@ impl Endpoint {
             local_topics: BTreeSet::new(),
             local_descriptions: BTreeMap::new(),
             descriptions_exchanged: HashMap::default(),
+            calls: calls::Calls::new(first_call_id),
             next_beacon: now,
             outbox: FrameBatcher::new(max_body).pad_full_bodies(),
             handshake_out: VecDeque::new(),
@@ -714,6 +754,7 @@ impl Endpoint {
         self.table.handle_timeout(now);
         self.process_membership(now);
         self.wake_due(now);
+        self.calls_due(now);
         self.check_behind(now);
         self.ping_due(now);
         if now >= self.next_prune {
@@ -733,6 +774,7 @@ impl Endpoint {
             self.table.poll_timeout(),
             wake,
             ping,
+            self.calls.poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::{Delivery, Endpoint, EndpointConfig, Event, Misconfiguration, Target};
+use super::{CallFailure, Delivery, Endpoint, EndpointConfig, Event, Misconfiguration, Target};
 use crate::discovery::MembershipEvent;
 use crate::reliability::DeliveryReport;
 use crate::sim::{Destination, Node, NodeId, Transmit};
@@ -34,6 +34,12 @@ fn sim_node(addr: SocketAddr) -> Option<NodeId> {
 /// What the application on a node does after every input: publish, subscribe, and so on.
 pub type App = Box<dyn FnMut(&mut Endpoint, Instant)>;
 
+/// What became of a call: answered (status, result), or failed.
+pub type CallOutcome = Result<(u8, Bytes), CallFailure>;
+
+/// How a simulated node answers calls: (procedure, argument) to (status, result).
+pub type Server = Box<dyn FnMut(u64, &[u8]) -> (u8, Vec<u8>)>;
+
 /// An [`Endpoint`] as a simulated node, and what it has seen.
 pub struct SimEndpoint {
     /// The endpoint.
@@ -56,6 +62,11 @@ pub struct SimEndpoint {
     /// Misconfigurations reported, with the packets each report counts, in order.
     pub misconfigured: Vec<(SocketAddr, Misconfiguration, u64)>,
     app: Option<App>,
+    /// What answers calls to it: (procedure, argument) to (status, result), at once.
+    server: Option<Server>,
+    /// The outcome of each call it made, in the order they came: answered (status, result),
+    /// or failed.
+    pub replies: Vec<(u64, CallOutcome)>,
     /// Every datagram it received and from whom, once [`SimEndpoint::capturing`]: what an
     /// attacker on the wire records, to replay.
     pub captured: Option<Vec<(NodeId, Vec<u8>)>>,
@@ -99,6 +110,8 @@ impl SimEndpoint {
             window_room: 0,
             misconfigured: Vec::new(),
             app: None,
+            server: None,
+            replies: Vec::new(),
             captured: None,
         }
     }
@@ -131,6 +144,12 @@ impl SimEndpoint {
     /// Runs `app` after every input from now on.
     pub fn with_app(mut self, app: impl FnMut(&mut Endpoint, Instant) + 'static) -> Self {
         self.app = Some(Box::new(app));
+        self
+    }
+
+    /// Answers calls with `serve` from now on.
+    pub fn serving(mut self, serve: impl FnMut(u64, &[u8]) -> (u8, Vec<u8>) + 'static) -> Self {
+        self.server = Some(Box::new(serve));
         self
     }
 
@@ -176,6 +195,25 @@ impl SimEndpoint {
                         packets,
                     } => self.misconfigured.push((from, what, packets)),
                     Event::WindowRoom(room) => self.window_room += room,
+                    Event::Request {
+                        from,
+                        call_id,
+                        method,
+                        payload,
+                    } => {
+                        let answer = self.server.as_mut().map(|serve| serve(method, &payload));
+                        if let Some((status, result)) = answer {
+                            self.endpoint.reply(now, from, call_id, status, &result);
+                        }
+                    }
+                    Event::Replied {
+                        call_id,
+                        status,
+                        payload,
+                    } => self.replies.push((call_id, Ok((status, payload)))),
+                    Event::CallFailed { call_id, reason } => {
+                        self.replies.push((call_id, Err(reason)));
+                    }
                     Event::Pong { .. } | Event::Sent { .. } => {}
                 }
             }
