@@ -335,7 +335,7 @@ impl SocketActor {
             .drops
             .iter()
             .filter_map(|(reason, count)| {
-                let new = count - self.drops_logged.get(reason).copied().unwrap_or(0);
+                let new = count.saturating_sub(self.drops_logged.get(reason).copied().unwrap_or(0));
                 (new > 0).then(|| format!("{reason}={new}"))
             })
             .collect();
