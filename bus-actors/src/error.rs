@@ -77,6 +77,35 @@ pub enum Error {
         /// Which limit that is.
         limit: &'static str,
     },
+    /// A call could not be made: the peer is not known (or not confirmed yet), too many calls
+    /// are in flight, or the call is larger than a datagram. The reason says which.
+    #[error("cannot call {peer}: {reason}")]
+    Call {
+        /// The peer.
+        peer: bus_core::PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// A call got no answer: none came before its deadline, or the peer went away. The peer,
+    /// or the network, is at fault; the call may or may not have run.
+    #[error("call to {peer} failed: {failure:?}")]
+    CallFailed {
+        /// The peer.
+        peer: bus_core::PeerId,
+        /// What happened.
+        failure: bus_core::endpoint::CallFailure,
+    },
+    /// The server answered a call with an error: no such procedure, the handler's own error,
+    /// or a failure it does not detail. The server (or the call's argument) is at fault.
+    #[error("{peer} answered with status {status}: {message}")]
+    Remote {
+        /// The server.
+        peer: bus_core::PeerId,
+        /// Its status code (see `STATUS_*`).
+        status: u8,
+        /// Its message.
+        message: String,
+    },
     /// A window of reliable messages in flight is full (`try_publish_reliable` only). Nobody is
     /// at fault: the subscriber named is slower than the publisher; wait, or use
     /// `publish_reliable`, which waits.

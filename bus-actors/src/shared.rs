@@ -58,6 +58,10 @@ pub(crate) struct Shared {
     /// registered together), so every reply is here when its message is sent.
     pub(crate) replies: Mutex<HashMap<u64, Vec<ReportTo>, FastHash>>,
     pub(crate) next_subscription_id: AtomicU64,
+    /// The procedures this peer serves, by number.
+    pub(crate) procedures: Mutex<HashMap<u16, Recipient<crate::rpc::CallRequest>, FastHash>>,
+    /// Who awaits each call in flight, by call id. Written under the endpoint's lock.
+    pub(crate) calls: Mutex<HashMap<u64, crate::rpc::CallWaiter, FastHash>>,
     /// The driver's doorbell: rung when a command queued work while it was idle.
     pub(crate) driver: OnceLock<Recipient<Flush>>,
     pub(crate) shut_down: AtomicBool,
@@ -84,6 +88,8 @@ impl Shared {
             event_subscribers: Mutex::new(Vec::new()),
             replies: Mutex::new(HashMap::default()),
             next_subscription_id: AtomicU64::new(1),
+            procedures: Mutex::new(HashMap::default()),
+            calls: Mutex::new(HashMap::default()),
             driver: OnceLock::new(),
             shut_down: AtomicBool::new(false),
             config,

@@ -200,6 +200,26 @@ impl SocketActor {
                     self.shared.window_space.notify_one();
                 }
             }
+            Event::Request {
+                from,
+                call_id,
+                method,
+                payload,
+            } => self.serve_call(ctx, from, call_id, method, payload),
+            Event::Replied {
+                call_id,
+                status,
+                payload,
+            } => {
+                if let Some(waiter) = lock(&self.shared.calls).remove(&call_id) {
+                    let _ = waiter.send(Ok((status, payload)));
+                }
+            }
+            Event::CallFailed { call_id, reason } => {
+                if let Some(waiter) = lock(&self.shared.calls).remove(&call_id) {
+                    let _ = waiter.send(Err(reason));
+                }
+            }
             Event::Handshake(job) => {
                 tracing::debug!("computing a handshake message");
                 let ticket = job.ticket();
@@ -309,6 +329,63 @@ impl SocketActor {
         for event in events {
             self.handle_event(event, ctx);
         }
+    }
+
+    /// Hands a call to the actor serving its procedure, off the receive path, and answers it
+    /// when the actor does.
+    fn serve_call(
+        &mut self,
+        ctx: &mut Context<Self>,
+        from: PeerId,
+        call_id: u64,
+        method: u64,
+        payload: bytes::Bytes,
+    ) {
+        let handler = u16::try_from(method).ok().and_then(|procedure| {
+            Some((
+                procedure,
+                lock(&self.shared.procedures).get(&procedure)?.clone(),
+            ))
+        });
+        let Some((procedure, handler)) = handler else {
+            let answer = b"no such procedure";
+            self.shared.command(|endpoint, now| {
+                endpoint.reply(
+                    now,
+                    from,
+                    call_id,
+                    crate::rpc::STATUS_NO_SUCH_PROCEDURE,
+                    answer,
+                );
+            });
+            return;
+        };
+        let request = crate::rpc::CallRequest {
+            from,
+            procedure,
+            payload,
+        };
+        ctx.spawn(
+            handler
+                .send(request)
+                .into_actor(self)
+                .map(move |answer, act, ctx| {
+                    let (status, bytes) = match answer {
+                        Ok(Ok(result)) => (0, result),
+                        Ok(Err(message)) => {
+                            (crate::rpc::STATUS_HANDLER_ERROR, message.into_bytes())
+                        }
+                        // Its actor stopped, or panicked: nothing of that leaves this peer.
+                        Err(_) => (
+                            crate::rpc::STATUS_REMOTE_FAILURE,
+                            b"remote failure".to_vec(),
+                        ),
+                    };
+                    act.input(ctx, |endpoint, now, _| {
+                        endpoint.reply(now, from, call_id, status, &bytes);
+                    });
+                }),
+        );
     }
 
     /// Copies the counters out to the `metrics` facade, and logs what was dropped since the
