@@ -143,3 +143,76 @@ async fn errors_reach_the_caller_as_statuses() {
         bus.shutdown().await.expect("shutdown");
     }
 }
+
+/// Answers after two seconds, without holding its thread; says when it starts.
+struct Slow(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl Actor for Slow {
+    type Context = Context<Self>;
+}
+
+impl Handler<CallRequest> for Slow {
+    type Result = ResponseFuture<Result<Vec<u8>, String>>;
+    fn handle(&mut self, _: CallRequest, _: &mut Context<Self>) -> Self::Result {
+        let _ = self.0.send(());
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(b"slow".to_vec())
+        })
+    }
+}
+
+/// Issue 16, acceptance 3: while a handler takes 2 s, other procedures of the same peer answer
+/// in under 50 ms and its pub/sub goes on.
+#[actix::test]
+async fn a_slow_handler_delays_only_its_own_calls() {
+    let group = test_group();
+    let (caller, server) = pair(|_| builder(group)).await;
+    let (started_tx, mut slow_started) = tokio::sync::mpsc::unbounded_channel();
+    server.serve(1, Slow(started_tx).start().recipient());
+    server.serve(2, Counter(0).start().recipient());
+    let mut readings = integration::subscribe::<integration::Counter>(&caller).await;
+    integration::await_subscribers(
+        &server,
+        &mut events(&server),
+        <integration::Counter as bus_actors::Topic>::ID,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let id = server.local_id();
+    let started = std::time::Instant::now();
+    let slow = caller.call(id, 1, b"", DEADLINE);
+    let others = async {
+        // Once the slow call is in its handler.
+        slow_started.recv().await.expect("the slow handler started");
+        for seq in 0..10 {
+            let at = std::time::Instant::now();
+            caller.call(id, 2, b"+1", DEADLINE).await.expect("answered");
+            let took = at.elapsed();
+            assert!(took < Duration::from_millis(50), "call {seq} took {took:?}");
+            let at = std::time::Instant::now();
+            server
+                .publish(integration::Counter { publisher: 0, seq })
+                .await
+                .expect("publish");
+            let got = tokio::time::timeout(Duration::from_millis(50), readings.recv()).await;
+            assert!(
+                got.is_ok(),
+                "message {seq} not delivered within 50 ms ({:?})",
+                at.elapsed()
+            );
+        }
+        started.elapsed()
+    };
+    let (slow, others_done) = tokio::join!(slow, others);
+    assert_eq!(&slow.expect("the slow call answered")[..], b"slow");
+    assert!(
+        others_done < Duration::from_secs(2),
+        "the others waited for the slow one"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    for bus in [caller, server] {
+        bus.shutdown().await.expect("shutdown");
+    }
+}
