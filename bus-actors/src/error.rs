@@ -95,8 +95,9 @@ pub enum Error {
         /// What happened.
         failure: bus_core::endpoint::CallFailure,
     },
-    /// The server answered a call with an error: no such procedure, the handler's own error,
-    /// or a failure it does not detail. The server (or the call's argument) is at fault.
+    /// The server answered a call with an error status of [`bus_core::rpc`]: no such
+    /// procedure, an undecodable request, or a failure it does not detail. The server (or the
+    /// call's argument) is at fault.
     #[error("{peer} answered with status {status}: {message}")]
     Remote {
         /// The server.
@@ -106,6 +107,21 @@ pub enum Error {
         /// Its message.
         message: String,
     },
+    /// The handler of a call refused it, with its own code and message: the server's
+    /// application decided so.
+    #[error("{peer} refused the call (code {code}): {message}")]
+    Refused {
+        /// The server.
+        peer: bus_core::PeerId,
+        /// The handler's code.
+        code: u16,
+        /// The handler's message.
+        message: String,
+    },
+    /// A procedure of the bus's own range ([`bus_core::rpc::RESERVED_PROCEDURES`]) cannot be
+    /// served by an application: the caller of `serve` is at fault.
+    #[error("procedure {0:#06x} is reserved for the bus itself (0xff00 and up)")]
+    ReservedProcedure(u16),
     /// A window of reliable messages in flight is full (`try_publish_reliable` only). Nobody is
     /// at fault: the subscriber named is slower than the publisher; wait, or use
     /// `publish_reliable`, which waits.

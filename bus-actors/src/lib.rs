@@ -4,13 +4,14 @@
 //! talk directly over UDP; the application sees typed topics and actix actors. This crate owns
 //! the sockets, the timers and the actors, and drives the sans-IO state machines of
 //! [`bus_core`]; it is the one crate an application depends on, and re-exports the core types
-//! it needs and `#[derive(Topic)]`.
+//! it needs, `#[derive(Topic)]` and `#[derive(Rpc)]`.
 //!
 //! | actor | one per | does |
 //! |---|---|---|
 //! | `SocketActor` | bus | owns the transport; drives the protocol [`Endpoint`](bus_core::endpoint::Endpoint): datagrams, timers and commands in, transmits and events out |
 //! | `PeerActor` | remote peer | pings it; round-trip time and clock offset |
 //! | `PendingMessageActor` | reliable message in flight | holds the publisher's promise; keeps it when the endpoint reports the outcome |
+//! | `PendingCallActor` | call in flight | holds the caller's promise; keeps it when the endpoint reports the answer or the failure |
 //! | `SubscriptionActor` | subscription | decodes payloads into `T`; delivers [`Event<T>`] |
 //!
 //! Start with [`Bus::builder`]; see [`Bus`] for an example.
@@ -39,16 +40,20 @@ pub use bus_core::discovery::TopicDescription;
 pub use bus_core::endpoint::{CallFailure, Misconfiguration, Security};
 pub use bus_core::metrics::{DropReason, MetricsSnapshot, ReliableStats};
 pub use bus_core::reliability::{Busy, DeliveryReport, WindowLimits};
+pub use bus_core::rpc::{
+    RESERVED_PROCEDURES, STATUS_NO_SUCH_PROCEDURE, STATUS_REFUSED, STATUS_REMOTE_FAILURE,
+    STATUS_UNDECODABLE, STATUS_UNENCODABLE_REPLY,
+};
 pub use bus_core::wire::FrameType;
 pub use bus_core::{
     Duration, Encoding, Envelope, Error as CoreError, FrameTooLarge, Instant, PayloadError, PeerId,
-    Topic, TopicId,
+    Rpc, Topic, TopicId,
 };
-pub use bus_macros::Topic;
+pub use bus_macros::{Rpc, Topic};
 pub use config::{BusBuilder, DEFAULT_GROUP, DEFAULT_PORT};
 pub use error::Error;
 pub use messages::{BusEvent, Event, PeerSnapshot};
-pub use rpc::{CallRequest, STATUS_HANDLER_ERROR, STATUS_NO_SUCH_PROCEDURE, STATUS_REMOTE_FAILURE};
+pub use rpc::{CallRequest, DEFAULT_CALL_DEADLINE, Refusal, Request};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use transport::Interface;
 pub use untyped::{RawEvent, UntypedTopic};

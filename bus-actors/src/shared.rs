@@ -59,9 +59,9 @@ pub(crate) struct Shared {
     pub(crate) replies: Mutex<HashMap<u64, Vec<ReportTo>, FastHash>>,
     pub(crate) next_subscription_id: AtomicU64,
     /// The procedures this peer serves, by number.
-    pub(crate) procedures: Mutex<HashMap<u16, Recipient<crate::rpc::CallRequest>, FastHash>>,
+    pub(crate) procedures: Mutex<HashMap<u16, crate::rpc::Served, FastHash>>,
     /// Who awaits each call in flight, by call id. Written under the endpoint's lock.
-    pub(crate) calls: Mutex<HashMap<u64, crate::rpc::CallWaiter, FastHash>>,
+    pub(crate) calls: Mutex<HashMap<u64, actix::Addr<crate::rpc::PendingCallActor>, FastHash>>,
     /// The driver's doorbell: rung when a command queued work while it was idle.
     pub(crate) driver: OnceLock<Recipient<Flush>>,
     pub(crate) shut_down: AtomicBool,

@@ -211,13 +211,13 @@ impl SocketActor {
                 status,
                 payload,
             } => {
-                if let Some(waiter) = lock(&self.shared.calls).remove(&call_id) {
-                    let _ = waiter.send(Ok((status, payload)));
+                if let Some(call) = lock(&self.shared.calls).remove(&call_id) {
+                    call.do_send(crate::rpc::CallOutcome(Ok((status, payload))));
                 }
             }
             Event::CallFailed { call_id, reason } => {
-                if let Some(waiter) = lock(&self.shared.calls).remove(&call_id) {
-                    let _ = waiter.send(Err(reason));
+                if let Some(call) = lock(&self.shared.calls).remove(&call_id) {
+                    call.do_send(crate::rpc::CallOutcome(Err(reason)));
                 }
             }
             Event::Handshake(job) => {
@@ -341,51 +341,22 @@ impl SocketActor {
         method: u64,
         payload: bytes::Bytes,
     ) {
-        let handler = u16::try_from(method).ok().and_then(|procedure| {
-            Some((
-                procedure,
-                lock(&self.shared.procedures).get(&procedure)?.clone(),
-            ))
-        });
-        let Some((procedure, handler)) = handler else {
-            let answer = b"no such procedure";
+        let (procedure, bits) = bus_core::rpc::split_method(method);
+        let served = lock(&self.shared.procedures).get(&procedure).cloned();
+        let Some(served) = served else {
+            let (status, answer) = crate::rpc::no_such_procedure();
             self.shared.command(|endpoint, now| {
-                endpoint.reply(
-                    now,
-                    from,
-                    call_id,
-                    crate::rpc::STATUS_NO_SUCH_PROCEDURE,
-                    answer,
-                );
+                endpoint.reply(now, from, call_id, status, &answer);
             });
             return;
         };
-        let request = crate::rpc::CallRequest {
-            from,
-            procedure,
-            payload,
-        };
-        ctx.spawn(
-            handler
-                .send(request)
-                .into_actor(self)
-                .map(move |answer, act, ctx| {
-                    let (status, bytes) = match answer {
-                        Ok(Ok(result)) => (0, result),
-                        Ok(Err(message)) => {
-                            (crate::rpc::STATUS_HANDLER_ERROR, message.into_bytes())
-                        }
-                        // Its actor stopped, or panicked: nothing of that leaves this peer.
-                        Err(_) => (
-                            crate::rpc::STATUS_REMOTE_FAILURE,
-                            b"remote failure".to_vec(),
-                        ),
-                    };
-                    act.input(ctx, |endpoint, now, _| {
-                        endpoint.reply(now, from, call_id, status, &bytes);
-                    });
-                }),
-        );
+        ctx.spawn(served.run(from, bits, payload).into_actor(self).map(
+            move |(status, bytes), act, ctx| {
+                act.input(ctx, |endpoint, now, _| {
+                    endpoint.reply(now, from, call_id, status, &bytes);
+                });
+            },
+        ));
     }
 
     /// Copies the counters out to the `metrics` facade, and logs what was dropped since the

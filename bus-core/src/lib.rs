@@ -61,6 +61,7 @@ pub mod fragment;
 mod id;
 pub mod metrics;
 pub mod reliability;
+pub mod rpc;
 mod rtt;
 pub mod time;
 mod topic;
@@ -72,6 +73,7 @@ pub mod sim;
 pub use batch::{FrameBatcher, FrameTooLarge};
 pub use error::Error;
 pub use id::{PeerId, TopicId, fnv1a64};
+pub use rpc::Rpc;
 pub use rtt::{ClockOffset, PingSample, RttEstimator, remote_to_local};
 pub use time::{Duration, Instant, WallClock};
 pub use topic::{

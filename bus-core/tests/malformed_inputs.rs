@@ -63,6 +63,7 @@ fn valid_packet() -> Vec<u8> {
         Frame::Call {
             request_id: 7,
             method: 401,
+            incarnation: 3,
             payload: b"arg",
         },
         Frame::Reply {

@@ -1,4 +1,4 @@
-//! Parsing of `#[topic(...)]`.
+//! Parsing of `#[topic(...)]` and `#[rpc(...)]`.
 
 use syn::spanned::Spanned;
 use syn::{Attribute, LitStr, Path};
@@ -20,28 +20,36 @@ pub(crate) struct TopicAttrs {
 
 /// Collects every error instead of stopping at the first, so one build shows them all.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
         }
     }
+
+    pub(crate) fn into_result<T>(self, value: T) -> syn::Result<T> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    }
 }
 
-fn set_once<T>(
+/// Sets `slot` to `value`, or records an error if `key` of attribute `kind` was given before.
+pub(crate) fn set_once<T>(
     slot: &mut Option<T>,
     value: T,
-    key: &str,
+    (kind, key): (&str, &str),
     span: &impl Spanned,
     errors: &mut Errors,
 ) {
     if slot.is_some() {
         errors.push(syn::Error::new(
             span.span(),
-            format!("duplicate topic attribute `{key}`"),
+            format!("duplicate {kind} attribute `{key}`"),
         ));
     } else {
         *slot = Some(value);
@@ -57,9 +65,9 @@ impl TopicAttrs {
                 let path = &meta.path;
                 if path.is_ident(NAME) {
                     let lit: LitStr = meta.value()?.parse()?;
-                    set_once(&mut out.name, lit, NAME, path, &mut errors);
+                    set_once(&mut out.name, lit, (TOPIC, NAME), path, &mut errors);
                 } else if path.is_ident(RELIABLE) {
-                    set_once(&mut out.reliable, true, RELIABLE, path, &mut errors);
+                    set_once(&mut out.reliable, true, (TOPIC, RELIABLE), path, &mut errors);
                 } else if path.is_ident(ENCODING) {
                     let lit: LitStr = meta.value()?.parse()?;
                     let named = match lit.value().as_str() {
@@ -74,11 +82,11 @@ impl TopicAttrs {
                             ));
                         }
                     };
-                    set_once(&mut out.named_encoding, named, ENCODING, path, &mut errors);
+                    set_once(&mut out.named_encoding, named, (TOPIC, ENCODING), path, &mut errors);
                 } else if path.is_ident(CRATE) {
                     let lit: LitStr = meta.value()?.parse()?;
                     let krate: Path = lit.parse()?;
-                    set_once(&mut out.krate, krate, CRATE, path, &mut errors);
+                    set_once(&mut out.krate, krate, (TOPIC, CRATE), path, &mut errors);
                 } else {
                     let key = path
                         .get_ident()
@@ -93,9 +101,6 @@ impl TopicAttrs {
                 errors.push(e);
             }
         }
-        match errors.0 {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        errors.into_result(out)
     }
 }

@@ -19,6 +19,16 @@ pub(crate) fn fingerprint(input: &DeriveInput) -> u64 {
     bus_core::fnv1a64(canonical(input).as_bytes())
 }
 
+/// The fingerprint of request type `input` and the type of its reply, as written.
+pub(crate) fn rpc_fingerprint(input: &DeriveInput, reply: &syn::Type) -> u64 {
+    let mut text = canonical(input);
+    let mut out = Text::default();
+    out.word("reply");
+    out.tokens(reply.to_token_stream());
+    text.push_str(&out.0);
+    bus_core::fnv1a64(text.as_bytes())
+}
+
 /// The canonical text that [`fingerprint`] hashes.
 pub(crate) fn canonical(input: &DeriveInput) -> String {
     let mut out = Text::default();

@@ -68,7 +68,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
 }
 
 /// `::bus_actors` if the crate using the derive depends on it, else `::bus_core`.
-fn default_crate_path() -> Path {
+pub(crate) fn default_crate_path() -> Path {
     for package in ["bus-actors", "bus-core"] {
         match crate_name(package) {
             Ok(FoundCrate::Itself) => return parse_quote!(crate),

@@ -1,6 +1,6 @@
-//! Compile-time behaviour of `#[derive(Topic)]`: what must build, and the errors (with their
-//! spans) for what must not. Regenerate the `.stderr` files with `TRYBUILD=overwrite` after a
-//! deliberate change to a message, and review the diff.
+//! Compile-time behaviour of `#[derive(Topic)]` and `#[derive(Rpc)]`: what must build, and the
+//! errors (with their spans) for what must not. Regenerate the `.stderr` files with
+//! `TRYBUILD=overwrite` after a deliberate change to a message, and review the diff.
 
 #[test]
 fn ui() {

@@ -223,8 +223,12 @@ impl Endpoint {
                 Frame::Call {
                     request_id,
                     method,
+                    incarnation,
                     payload,
-                } => self.on_call(now, sender, (request_id, method, body.slice_ref(payload))),
+                } => {
+                    let call = (request_id, method, incarnation, body.slice_ref(payload));
+                    self.on_call(now, sender, call);
+                }
                 Frame::Reply {
                     request_id,
                     status,

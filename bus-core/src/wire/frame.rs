@@ -336,13 +336,16 @@ pub enum Frame<'a> {
     /// A remote procedure call; the server runs it at most once per request id.
     ///
     /// ```text
-    /// | 0x05 | request id v | method v | argument bytes |
+    /// | 0x05 | request id v | method v | incarnation v | argument bytes |
     /// ```
     Call {
         /// Unique per caller; the reply echoes it.
         request_id: u64,
         /// The method's number.
         method: u64,
+        /// The server's life the caller means, from its beacons. A server in another life
+        /// (restarted, with no memory of what it ran) drops the call rather than run it twice.
+        incarnation: u64,
         /// The MessagePack-encoded argument.
         payload: &'a [u8],
     },
@@ -765,10 +768,12 @@ impl<'a> Frame<'a> {
             Frame::Call {
                 request_id,
                 method,
+                incarnation,
                 payload,
             } => {
                 out.put_varint(*request_id);
                 out.put_varint(*method);
+                out.put_varint(*incarnation);
                 out.put_bytes(payload);
             }
             Frame::Reply {
@@ -964,6 +969,7 @@ impl<'a> Frame<'a> {
             FrameType::Call => Frame::Call {
                 request_id: r.varint("request id")?,
                 method: r.varint("method")?,
+                incarnation: r.varint("incarnation")?,
                 payload: r.bytes("payload")?,
             },
             FrameType::Reply => Frame::Reply {

@@ -540,10 +540,13 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
                 payloads: events(&p),
             }),
         ack,
-        (any::<u64>(), any::<u64>(), payload()).prop_map(|(r, m, p)| Frame::Call {
-            request_id: r,
-            method: m,
-            payload: p
+        (any::<u64>(), any::<u64>(), any::<u64>(), payload()).prop_map(|(r, m, i, p)| {
+            Frame::Call {
+                request_id: r,
+                method: m,
+                incarnation: i,
+                payload: p,
+            }
         }),
         (any::<u64>(), any::<u8>(), payload()).prop_map(|(r, s, p)| Frame::Reply {
             request_id: r,
