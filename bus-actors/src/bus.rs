@@ -206,7 +206,7 @@ impl Bus {
     }
 
     /// Publishes a message best-effort: at most once to every subscriber, local and remote, with
-    /// no acknowledgement. Messages published together share datagrams. With no remote
+    /// no acknowledgement (in the insecure mode, twice if the network duplicates its datagram). Messages published together share datagrams. With no remote
     /// subscriber nothing is sent.
     ///
     /// Waits only if the outbox is full (the network is slower than the publisher).
@@ -448,6 +448,20 @@ impl Bus {
         payload: &[u8],
         deadline: Duration,
         wait_for_room: bool,
+        reply: Option<ReportTo>,
+    ) -> Result<bool, Error> {
+        self.open_reliable_to(None, key, payload, (deadline, wait_for_room), reply)
+            .await
+    }
+
+    /// [`Bus::open_reliable`] to `to` alone if it is given, otherwise to the topic's
+    /// subscribers.
+    pub(crate) async fn open_reliable_to(
+        &self,
+        to: Option<PeerId>,
+        key: TopicKey,
+        payload: &[u8],
+        (deadline, wait_for_room): (Duration, bool),
         mut reply: Option<ReportTo>,
     ) -> Result<bool, Error> {
         loop {
@@ -455,8 +469,15 @@ impl Bus {
             tokio::pin!(room);
             room.as_mut().enable();
             let opened = self.shared.command(|endpoint, now| {
-                let opened =
-                    endpoint.publish_reliable(now, key.id, key.fingerprint, payload, deadline);
+                let topic = (key.id, key.fingerprint);
+                let opened = match to {
+                    Some(peer) => endpoint
+                        .send_reliable_to(now, peer, topic, payload, deadline)
+                        .map(Some),
+                    None => {
+                        endpoint.publish_reliable(now, key.id, key.fingerprint, payload, deadline)
+                    }
+                };
                 if let Ok(Some(message_id)) = &opened
                     && let Some(reply) = reply.take()
                 {
@@ -469,16 +490,8 @@ impl Bus {
             });
             match opened {
                 Ok(opened) => return Ok(opened.is_some()),
-                Err(PublishError::TooLarge(e)) => {
-                    return Err(Error::MessageTooLarge {
-                        topic: key.name,
-                        len: e.len,
-                        max: e.max,
-                        limit: "BusBuilder::max_message_size",
-                    });
-                }
-                Err(PublishError::Busy(busy)) if !wait_for_room => return Err(Error::Busy(busy)),
-                Err(_) => {}
+                Err(PublishError::Busy(_)) if wait_for_room => {}
+                Err(refused) => return Err(crate::direct::refusal(key, refused)),
             }
             room.await;
             self.check_running()?;
@@ -490,7 +503,7 @@ impl Bus {
     /// # Errors
     /// [`Error::NoSubscribers`] if there are none either: nothing was delivered, and `Ok`
     /// would say otherwise.
-    fn deliver_only_locally(&self, key: TopicKey, payload: &[u8]) -> Result<(), Error> {
+    pub(crate) fn deliver_only_locally(&self, key: TopicKey, payload: &[u8]) -> Result<(), Error> {
         let local = self
             .shared
             .registry
@@ -534,7 +547,7 @@ impl Bus {
 
     /// Hands a payload to this bus's own subscribers of a topic, copying it only if there are
     /// any.
-    fn deliver_locally(&self, key: TopicKey, payload: &[u8]) {
+    pub(crate) fn deliver_locally(&self, key: TopicKey, payload: &[u8]) {
         if let Some(subscriptions) = self.shared.registry.get(&key.id) {
             let payloads: Arc<[(u64, Bytes)]> =
                 Arc::new([(key.fingerprint, Bytes::copy_from_slice(payload))]);

@@ -77,6 +77,13 @@ pub enum Error {
         /// Which limit that is.
         limit: &'static str,
     },
+    /// No peer with this id is known: it never joined, it left, or it was forgotten as
+    /// unreachable. The caller is at fault for the id, or the peer is gone.
+    #[error("no peer {peer} is known")]
+    UnknownPeer {
+        /// The id.
+        peer: bus_core::PeerId,
+    },
     /// A call could not be made: the peer is not known (or not confirmed yet), too many calls
     /// are in flight, or the call is larger than a datagram. The reason says which.
     #[error("cannot call {peer}: {reason}")]

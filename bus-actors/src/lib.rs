@@ -21,6 +21,7 @@
 mod bus;
 mod clock;
 mod config;
+mod direct;
 mod error;
 mod export;
 pub mod keys;

@@ -41,6 +41,8 @@ mod transfers;
 #[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
+mod direct_tests;
+#[cfg(test)]
 mod fragment_tests;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
@@ -351,9 +353,11 @@ pub enum Event {
     Handshake(HandshakeJob),
 }
 
-/// Why a publish was refused. The caller is at fault for the first; nobody for the second.
+/// Why a publish was refused. The caller is at fault for the first and the last; nobody for
+/// the second.
+// Exhaustive: drivers map every refusal to an error of their own, and one added must be
+// mapped there too.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
-#[non_exhaustive]
 pub enum PublishError {
     /// The message is over the largest message ([`ReassemblyLimits::max_message`]).
     #[error(transparent)]
@@ -361,6 +365,9 @@ pub enum PublishError {
     /// The reliable window toward a subscriber is full.
     #[error("busy: {0}")]
     Busy(Busy),
+    /// A message was sent to a peer that is not in the peer table.
+    #[error("no peer {0} is known")]
+    UnknownPeer(PeerId),
 }
 
 /// Where a topic's messages go on the network, and who is owed its reliable ones.
@@ -431,7 +438,7 @@ pub struct Endpoint {
     /// Reliable messages in flight, by id.
     pending: BTreeMap<u64, Pending>,
     /// Reliable messages still taking events, by topic.
-    open: BTreeMap<TopicId, reliable::OpenMessage>,
+    open: BTreeMap<reliable::OpenKey, reliable::OpenMessage>,
     /// When each pending message next needs attention, earliest first. Entries of messages
     /// that finished meanwhile are skipped when they come up.
     wakes: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -884,11 +891,7 @@ impl Endpoint {
             fingerprint,
             payload,
         };
-        let len = frame.encoded_len();
-        let max = self.config.reassembly.max_message;
-        if len > max {
-            return Err(FrameTooLarge { len, max });
-        }
+        Self::check_message_fits(&self.config, &frame)?;
         let Some((group, unicast)) = self.targets(topic) else {
             return Ok(false);
         };
@@ -896,11 +899,59 @@ impl Endpoint {
             .then_some(Target::Group)
             .into_iter()
             .chain(unicast.iter().map(|addr| Target::Unicast(*addr)));
+        self.send_message(&frame, targets)?;
+        Ok(true)
+    }
+
+    /// Sends a best-effort event of `topic` to `peer` alone, by unicast, whether or not it
+    /// subscribes (a peer with no local subscription to the topic drops it).
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] if it is over the largest message;
+    /// [`PublishError::UnknownPeer`] if `peer` is not in the peer table.
+    pub fn send_to(
+        &mut self,
+        peer: PeerId,
+        (topic, fingerprint): (TopicId, u64),
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        let frame = Frame::Publish {
+            topic,
+            fingerprint,
+            payload,
+        };
+        Self::check_message_fits(&self.config, &frame)?;
+        let addr = self
+            .table
+            .get(&peer)
+            .map(|p| p.addr)
+            .ok_or(PublishError::UnknownPeer(peer))?;
+        self.send_message(&frame, std::iter::once(Target::Unicast(addr)))?;
+        Ok(())
+    }
+
+    fn check_message_fits(config: &EndpointConfig, frame: &Frame<'_>) -> Result<(), FrameTooLarge> {
+        let len = frame.encoded_len();
+        let max = config.reassembly.max_message;
+        if len > max {
+            return Err(FrameTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Queues a best-effort message frame to each of `targets`, as fragments if it is larger
+    /// than a datagram.
+    fn send_message(
+        &mut self,
+        frame: &Frame<'_>,
+        targets: impl Iterator<Item = Target>,
+    ) -> Result<(), FrameTooLarge> {
+        let len = frame.encoded_len();
         if len <= self.outbox.max_body() {
             for target in targets {
-                self.queue(target, &frame)?;
+                self.queue(target, frame)?;
             }
-            return Ok(true);
+            return Ok(());
         }
         let max_body = self.outbox.max_body();
         let fragment_id = self.next_fragment_id;
@@ -914,7 +965,7 @@ impl Endpoint {
             let copy = Transfer::best_effort(target, encoded.clone(), fragment_id, piece_len);
             self.queue_transfer(copy, false);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Incomplete fragmented frames held, and the bytes reserved for them.

@@ -20,6 +20,9 @@ use crate::{PeerId, TopicId};
 #[derive(Debug)]
 pub(super) struct Pending {
     topic: TopicId,
+    /// The one peer it is for, if sent to a peer rather than published to the topic's
+    /// subscribers: it stays owed to that peer whether or not the peer subscribes.
+    to: Option<PeerId>,
     /// Subscribers behind whose copy is held back (not counted in their window yet).
     held: Vec<PeerId>,
     pub(super) send: ReliableSend,
@@ -35,6 +38,9 @@ pub(super) struct Pending {
 
 /// Events a reliable message carries at most.
 pub const MAX_EVENTS_PER_MESSAGE: usize = 1024;
+
+/// Which open message an event joins: its topic's, or one for the one peer it is sent to.
+pub(super) type OpenKey = (TopicId, Option<PeerId>);
 
 /// A reliable message still taking events. It is closed, and sent, when the driver next asks
 /// for datagrams (so an event published alone waits for nothing: the driver asks as soon as it
@@ -133,36 +139,87 @@ impl Endpoint {
         payload: &[u8],
         deadline: Duration,
     ) -> Result<Option<u64>, PublishError> {
+        self.check_reliable_fits(payload)?;
+        let Some(subscribers) = self.routes.get(&topic).map(|r| r.subscribers.clone()) else {
+            return Ok(None);
+        };
+        self.open_reliable(
+            now,
+            (topic, None),
+            subscribers,
+            fingerprint,
+            payload,
+            deadline,
+        )
+        .map(Some)
+    }
+
+    /// Sends a reliable event of `topic` to `peer` alone, whether or not it subscribes: as
+    /// [`Endpoint::publish_reliable`], except that the message is owed to that peer only (its
+    /// copies go by unicast) and is not settled if the peer stops subscribing. A peer with no
+    /// local subscription to the topic does not acknowledge it, so its report names the peer as
+    /// missing. Returns the id of the message that carries the event.
+    ///
+    /// # Errors
+    /// [`PublishError::UnknownPeer`] if `peer` is not in the peer table; otherwise as
+    /// [`Endpoint::publish_reliable`].
+    pub fn send_reliable_to(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        (topic, fingerprint): (TopicId, u64),
+        payload: &[u8],
+        deadline: Duration,
+    ) -> Result<u64, PublishError> {
+        self.check_reliable_fits(payload)?;
+        if self.table.get(&peer).is_none() {
+            return Err(PublishError::UnknownPeer(peer));
+        }
+        let to: std::sync::Arc<[PeerId]> = std::sync::Arc::from([peer]);
+        self.open_reliable(now, (topic, Some(peer)), to, fingerprint, payload, deadline)
+    }
+
+    fn check_reliable_fits(&self, payload: &[u8]) -> Result<(), PublishError> {
         let len = reliable_frame_len(payload.len(), 0);
         let max = self.config.reassembly.max_message;
         if len > max {
             return Err(PublishError::TooLarge(FrameTooLarge { len, max }));
         }
-        let Some(subscribers) = self.routes.get(&topic).map(|r| r.subscribers.clone()) else {
-            return Ok(None);
-        };
+        Ok(())
+    }
+
+    /// Adds a reliable event for `subscribers` to the open message of `key`, or opens one.
+    fn open_reliable(
+        &mut self,
+        now: Instant,
+        key: OpenKey,
+        subscribers: std::sync::Arc<[PeerId]>,
+        fingerprint: u64,
+        payload: &[u8],
+        deadline: Duration,
+    ) -> Result<u64, PublishError> {
         let max_body = self.outbox.max_body();
-        let joins = self.open.get(&topic).map(|open| {
+        let joins = self.open.get(&key).map(|open| {
             open.fingerprint == fingerprint
                 && open.deadline == deadline
                 && open.subscribers == subscribers
                 && open.events < MAX_EVENTS_PER_MESSAGE
                 && reliable_frame_len(payload.len(), open.payloads.len()) <= max_body
         });
-        match (joins, self.open.get_mut(&topic)) {
+        match (joins, self.open.get_mut(&key)) {
             (Some(true), Some(open)) => match self.window.add(&open.counted, payload.len()) {
                 Ok(()) => {
                     Payloads::push(&mut open.payloads, payload);
                     open.events += 1;
                     open.bytes += payload.len();
-                    return Ok(Some(open.message_id));
+                    return Ok(open.message_id);
                 }
                 Err(busy) => {
                     self.report_behind(now, &busy);
                     return Err(PublishError::Busy(busy));
                 }
             },
-            (Some(false), _) => self.close_message(now, topic),
+            (Some(false), _) => self.close_message(now, key),
             _ => {}
         }
         let owed: Vec<(PeerId, Duration)> = subscribers
@@ -197,7 +254,7 @@ impl Endpoint {
         let mut payloads = Vec::with_capacity(Payloads::cost(payload.len()));
         Payloads::push(&mut payloads, payload);
         self.open.insert(
-            topic,
+            key,
             OpenMessage {
                 message_id,
                 fingerprint,
@@ -214,22 +271,23 @@ impl Endpoint {
         );
         // Closed when the driver next asks for datagrams.
         self.mark_busy();
-        Ok(Some(message_id))
+        Ok(message_id)
     }
 
     /// Closes every open reliable message and queues it: the driver asks for datagrams.
     pub(super) fn close_messages(&mut self, now: Instant) {
-        while let Some(topic) = self.open.keys().next().copied() {
-            self.close_message(now, topic);
+        while let Some(key) = self.open.keys().next().copied() {
+            self.close_message(now, key);
         }
     }
 
-    /// Closes `topic`'s open reliable message, if any: its frame is made, it goes to its
+    /// Closes the open reliable message of `key`, if any: its frame is made, it goes to its
     /// subscribers, and its retransmission schedule starts.
-    fn close_message(&mut self, now: Instant, topic: TopicId) {
-        let Some(open) = self.open.remove(&topic) else {
+    fn close_message(&mut self, now: Instant, key: OpenKey) {
+        let Some(open) = self.open.remove(&key) else {
             return;
         };
+        let (topic, to) = key;
         let message_id = open.message_id;
         let frame = Frame::ReliablePublish {
             topic,
@@ -240,7 +298,10 @@ impl Endpoint {
         };
         let mut bytes = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut bytes);
-        let (group, unicast) = self.targets(topic).unwrap_or_default();
+        let (group, unicast) = match to {
+            Some(peer) => (false, self.addr_of(peer).into_iter().collect()),
+            None => self.targets(topic).unwrap_or_default(),
+        };
         let only_given_up = open.counted.is_empty() && open.held.is_empty();
         let skipped_addrs: Vec<std::net::SocketAddr> = open
             .held
@@ -296,6 +357,7 @@ impl Endpoint {
         let is_large = large.is_some();
         let pending = Pending {
             topic,
+            to,
             held: open.held,
             send,
             frame: Bytes::from(bytes),
@@ -567,7 +629,7 @@ impl Endpoint {
         let owing: Vec<u64> = self
             .pending
             .iter_mut()
-            .filter(|(_, p)| p.topic == topic)
+            .filter(|(_, p)| p.topic == topic && p.to.is_none())
             .filter_map(|(id, p)| p.send.on_peer_left(peer).then_some(*id))
             .collect();
         for id in owing {
