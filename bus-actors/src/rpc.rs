@@ -204,6 +204,36 @@ impl Bus {
         self.add_procedure(procedure, handler)
     }
 
+    /// Serves procedure `procedure` by number with a plain function of the caller and the
+    /// argument (Pavillion's `registers[401] = f`). Each call runs on the blocking thread
+    /// pool, never on the bus's own thread, so the function may take its time or block; a
+    /// panic in it reaches the caller as [`Error::Remote`] with `STATUS_REMOTE_FAILURE` and
+    /// nothing more. `Ok` bytes go back to the caller; an `Err` reaches it as
+    /// [`Error::Refused`].
+    ///
+    /// # Errors
+    /// As [`Bus::serve`].
+    pub fn serve_fn(
+        &self,
+        procedure: u16,
+        function: impl Fn(PeerId, &[u8]) -> Result<Vec<u8>, Refusal> + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        let function = Arc::new(function);
+        let handler: Procedure = Arc::new(move |from, _, payload| {
+            let function = function.clone();
+            let run = tokio::task::spawn_blocking(move || function(from, &payload));
+            Box::pin(async move {
+                match run.await {
+                    Ok(Ok(result)) => (0, result),
+                    Ok(Err(refusal)) => refused(&refusal),
+                    // It panicked: nothing of that leaves this peer.
+                    Err(_) => remote_failure(),
+                }
+            })
+        });
+        self.add_procedure(procedure, handler)
+    }
+
     /// Serves `Q`'s procedure with `handler` from now on: each call is decoded into a `Q`
     /// (one that is not, or was built from another definition of `Q`, is answered as
     /// undecodable without reaching the handler) and the handler's reply encoded back.

@@ -123,6 +123,34 @@ pub fn lossy(builder: BusBuilder, seed: u64) -> BusBuilder {
 /// The beacon interval of [`builder`].
 pub const BEACON_INTERVAL: bus_actors::Duration = bus_actors::Duration::from_millis(200);
 
+/// `n` public-key peers on `group` sharing a group key, each trusting the others' keys only
+/// (not its own), as a deployment would configure them.
+///
+/// # Panics
+/// If keys cannot be made or a bus does not start.
+pub async fn public_key_peers(group: SocketAddr, n: usize) -> Vec<bus_actors::Bus> {
+    use bus_core::crypto::noise::Keypair;
+    let group_key = Keypair::generate(&mut rand::rng()).expect("keys");
+    let identities: Vec<Keypair> = (0..n)
+        .map(|_| Keypair::generate(&mut rand::rng()).expect("keys"))
+        .collect();
+    let mut buses = Vec::new();
+    for identity in &identities {
+        let mut builder = bus_actors::Bus::builder()
+            .group(group)
+            .beacon_interval(BEACON_INTERVAL)
+            .public_key_mode(identity.clone(), group_key.clone());
+        for other in identities
+            .iter()
+            .filter(|k| k.public() != identity.public())
+        {
+            builder = builder.trust(*other.public());
+        }
+        buses.push(builder.start().await.expect("bus start"));
+    }
+    buses
+}
+
 /// Starts a bus from [`builder`].
 ///
 /// # Panics

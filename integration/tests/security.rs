@@ -408,37 +408,12 @@ async fn under_load_handshakes_complete_through_cookies() {
     assert!(cookies >= 1, "{:?} {:?}", a.metrics(), b.metrics());
 }
 
-/// `n` public-key peers on `group` sharing a group key, each trusting the others' keys only
-/// (not its own), as a deployment would configure them.
-async fn public_key_peers(group: SocketAddr, n: usize) -> Vec<bus_actors::Bus> {
-    use bus_core::crypto::noise::Keypair;
-    let group_key = Keypair::generate(&mut rand::rng()).unwrap();
-    let identities: Vec<Keypair> = (0..n)
-        .map(|_| Keypair::generate(&mut rand::rng()).unwrap())
-        .collect();
-    let mut buses = Vec::new();
-    for identity in &identities {
-        let mut builder = bus_actors::Bus::builder()
-            .group(group)
-            .beacon_interval(integration::BEACON_INTERVAL)
-            .public_key_mode(identity.clone(), group_key.clone());
-        for other in identities
-            .iter()
-            .filter(|k| k.public() != identity.public())
-        {
-            builder = builder.trust(*other.public());
-        }
-        buses.push(builder.start().await.unwrap());
-    }
-    buses
-}
-
 /// Field report: public-key mode counted its own looped-back multicast as `unknown_peer`
 /// (~85 a second idle), hiding real drops. Two public-key peers that hear each other (and
 /// themselves) count no drop at all.
 #[actix::test]
 async fn public_key_mode_counts_no_drop_for_its_own_multicast() {
-    let buses = public_key_peers(test_group(), 2).await;
+    let buses = integration::public_key_peers(test_group(), 2).await;
     let _rx = subscribe::<Counter>(&buses[0]).await;
     buses[1]
         .wait_for_subscribers::<Counter>(1, Duration::from_secs(5))
@@ -567,7 +542,7 @@ fn cpu_seconds() -> f64 {
 async fn a_junk_epoch_flood_on_the_group_leaves_public_key_peers_working() {
     use rand::Rng;
     let group = test_group();
-    let buses = public_key_peers(group, 3).await;
+    let buses = integration::public_key_peers(group, 3).await;
     let mut rxs = Vec::new();
     for bus in &buses[1..] {
         rxs.push(subscribe::<integration::Reliable>(bus).await);
