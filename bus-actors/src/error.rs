@@ -84,6 +84,13 @@ pub enum Error {
         /// The id.
         peer: bus_core::PeerId,
     },
+    /// A group call found no peer serving its procedure. Nobody is at fault: servers may not
+    /// have started, or not beaconed yet.
+    #[error("no peer is known to serve procedure {procedure}")]
+    NoServers {
+        /// The procedure.
+        procedure: u16,
+    },
     /// A call could not be made: the peer is not known (or not confirmed yet), too many calls
     /// are in flight, or the call is larger than a datagram. The reason says which.
     #[error("cannot call {peer}: {reason}")]

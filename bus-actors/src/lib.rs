@@ -43,7 +43,7 @@ pub use bus_core::metrics::{DropReason, MetricsSnapshot, ReliableStats};
 pub use bus_core::reliability::{Busy, DeliveryReport, WindowLimits};
 pub use bus_core::rpc::{
     RESERVED_PROCEDURES, STATUS_NO_SUCH_PROCEDURE, STATUS_REFUSED, STATUS_REMOTE_FAILURE,
-    STATUS_UNDECODABLE, STATUS_UNENCODABLE_REPLY,
+    STATUS_UNDECODABLE, STATUS_UNENCODABLE_REPLY, servers_topic,
 };
 pub use bus_core::wire::FrameType;
 pub use bus_core::{
@@ -54,7 +54,7 @@ pub use bus_macros::{Rpc, Topic};
 pub use config::{BusBuilder, DEFAULT_GROUP, DEFAULT_PORT};
 pub use error::Error;
 pub use messages::{BusEvent, Event, PeerSnapshot};
-pub use rpc::{CallRequest, DEFAULT_CALL_DEADLINE, Refusal, Request};
+pub use rpc::{CallRequest, DEFAULT_CALL_DEADLINE, Refusal, Request, ServerAnswer};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use transport::Interface;
 pub use untyped::{RawEvent, UntypedTopic};

@@ -20,7 +20,7 @@ use bus_core::rpc::{
     self as wire, RESERVED_PROCEDURES, STATUS_NO_SUCH_PROCEDURE, STATUS_REFUSED,
     STATUS_REMOTE_FAILURE, STATUS_UNDECODABLE, STATUS_UNENCODABLE_REPLY,
 };
-use bus_core::{Duration, PeerId, Rpc};
+use bus_core::{Duration, PeerId, Rpc, TopicId};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
@@ -89,6 +89,9 @@ pub struct Request<Q> {
 impl<Q: Rpc> Message for Request<Q> {
     type Result = Result<Q::Reply, Refusal>;
 }
+
+/// One server's answer to a group call of `Q`: who it is, and its reply or why there is none.
+pub type ServerAnswer<Q> = (PeerId, Result<<Q as Rpc>::Reply, Error>);
 
 /// The status and payload of an answer.
 pub(crate) type Answer = (u8, Vec<u8>);
@@ -299,9 +302,14 @@ impl Bus {
         Ok(())
     }
 
-    /// Stops serving `procedure`: calls of it are answered as calls of no procedure.
+    /// Stops serving `procedure`: calls of it are answered as calls of no procedure, and
+    /// group calls stop coming here once peers hear of it.
     pub fn unserve(&self, procedure: u16) {
-        lock(&self.shared.procedures).remove(&procedure);
+        if lock(&self.shared.procedures).remove(&procedure).is_some() {
+            let topic = TopicId::from_name(&wire::servers_topic(procedure));
+            self.shared
+                .command(|endpoint, _| endpoint.unsubscribe(topic));
+        }
     }
 
     fn add_procedure(&self, procedure: u16, handler: Procedure) -> Result<(), Error> {
@@ -313,7 +321,94 @@ impl Bus {
             limit: None,
         };
         lock(&self.shared.procedures).insert(procedure, served);
+        // Announced, for group calls.
+        let name = wire::servers_topic(procedure);
+        self.shared
+            .command(|endpoint, _| endpoint.subscribe_named(&name, None));
         Ok(())
+    }
+
+    /// The peers known to serve `procedure` (from their beacons), by id.
+    pub fn servers_of(&self, procedure: u16) -> Vec<PeerId> {
+        let topic = TopicId::from_name(&wire::servers_topic(procedure));
+        self.shared
+            .command(|endpoint, _| endpoint.subscribers(topic).to_vec())
+    }
+
+    /// Calls `Q`'s procedure on every peer known to serve it, at once, and returns what each
+    /// answered within `window`: one entry per server, its reply or why there is none (a
+    /// server that did not answer in time is [`Error::CallFailed`] with a timeout). Each call
+    /// runs at most once on its server.
+    ///
+    /// # Errors
+    /// [`Error::NoServers`] if no peer is known to serve it; [`Error::Core`] if the request
+    /// cannot be encoded; [`Error::ShutDown`] after shutdown.
+    pub async fn call_group<Q: Rpc>(
+        &self,
+        request: &Q,
+        window: Duration,
+    ) -> Result<Vec<ServerAnswer<Q>>, Error> {
+        let calls = self.group_calls(request, window)?;
+        let answers = futures_util::future::join_all(calls).await;
+        Ok(answers)
+    }
+
+    /// Calls `Q`'s procedure on every peer known to serve it, at once, and returns the first
+    /// reply that comes back, with who sent it; the other calls are left to finish on their
+    /// own (each may still run on its server, once). For a procedure any server answers
+    /// alike: the nearest or least loaded answers first.
+    ///
+    /// # Errors
+    /// [`Error::NoServers`] as [`Bus::call_group`]; if no server replies within `deadline`,
+    /// the last of their errors (all of them failed).
+    pub async fn call_first<Q: Rpc>(
+        &self,
+        request: &Q,
+        deadline: Duration,
+    ) -> Result<(PeerId, Q::Reply), Error> {
+        let mut calls: futures_util::stream::FuturesUnordered<_> =
+            self.group_calls(request, deadline)?.into_iter().collect();
+        let mut last = None;
+        while let Some((peer, answer)) = futures_util::StreamExt::next(&mut calls).await {
+            match answer {
+                Ok(reply) => return Ok((peer, reply)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(Error::NoServers {
+            procedure: Q::PROCEDURE,
+        }))
+    }
+
+    /// One call of `request` to each server of its procedure, each with who it is to.
+    fn group_calls<'a, Q: Rpc>(
+        &'a self,
+        request: &'a Q,
+        deadline: Duration,
+    ) -> Result<Vec<BoxFuture<'a, ServerAnswer<Q>>>, Error> {
+        self.check_running()?;
+        let servers = self.servers_of(Q::PROCEDURE);
+        if servers.is_empty() {
+            return Err(Error::NoServers {
+                procedure: Q::PROCEDURE,
+            });
+        }
+        let payload = Arc::new(wire::encode("request", request)?);
+        let method = wire::method_of::<Q>();
+        Ok(servers
+            .into_iter()
+            .map(|peer| {
+                let payload = payload.clone();
+                let call: BoxFuture<'a, _> = Box::pin(async move {
+                    let answer = self
+                        .call_method(peer, method, &payload, deadline)
+                        .await
+                        .and_then(|reply| Ok(wire::decode("reply", &reply)?));
+                    (peer, answer)
+                });
+                call
+            })
+            .collect())
     }
 
     /// Calls `Q`'s procedure on `peer` with `request` and waits for its reply, at most

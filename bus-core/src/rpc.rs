@@ -77,6 +77,12 @@ pub const fn split_method(method: u64) -> (u16, u64) {
     (procedure, method & !PROCEDURE_BITS)
 }
 
+/// The name of the topic a peer serving `procedure` announces in its beacons, so that a
+/// caller of every server (a group call) knows whom to call. Nothing is published on it.
+pub fn servers_topic(procedure: u16) -> String {
+    format!("bus/rpc/{procedure}")
+}
+
 /// Whether a call carrying `bits` (from [`split_method`]) may be decoded as `R`: sent by
 /// number, or by a peer with the same definition of `R`.
 pub const fn fingerprint_matches<R: Rpc>(bits: u64) -> bool {

@@ -384,3 +384,59 @@ async fn a_slow_handler_delays_only_its_own_calls() {
         bus.shutdown().await.expect("shutdown");
     }
 }
+
+/// Issue 16, acceptance 4: a group call to three servers returns three replies, one from
+/// each; "first reply" returns one of them; a procedure nobody serves is an error saying so.
+#[actix::test]
+async fn a_group_call_reaches_every_server_and_the_first_reply_wins() {
+    let group = test_group();
+    let caller = builder(group).start().await.expect("start");
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let server = builder(group).start().await.expect("start");
+        server
+            .serve_rpc::<Add>(Counter(10).start().recipient())
+            .expect("serve");
+        servers.push(server);
+    }
+    let topic = bus_actors::TopicId::from_name(&bus_actors::servers_topic(Add::PROCEDURE));
+    let within = Duration::from_secs(20);
+    integration::await_subscribers(&caller, &mut events(&caller), topic, 3, within).await;
+    let mut ids: Vec<_> = servers.iter().map(Bus::local_id).collect();
+    ids.sort_unstable();
+    let mut answered = caller.servers_of(Add::PROCEDURE);
+    answered.sort_unstable();
+    assert_eq!(answered, ids);
+
+    let replies = caller
+        .call_group(&Add { by: 1 }, bus_actors::Duration::from_secs(2))
+        .await
+        .expect("group call");
+    let mut from: Vec<_> = replies
+        .iter()
+        .map(|(peer, reply)| {
+            assert_eq!(reply.as_ref().expect("replied"), &11);
+            *peer
+        })
+        .collect();
+    from.sort_unstable();
+    assert_eq!(from, ids, "one reply from each server");
+
+    let (first, count) = caller
+        .call_first(&Add { by: 1 }, DEADLINE)
+        .await
+        .expect("a first reply");
+    assert!(ids.contains(&first));
+    assert_eq!(count, 12);
+
+    match caller
+        .call_group(&Unserved, bus_actors::Duration::from_secs(1))
+        .await
+    {
+        Err(Error::NoServers { procedure }) => assert_eq!(procedure, Unserved::PROCEDURE),
+        other => panic!("{other:?}"),
+    }
+    for bus in servers.into_iter().chain([caller]) {
+        bus.shutdown().await.expect("shutdown");
+    }
+}
