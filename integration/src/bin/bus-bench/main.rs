@@ -13,6 +13,10 @@
 //! reliable --laggard true` adds a subscriber that never acknowledges (its acks are dropped
 //! before they leave), and reports the others' rate.
 //!
+//! `rpc`: a child process serves an echo procedure by number; the parent calls it one call at
+//! a time (`mode=rpc`, round-trip percentiles), then from `--concurrency` callers at once for
+//! `--secs` (`mode=rpc_thr`, `calls_per_s`).
+//!
 //! Everything stays on loopback: both peers bind to 127.0.0.1 and join their group there, on a
 //! port of their own.
 
@@ -29,6 +33,7 @@ mod handshake;
 mod idle;
 mod lat;
 mod mem;
+mod rpc;
 mod thr;
 
 use actix::prelude::*;
@@ -54,6 +59,7 @@ use handshake::{HandshakeArgs, handshakes};
 use idle::{IdleArgs, idle};
 use lat::{LatArgs, LatPongArgs, UdpLatArgs, lat, lat_pong, udp_echo, udp_lat};
 use mem::{MemArgs, MemOneArgs, mem, mem_one};
+use rpc::{RpcArgs, RpcServerArgs, rpc, rpc_server};
 use thr::{ThrArgs, ThrSubArgs, thr, thr_sub};
 
 /// Loopback benchmarks of the bus; every result is one line on stdout, in the Zenoh harness's
@@ -73,6 +79,9 @@ enum Cli {
     Idle(IdleArgs),
     /// Handshakes per second.
     Handshake(HandshakeArgs),
+    /// Calls of a procedure in another process: latency one at a time, then calls per second
+    /// with many callers.
+    Rpc(RpcArgs),
     /// One memory measurement, in this process.
     #[command(name = "_mem", hide = true)]
     MemOne(MemOneArgs),
@@ -82,6 +91,9 @@ enum Cli {
     /// The echo side of `udp-lat`.
     #[command(name = "_udp-echo", hide = true)]
     UdpEcho,
+    /// The server side of `rpc`.
+    #[command(name = "_rpc-server", hide = true)]
+    RpcServer(RpcServerArgs),
     /// A counting subscriber of `thr`.
     #[command(name = "_thr-sub", hide = true)]
     ThrSub(ThrSubArgs),
@@ -113,6 +125,8 @@ fn main() -> ExitCode {
         Cli::Mem(args) => mem(&args),
         Cli::Idle(args) => System::new().block_on(idle(&args)),
         Cli::Handshake(args) => handshakes(&args),
+        Cli::Rpc(args) => System::new().block_on(rpc(&args)),
+        Cli::RpcServer(args) => System::new().block_on(rpc_server(args)),
         Cli::MemOne(args) => System::new().block_on(mem_one(&args)),
         Cli::LatPong(args) => System::new().block_on(lat_pong(args)),
         Cli::UdpEcho => udp_echo(),
