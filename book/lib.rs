@@ -21,6 +21,10 @@ struct GettingStarted;
 struct Reliable;
 
 #[cfg(doctest)]
+#[doc = include_str!("src/rpc.md")]
+struct Rpc;
+
+#[cfg(doctest)]
 #[doc = include_str!("src/architecture.md")]
 struct Architecture;
 

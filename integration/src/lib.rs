@@ -120,6 +120,21 @@ pub fn lossy(builder: BusBuilder, seed: u64) -> BusBuilder {
         })
 }
 
+/// `builder`, over sockets that lose 30% and duplicate 10% of what they send (seeded): the
+/// acceptance tests' worst network. The liveness timeout is twice [`lossy`]'s, so that a run of
+/// lost beacons does not declare a peer unreachable, and reliable messages get 30 s.
+pub fn heavy_loss(builder: BusBuilder, seed: u64) -> BusBuilder {
+    builder
+        .liveness_factor(20)
+        .reliable_deadline(bus_actors::Duration::from_secs(30))
+        .inject_faults(bus_actors::transport::Faults {
+            loss: 0.3,
+            duplicate: 0.1,
+            seed,
+            ..bus_actors::transport::Faults::NONE
+        })
+}
+
 /// The beacon interval of [`builder`].
 pub const BEACON_INTERVAL: bus_actors::Duration = bus_actors::Duration::from_millis(200);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bus_actors::{Bus, BusBuilder, Error, Event, Topic};
 use futures_util::future::join_all;
 use integration::{
-    await_subscribers, builder, events, receive, secure_builder, subscribe, test_group,
+    await_subscribers, builder, events, heavy_loss, receive, secure_builder, subscribe, test_group,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -24,18 +24,6 @@ struct Note {
 const END: u64 = u64::MAX;
 
 const WITHIN: Duration = Duration::from_secs(30);
-
-fn lossy(builder: BusBuilder, seed: u64) -> BusBuilder {
-    builder
-        .liveness_factor(20)
-        .reliable_deadline(bus_actors::Duration::from_secs(30))
-        .inject_faults(bus_actors::transport::Faults {
-            loss: 0.3,
-            duplicate: 0.1,
-            seed,
-            ..bus_actors::transport::Faults::NONE
-        })
-}
 
 /// A sender and two peers subscribing to [`Note`], each confirmed by the sender.
 async fn three(
@@ -104,14 +92,14 @@ async fn reliable_to_one_peer(make: impl Fn(u64) -> BusBuilder) {
 #[actix::test]
 async fn reliable_messages_to_one_peer_reach_it_exactly_once_through_loss() {
     let group = test_group();
-    reliable_to_one_peer(|seed| lossy(builder(group), seed)).await;
+    reliable_to_one_peer(|seed| heavy_loss(builder(group), seed)).await;
 }
 
 /// Issue 16, acceptance 5 (loopback, encrypted).
 #[actix::test]
 async fn encrypted_reliable_messages_to_one_peer_reach_it_exactly_once_through_loss() {
     let group = test_group();
-    reliable_to_one_peer(|seed| lossy(secure_builder(group, [0x3c; 32]), seed)).await;
+    reliable_to_one_peer(|seed| heavy_loss(secure_builder(group, [0x3c; 32]), seed)).await;
 }
 
 /// Best effort, without loss: the named peer gets every message, the other none.

@@ -74,17 +74,6 @@ impl Handler<CallRequest> for Counter {
     }
 }
 
-fn lossy(seed: u64) -> bus_actors::BusBuilder {
-    builder(test_group())
-        .liveness_factor(20)
-        .inject_faults(bus_actors::transport::Faults {
-            loss: 0.3,
-            duplicate: 0.1,
-            seed,
-            ..bus_actors::transport::Faults::NONE
-        })
-}
-
 async fn pair(make: impl Fn(u64) -> bus_actors::BusBuilder) -> (Bus, Bus) {
     let (caller, server) = (
         make(1).start().await.expect("start"),
@@ -109,7 +98,7 @@ fn status<T: std::fmt::Debug>(result: Result<T, Error>) -> (u8, String) {
 #[actix::test]
 async fn a_counter_called_a_thousand_times_through_loss_counts_a_thousand() {
     let group = test_group();
-    let make = |seed| lossy(seed).group(group);
+    let make = |seed| integration::heavy_loss(builder(group), seed);
     let (caller, server) = pair(make).await;
     server
         .serve_rpc::<Add>(Counter(0).start().recipient())

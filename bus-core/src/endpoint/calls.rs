@@ -363,22 +363,17 @@ fn prune_oldest(answers: &mut CallerAnswers) {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::BTreeSet;
     use std::rc::Rc;
 
     use super::super::sim::SimEndpoint;
     use super::super::{EndpointConfig, Security};
     use super::CallFailure;
-    use crate::PeerId;
-    use crate::crypto::handshake::PresharedKey;
+    use crate::endpoint::tests::{dead, lossy, peer_of, psk};
     use crate::sim::{LinkConfig, NodeId, Simulation};
     use crate::time::{Duration, Instant};
 
     const INCREMENT: u64 = 1;
-
-    fn peer_of(node: usize) -> PeerId {
-        PeerId([u8::try_from(node + 1).unwrap(); 16])
-    }
 
     fn config(node: usize, security: &Security) -> EndpointConfig {
         EndpointConfig {
@@ -425,28 +420,13 @@ mod tests {
         (Simulation::new(9, link, vec![caller, server]), runs)
     }
 
-    fn lossy() -> LinkConfig {
-        LinkConfig {
-            loss: 0.3,
-            duplicate: 0.1,
-            latency: Duration::from_micros(500),
-            jitter: Duration::from_micros(500),
-            reorder: 0.05,
-            reorder_delay: Duration::from_millis(3),
-        }
-    }
-
     /// Issue 16, acceptance 1 (the simulator's half): a procedure that increments a counter,
     /// called 1,000 times through 30% loss, 10% duplication and reordering, runs exactly 1,000
     /// times, and every call gets its own answer; in plaintext and encrypted.
     #[test]
     fn a_counter_called_a_thousand_times_through_loss_counts_a_thousand() {
-        let psk = Security::Psk {
-            cluster: Some(PresharedKey([0x77; 32])),
-            per_peer: HashMap::new(),
-        };
-        for security in [Security::Insecure, psk] {
-            let (mut sim, runs) = counter(&security, lossy(), 1000);
+        for security in [Security::Insecure, psk()] {
+            let (mut sim, runs) = counter(&security, lossy(0.3), 1000);
             sim.drive_until(Instant::from_millis(60_000));
             assert_eq!(runs.get(), 1000, "{security:?}");
             let replies = &sim.nodes[0].replies;
@@ -505,20 +485,6 @@ mod tests {
             sim.nodes[0].replies[1],
             (pending, Err(CallFailure::PeerGone))
         );
-    }
-
-    fn psk() -> Security {
-        Security::Psk {
-            cluster: Some(PresharedKey([0x77; 32])),
-            per_peer: HashMap::new(),
-        }
-    }
-
-    fn dead() -> LinkConfig {
-        LinkConfig {
-            loss: 1.0,
-            ..LinkConfig::default()
-        }
     }
 
     /// A server that counts its runs in `runs` across its lives.
@@ -719,7 +685,7 @@ mod tests {
                 let runs = Rc::new(Cell::new(0u64));
                 let caller = SimEndpoint::new(NodeId(0), config(0, &security), [20; 32]);
                 let server = counting_server(&security, &runs, 21, Instant::ZERO);
-                let mut sim = Simulation::new(seed, lossy(), vec![caller, server]);
+                let mut sim = Simulation::new(seed, lossy(0.3), vec![caller, server]);
                 sim.drive_until(Instant::from_millis(3_000));
                 if !sim.nodes[0].endpoint.confirmed(peer_of(1)) {
                     continue;
@@ -735,7 +701,7 @@ mod tests {
                 let restart = sim.now();
                 let ran = runs.get();
                 sim.nodes[1] = counting_server(&security, &runs, 22, restart);
-                sim.network.set_link(NodeId(1), NodeId(0), lossy());
+                sim.network.set_link(NodeId(1), NodeId(0), lossy(0.3));
                 sim.drive_until(restart + Duration::from_secs(10));
                 let outcome = &sim.nodes[0].replies;
                 assert_eq!(runs.get(), ran, "{security:?}, seed {seed}: {outcome:?}");

@@ -6,33 +6,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::sim::SimEndpoint;
+use super::tests::{lossy, peer_of, psk};
 use super::*;
-use crate::crypto::handshake::PresharedKey;
 use crate::sim::{LinkConfig, NodeId, Simulation};
 
 const TOPIC: TopicId = TopicId::from_name("test/direct");
-
-fn peer_of(node: usize) -> PeerId {
-    PeerId([u8::try_from(node + 1).unwrap(); 16])
-}
-
-fn psk() -> Security {
-    Security::Psk {
-        cluster: Some(PresharedKey([0x4d; 32])),
-        per_peer: HashMap::new(),
-    }
-}
-
-fn lossy() -> LinkConfig {
-    LinkConfig {
-        loss: 0.3,
-        duplicate: 0.1,
-        latency: Duration::from_micros(500),
-        jitter: Duration::from_micros(500),
-        reorder: 0.05,
-        reorder_delay: Duration::from_millis(3),
-    }
-}
 
 fn config(node: usize, security: &Security) -> EndpointConfig {
     EndpointConfig {
@@ -115,7 +93,7 @@ fn run(
 fn reliable_messages_to_one_peer_reach_it_exactly_once_and_nobody_else() {
     for security in [Security::Insecure, psk()] {
         for seed in 0..5 {
-            let mut sim = run(seed, &security, lossy(), (300, true), [true, true]);
+            let mut sim = run(seed, &security, lossy(0.3), (300, true), [true, true]);
             sim.drive_until(Instant::from_millis(60_000));
             let mut seqs = delivered_seqs(&sim.nodes[1]);
             seqs.sort_unstable();
@@ -148,7 +126,7 @@ fn best_effort_messages_to_one_peer_reach_it_and_nobody_else() {
         let link = LinkConfig {
             loss: 0.0,
             duplicate: 0.3,
-            ..lossy()
+            ..lossy(0.3)
         };
         let mut sim = run(7, &security, link, (200, false), [true, true]);
         sim.drive_until(Instant::from_millis(10_000));

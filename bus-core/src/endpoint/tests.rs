@@ -13,11 +13,11 @@ use crate::sim::{LinkConfig, NodeId, Simulation};
 const TOPIC: TopicId = TopicId::from_name("test/reliable");
 
 /// Node `i`'s peer id: node 0 has the lowest, so it initiates every handshake.
-fn peer_of(node: usize) -> PeerId {
+pub(super) fn peer_of(node: usize) -> PeerId {
     PeerId([u8::try_from(node + 1).unwrap(); 16])
 }
 
-fn psk() -> Security {
+pub(super) fn psk() -> Security {
     Security::Psk {
         cluster: Some(PresharedKey([0x5c; 32])),
         per_peer: HashMap::new(),
@@ -25,14 +25,14 @@ fn psk() -> Security {
 }
 
 /// A link that loses everything.
-fn dead() -> LinkConfig {
+pub(super) fn dead() -> LinkConfig {
     LinkConfig {
         loss: 1.0,
         ..LinkConfig::default()
     }
 }
 
-fn lossy(loss: f64) -> LinkConfig {
+pub(super) fn lossy(loss: f64) -> LinkConfig {
     LinkConfig {
         loss,
         duplicate: 0.1,
