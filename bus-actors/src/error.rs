@@ -92,7 +92,9 @@ pub enum Error {
         procedure: u16,
     },
     /// A call could not be made: the peer is not known (or not confirmed yet), too many calls
-    /// are in flight, or the call is larger than a datagram. The reason says which.
+    /// are in flight, or the call is larger than the largest message
+    /// (`BusBuilder::max_message_size`; one larger than a datagram goes as fragments). The
+    /// reason says which.
     #[error("cannot call {peer}: {reason}")]
     Call {
         /// The peer.

@@ -13,6 +13,7 @@
 //! | `PendingMessageActor` | reliable message in flight | holds the publisher's promise; keeps it when the endpoint reports the outcome |
 //! | `PendingCallActor` | call in flight | holds the caller's promise; keeps it when the endpoint reports the answer or the failure |
 //! | `SubscriptionActor` | subscription | decodes payloads into `T`; delivers [`Event<T>`] |
+//! | `RegisterActor` | register this peer serves | holds its value; validates writes; publishes each change on its topic |
 //!
 //! Start with [`Bus::builder`]; see [`Bus`] for an example.
 
@@ -28,6 +29,7 @@ pub mod keys;
 mod messages;
 mod peer;
 mod pending;
+mod register;
 mod rpc;
 mod scratch;
 mod shared;
@@ -42,8 +44,8 @@ pub use bus_core::endpoint::{CallFailure, Misconfiguration, Security};
 pub use bus_core::metrics::{DropReason, MetricsSnapshot, ReliableStats};
 pub use bus_core::reliability::{Busy, DeliveryReport, WindowLimits};
 pub use bus_core::rpc::{
-    RESERVED_PROCEDURES, STATUS_NO_SUCH_PROCEDURE, STATUS_REFUSED, STATUS_REMOTE_FAILURE,
-    STATUS_UNDECODABLE, STATUS_UNENCODABLE_REPLY, servers_topic,
+    RESERVED_PROCEDURES, STATUS_NO_SUCH_PROCEDURE, STATUS_NO_SUCH_REGISTER, STATUS_REFUSED,
+    STATUS_REMOTE_FAILURE, STATUS_UNDECODABLE, STATUS_UNENCODABLE_REPLY, servers_topic,
 };
 pub use bus_core::wire::FrameType;
 pub use bus_core::{
@@ -54,6 +56,7 @@ pub use bus_macros::{Rpc, Topic};
 pub use config::{BusBuilder, DEFAULT_GROUP, DEFAULT_PORT};
 pub use error::Error;
 pub use messages::{BusEvent, Event, PeerSnapshot};
+pub use register::{Register, Validation};
 pub use rpc::{CallRequest, DEFAULT_CALL_DEADLINE, Refusal, Request, ServerAnswer};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use transport::Interface;

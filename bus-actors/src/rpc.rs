@@ -143,11 +143,11 @@ pub(crate) fn no_such_procedure() -> Answer {
     (STATUS_NO_SUCH_PROCEDURE, b"no such procedure".to_vec())
 }
 
-fn remote_failure() -> Answer {
+pub(crate) fn remote_failure() -> Answer {
     (STATUS_REMOTE_FAILURE, b"remote failure".to_vec())
 }
 
-fn refused(refusal: &Refusal) -> Answer {
+pub(crate) fn refused(refusal: &Refusal) -> Answer {
     (
         STATUS_REFUSED,
         wire::encode_refusal(refusal.code, &refusal.message),
@@ -420,7 +420,13 @@ impl Bus {
         self.call_within(peer, request, DEFAULT_CALL_DEADLINE).await
     }
 
-    /// [`Bus::call`], waiting at most `deadline`.
+    /// [`Bus::call`], waiting at most `deadline`. The call is sent again (until answered) only
+    /// within the cluster's reliable deadline ([`BusBuilder::reliable_deadline`]): its server
+    /// keeps answers that long, and a copy arriving later could run it a second time. A longer
+    /// `deadline` waits longer for a slow handler's answer; on a lossy network, raise the
+    /// reliable deadline instead.
+    ///
+    /// [`BusBuilder::reliable_deadline`]: crate::BusBuilder::reliable_deadline
     ///
     /// # Errors
     /// [`Error::Refused`] with the handler's code and message; [`Error::Remote`] with the
@@ -445,7 +451,7 @@ impl Bus {
     /// # Errors
     /// [`Error::Refused`] or [`Error::Remote`] as the server answered; [`Error::CallFailed`] if
     /// no answer came in time or the peer went away (it may or may not have run);
-    /// [`Error::Call`] if the peer is not known or the call is larger than a datagram;
+    /// [`Error::Call`] if the peer is not known or the call is larger than the largest message;
     /// [`Error::ShutDown`] after shutdown.
     pub async fn call_procedure(
         &self,
@@ -465,11 +471,27 @@ impl Bus {
         payload: &[u8],
         deadline: Duration,
     ) -> Result<Bytes, Error> {
+        self.request(peer, |endpoint, now| {
+            endpoint.call(now, peer, method, payload, deadline)
+        })
+        .await
+    }
+
+    /// Makes the request `start` starts (a call, or a register read or write) and waits for
+    /// its answer: the payload of a success, or the error it stands for.
+    pub(crate) async fn request(
+        &self,
+        peer: PeerId,
+        start: impl FnOnce(
+            &mut bus_core::endpoint::Endpoint,
+            bus_core::Instant,
+        ) -> Result<u64, bus_core::endpoint::CallError>,
+    ) -> Result<Bytes, Error> {
         self.check_running()?;
         let (waiter, outcome) = tokio::sync::oneshot::channel();
         self.shared
             .command(|endpoint, now| {
-                let call_id = endpoint.call(now, peer, method, payload, deadline)?;
+                let call_id = start(endpoint, now)?;
                 let pending = PendingCallActor {
                     waiter: Some(waiter),
                 };

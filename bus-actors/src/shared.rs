@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) next_subscription_id: AtomicU64,
     /// The procedures this peer serves, by number.
     pub(crate) procedures: Mutex<HashMap<u16, crate::rpc::Served, FastHash>>,
+    /// The registers this peer serves, by the id of their topic.
+    pub(crate) registers: Mutex<HashMap<TopicId, crate::register::ServedRegister, FastHash>>,
     /// Who awaits each call in flight, by call id. Written under the endpoint's lock.
     pub(crate) calls: Mutex<HashMap<u64, actix::Addr<crate::rpc::PendingCallActor>, FastHash>>,
     /// The driver's doorbell: rung when a command queued work while it was idle.
@@ -89,6 +91,7 @@ impl Shared {
             replies: Mutex::new(HashMap::default()),
             next_subscription_id: AtomicU64::new(1),
             procedures: Mutex::new(HashMap::default()),
+            registers: Mutex::new(HashMap::default()),
             calls: Mutex::new(HashMap::default()),
             driver: OnceLock::new(),
             shut_down: AtomicBool::new(false),

@@ -21,6 +21,7 @@ use crate::messages::{
 };
 use crate::peer::PeerActor;
 use crate::pending::PendingMessageActor;
+use crate::register::{RegisterOp, ServedRegister};
 use crate::shared::Shared;
 use crate::transport::{Datagram, Transport};
 
@@ -206,6 +207,56 @@ impl SocketActor {
                 method,
                 payload,
             } => self.serve_call(ctx, from, call_id, method, payload),
+            Event::RegisterRequest {
+                from,
+                call_id,
+                register,
+                fingerprint,
+                write,
+            } => {
+                let served = lock(&self.shared.registers).get(&register).cloned();
+                if let Some((status, answer)) = ServedRegister::refuse(served.as_ref(), fingerprint)
+                {
+                    self.shared.command(|endpoint, now| {
+                        endpoint.reply(now, from, call_id, status, &answer);
+                    });
+                    return;
+                }
+                let Some(served) = served else { return };
+                let op = served.actor().send(RegisterOp { from, write });
+                ctx.spawn(op.into_actor(self).map(move |answer, act, ctx| {
+                    let (status, bytes) = answer.unwrap_or_else(|_| crate::rpc::remote_failure());
+                    act.input(ctx, |endpoint, now, _| {
+                        endpoint.reply(now, from, call_id, status, &bytes);
+                    });
+                }));
+            }
+            Event::RegisterWritten {
+                from,
+                register,
+                fingerprint,
+                value,
+            } => {
+                let served = lock(&self.shared.registers).get(&register).cloned();
+                let refused = ServedRegister::refuse(served.as_ref(), fingerprint).is_some();
+                let Some(served) = served.filter(|_| !refused) else {
+                    self.shared.metrics.dropped(DropReason::RegisterRefused);
+                    return;
+                };
+                let op = served.actor().send(RegisterOp {
+                    from,
+                    write: Some(value),
+                });
+                let metrics = self.shared.metrics.clone();
+                ctx.spawn(
+                    async move {
+                        if !matches!(op.await, Ok((0, _))) {
+                            metrics.dropped(DropReason::RegisterRefused);
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
             Event::Replied {
                 call_id,
                 status,

@@ -23,7 +23,8 @@ pub struct ReassemblyLimits {
     pub per_sender_bytes: usize,
     /// Bytes reserved for all incomplete frames at most.
     pub total_bytes: usize,
-    /// An incomplete frame is dropped this long after its first fragment arrived.
+    /// An incomplete frame is dropped once this long has passed without a new piece of it (a
+    /// frame still filling in, such as a request sent again whole through loss, is kept).
     pub timeout: Duration,
 }
 
@@ -69,7 +70,7 @@ pub enum FragmentArrival {
     Duplicate,
     /// A piece of a frame already completed: ignored, but it says the sender did not learn of
     /// the completion; carries what [`Reassembler::tag_completed`] noted of the frame.
-    AlreadyComplete(Option<u64>),
+    AlreadyComplete(Option<CompletedTag>),
     /// The last piece: the whole frame, its bytes in order.
     Complete(Vec<u8>),
 }
@@ -119,11 +120,20 @@ impl Partial {
 /// not start it again.
 const COMPLETED_REMEMBERED: usize = 64;
 
+/// What the endpoint noted of a completed frame, for the late pieces of it to give back.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum CompletedTag {
+    /// A reliable message, acknowledged under this id: acknowledge it again.
+    Acknowledged(u64),
+    /// A call or register request of this id: its answer may be sent again.
+    Request(u64),
+}
+
 /// A completed frame's id, and what the caller noted of it.
 #[derive(Clone, Copy, Debug)]
 struct Completed {
     fragment_id: u64,
-    tag: Option<u64>,
+    tag: Option<CompletedTag>,
 }
 
 /// The receiver's side: incomplete frames by (sender, fragment id), bounded and expiring.
@@ -238,6 +248,7 @@ impl Reassembler {
         }
         let ranges = partial.held.len();
         partial.insert(offset, end);
+        partial.expires_at = now + self.limits.timeout;
         partial.opened_hole = partial.held.len() > ranges && offset > 0;
         if partial.held.first() != Some(&(0, total_len)) {
             return Ok(FragmentArrival::Held);
@@ -254,9 +265,9 @@ impl Reassembler {
         Ok(FragmentArrival::Complete(done))
     }
 
-    /// Notes `tag` of `sender`'s completed frame `fragment_id` (the endpoint: the reliable
-    /// message id it acknowledged), for [`FragmentArrival::AlreadyComplete`] to give back.
-    pub fn tag_completed(&mut self, sender: PeerId, fragment_id: u64, tag: u64) {
+    /// Notes `tag` of `sender`'s completed frame `fragment_id`, for
+    /// [`FragmentArrival::AlreadyComplete`] to give back.
+    pub fn tag_completed(&mut self, sender: PeerId, fragment_id: u64, tag: CompletedTag) {
         let done = self
             .completed
             .get_mut(&sender)

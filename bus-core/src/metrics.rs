@@ -86,11 +86,14 @@ pub enum DropReason {
     /// A topic description from a peer that does not announce the topic (or not known), or
     /// with an invalid name.
     TopicUnannounced,
+    /// An unreliable register write that could not be applied: no such register here, a
+    /// value of another type or not decodable, or refused by the register's validation.
+    RegisterRefused,
 }
 
 impl DropReason {
     /// Every reason, in the order of the counters.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Truncated,
         DropReason::UnknownPacketType,
         DropReason::UnknownFrameType,
@@ -122,6 +125,7 @@ impl DropReason {
         DropReason::ReassemblyFull,
         DropReason::ReassemblyExpired,
         DropReason::TopicUnannounced,
+        DropReason::RegisterRefused,
     ];
 
     /// A short, stable name for dashboards.
@@ -158,6 +162,7 @@ impl DropReason {
             DropReason::ReassemblyFull => "reassembly_full",
             DropReason::ReassemblyExpired => "reassembly_expired",
             DropReason::TopicUnannounced => "topic_unannounced",
+            DropReason::RegisterRefused => "register_refused",
         }
     }
 

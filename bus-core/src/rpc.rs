@@ -7,8 +7,8 @@
 //! decodes: two peers built from different definitions get [`STATUS_UNDECODABLE`] naming the
 //! mismatch, not a garbled value.
 //!
-//! A reply's status is 0 for success; 1 to 31 are the bus's (below); 32 to 255 are free for
-//! applications serving by number. A refusal ([`STATUS_REFUSED`]) carries the handler's own
+//! A reply's status (to a call, or a register read or write) is 0 for success; 1 to 31 are
+//! the bus's (below); 32 to 255 are free for applications serving by number. A refusal ([`STATUS_REFUSED`]) carries the handler's own
 //! code, a `u16` big-endian, then its message in UTF-8; every other error carries a message.
 
 use std::ops::RangeInclusive;
@@ -33,6 +33,8 @@ pub const STATUS_REMOTE_FAILURE: u8 = 3;
 pub const STATUS_UNDECODABLE: u8 = 4;
 /// The reply could not be encoded by the server.
 pub const STATUS_UNENCODABLE_REPLY: u8 = 5;
+/// The peer serves no register of that name.
+pub const STATUS_NO_SUCH_REGISTER: u8 = 6;
 
 /// The low bits of a call's method: the procedure.
 const PROCEDURE_BITS: u64 = 0xffff;

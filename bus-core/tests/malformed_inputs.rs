@@ -74,14 +74,20 @@ fn valid_packet() -> Vec<u8> {
         Frame::RegisterRead {
             request_id: 8,
             register: 3,
+            fingerprint: 4,
+            incarnation: 5,
         },
         Frame::RegisterWrite {
             request_id: 9,
             register: 3,
+            fingerprint: 4,
+            incarnation: 5,
             payload: b"v",
         },
         Frame::RegisterUnreliableWrite {
             register: 3,
+            fingerprint: 4,
+            incarnation: 5,
             payload: b"v",
         },
         Frame::StreamOpen {

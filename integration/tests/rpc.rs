@@ -429,3 +429,25 @@ async fn a_group_call_reaches_every_server_and_the_first_reply_wins() {
         bus.shutdown().await.expect("shutdown");
     }
 }
+
+/// A call and its answer larger than a datagram go as fragments: a 1 MiB argument comes back
+/// whole (reversed, so it is the server's answer).
+#[actix::test]
+async fn large_calls_and_answers_go_as_fragments() {
+    let group = test_group();
+    let (caller, server) = pair(|_| builder(group)).await;
+    server
+        .serve_fn(7, |_, argument| {
+            Ok(argument.iter().rev().copied().collect())
+        })
+        .expect("serve");
+    let argument: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let back = caller
+        .call_procedure(server.local_id(), 7, &argument, DEADLINE)
+        .await
+        .expect("answered");
+    assert!(back.len() == argument.len() && back.iter().rev().eq(argument.iter()));
+    for bus in [caller, server] {
+        bus.shutdown().await.expect("shutdown");
+    }
+}

@@ -14,10 +14,11 @@ use bytes::Bytes;
 
 use super::{Endpoint, Event, Target};
 use crate::PeerId;
+use crate::TopicId;
 use crate::batch::FrameTooLarge;
 use crate::metrics::DropReason;
 use crate::time::{Duration, Instant};
-use crate::wire::Frame;
+use crate::wire::{Frame, FrameType};
 
 /// Calls in flight from one endpoint at most.
 pub const MAX_CALLS_IN_FLIGHT: usize = 4096;
@@ -45,7 +46,8 @@ pub enum CallError {
     /// [`MAX_CALLS_IN_FLIGHT`] calls are in flight already.
     #[error("{MAX_CALLS_IN_FLIGHT} calls are in flight already")]
     TooManyCalls,
-    /// The call does not fit in a datagram (large calls are not fragmented yet).
+    /// The call is larger than the largest message (one larger than a datagram goes as
+    /// fragments).
     #[error(transparent)]
     TooLarge(#[from] FrameTooLarge),
 }
@@ -53,9 +55,15 @@ pub enum CallError {
 #[derive(Debug)]
 struct OutgoingCall {
     peer: PeerId,
-    /// The encoded call frame, sent again as it is.
-    frame: Vec<u8>,
+    /// The encoded call frame (or register read or write), sent again as it is.
+    frame: Bytes,
+    /// Its fragment id, if it is larger than a datagram.
+    fragment_id: Option<u64>,
+    kind: FrameType,
     deadline: Instant,
+    /// Copies go until then at most: one arriving later could find its answer forgotten
+    /// (answers are kept for `dedup_retention`) and run again.
+    resend_until: Instant,
     next_send: Instant,
     rto: Duration,
 }
@@ -69,6 +77,8 @@ enum Answer {
         status: u8,
         payload: Bytes,
         at: Instant,
+        /// The fragment id the answer goes under, if it is larger than a datagram.
+        fragment_id: Option<u64>,
     },
 }
 
@@ -110,7 +120,7 @@ impl Endpoint {
     ///
     /// # Errors
     /// [`CallError`] if the peer is not known, too many calls are in flight, or the call is
-    /// larger than a datagram.
+    /// larger than the largest message (one larger than a datagram goes as fragments).
     pub fn call(
         &mut self,
         now: Instant,
@@ -119,43 +129,148 @@ impl Endpoint {
         payload: &[u8],
         deadline: Duration,
     ) -> Result<u64, CallError> {
-        let (addr, incarnation) = self
-            .table
+        self.start_request(now, peer, deadline, |request_id, incarnation| Frame::Call {
+            request_id,
+            method,
+            incarnation,
+            payload,
+        })
+    }
+
+    /// Reads register `register` of `peer`, expecting a value of the type `fingerprint` is
+    /// of: its answer comes as [`Event::Replied`] (the value, or an error status), or its
+    /// failure as [`Event::CallFailed`], like a call's.
+    ///
+    /// # Errors
+    /// As [`Endpoint::call`].
+    pub fn read_register(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        (register, fingerprint): (TopicId, u64),
+        deadline: Duration,
+    ) -> Result<u64, CallError> {
+        self.start_request(now, peer, deadline, |request_id, incarnation| {
+            Frame::RegisterRead {
+                request_id,
+                register: register.0,
+                fingerprint,
+                incarnation,
+            }
+        })
+    }
+
+    /// Writes `value` (of the type `fingerprint` is of) to register `register` of `peer`,
+    /// applied at most once: its answer (empty once applied, or an error status) comes as
+    /// [`Event::Replied`], or its failure as [`Event::CallFailed`], like a call's.
+    ///
+    /// # Errors
+    /// As [`Endpoint::call`].
+    pub fn write_register(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        (register, fingerprint): (TopicId, u64),
+        value: &[u8],
+        deadline: Duration,
+    ) -> Result<u64, CallError> {
+        self.start_request(now, peer, deadline, |request_id, incarnation| {
+            Frame::RegisterWrite {
+                request_id,
+                register: register.0,
+                fingerprint,
+                incarnation,
+                payload: value,
+            }
+        })
+    }
+
+    /// Writes `value` to register `register` of `peer` once, with no answer and no
+    /// retransmission: lost if its datagram is.
+    ///
+    /// # Errors
+    /// As [`Endpoint::call`], except that nothing counts against the calls in flight.
+    pub fn write_register_unreliable(
+        &mut self,
+        peer: PeerId,
+        (register, fingerprint): (TopicId, u64),
+        value: &[u8],
+    ) -> Result<(), CallError> {
+        let (addr, incarnation) = self.callee(peer)?;
+        let frame = Frame::RegisterUnreliableWrite {
+            register: register.0,
+            fingerprint,
+            incarnation,
+            payload: value,
+        };
+        let encoded = self.encode_request(&frame)?;
+        let fragment_id = self.fragment_id_for(encoded.len());
+        self.queue_whole(
+            Target::Unicast(addr),
+            frame.frame_type(),
+            (&encoded, fragment_id),
+        )?;
+        Ok(())
+    }
+
+    /// `frame`, encoded, if it is no larger than the largest message (a request larger than
+    /// a datagram goes as fragments).
+    fn encode_request(&self, frame: &Frame<'_>) -> Result<Bytes, CallError> {
+        let (len, max) = (frame.encoded_len(), self.config.reassembly.max_message);
+        if len > max {
+            return Err(FrameTooLarge { len, max }.into());
+        }
+        let mut encoded = Vec::with_capacity(len);
+        frame.emit(&mut encoded);
+        Ok(Bytes::from(encoded))
+    }
+
+    /// How long after its first copy a request may be sent again: while every copy still
+    /// arrives within the server's retention of its answer (`dedup_retention`, the same on the
+    /// peers of a cluster), less a retransmission interval for the copies in flight.
+    fn resend_span(&self) -> Duration {
+        self.config
+            .dedup_retention
+            .saturating_sub(self.config.max_rto)
+    }
+
+    /// The address and life of `peer`, if it may be called.
+    fn callee(&self, peer: PeerId) -> Result<(std::net::SocketAddr, u64), CallError> {
+        self.table
             .get(&peer)
             .filter(|_| self.confirmed(peer))
             .map(|p| (p.addr, p.incarnation))
-            .ok_or(CallError::UnknownPeer(peer))?;
+            .ok_or(CallError::UnknownPeer(peer))
+    }
+
+    /// Sends the request `frame` makes of its id and the peer's incarnation, and keeps
+    /// sending it until it is answered or `deadline` passes.
+    fn start_request<'a>(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        deadline: Duration,
+        frame: impl FnOnce(u64, u64) -> Frame<'a>,
+    ) -> Result<u64, CallError> {
+        let (addr, incarnation) = self.callee(peer)?;
         if self.calls.outgoing.len() >= MAX_CALLS_IN_FLIGHT {
             return Err(CallError::TooManyCalls);
         }
         let id = self.calls.next_id;
-        let frame = Frame::Call {
-            request_id: id,
-            method,
-            incarnation,
-            payload,
-        };
-        let mut encoded = Vec::new();
-        frame.emit(&mut encoded);
-        let max = self.outbox.max_body();
-        if encoded.len() > max {
-            return Err(FrameTooLarge {
-                len: encoded.len(),
-                max,
-            }
-            .into());
-        }
+        let frame = frame(id, incarnation);
+        let kind = frame.frame_type();
+        let encoded = self.encode_request(&frame)?;
         self.calls.next_id = id.wrapping_add(1);
         let rto = self.timing(peer).rto;
-        let _ = self.queue_encoded(
-            Target::Unicast(addr),
-            crate::wire::FrameType::Call,
-            &encoded,
-        );
+        let fragment_id = self.fragment_id_for(encoded.len());
+        let _ = self.queue_whole(Target::Unicast(addr), kind, (&encoded, fragment_id));
         let call = OutgoingCall {
             peer,
             frame: encoded,
+            fragment_id,
+            kind,
             deadline: now + deadline,
+            resend_until: now + self.resend_span(),
             next_send: now + rto,
             rto,
         };
@@ -170,27 +285,58 @@ impl Endpoint {
     /// result, or an error status and a short message. Kept, and sent again to a caller that
     /// did not get it.
     pub fn reply(&mut self, now: Instant, peer: PeerId, call_id: u64, status: u8, payload: &[u8]) {
-        let Some(answers) = self.calls.answers.get_mut(&peer) else {
+        let awaited = self
+            .calls
+            .answers
+            .get(&peer)
+            .is_some_and(|a| a.by_id.contains_key(&call_id));
+        if !awaited {
             return;
-        };
-        let Some(answer) = answers.by_id.get_mut(&call_id) else {
-            return;
-        };
-        *answer = Answer::Done {
+        }
+        // An answer larger than the caller can take back says so instead.
+        let max = self.config.reassembly.max_message;
+        let whole = Frame::Reply {
+            request_id: call_id,
             status,
-            payload: Bytes::copy_from_slice(payload),
-            at: now,
+            payload,
         };
-        answers.order.push_back((now, call_id));
+        let (status, payload) = if whole.encoded_len() > max {
+            let message = format!("an answer of {} bytes is over {max}", payload.len());
+            (crate::rpc::STATUS_UNENCODABLE_REPLY, Bytes::from(message))
+        } else {
+            (status, Bytes::copy_from_slice(payload))
+        };
+        let sent = Frame::Reply {
+            request_id: call_id,
+            status,
+            payload: &payload,
+        };
+        let fragment_id = self.fragment_id_for(sent.encoded_len());
+        if let Some(answers) = self.calls.answers.get_mut(&peer) {
+            answers.by_id.insert(
+                call_id,
+                Answer::Done {
+                    status,
+                    payload,
+                    at: now,
+                    fragment_id,
+                },
+            );
+            answers.order.push_back((now, call_id));
+        }
         self.send_reply(peer, call_id);
     }
 
-    fn send_reply(&mut self, peer: PeerId, call_id: u64) {
+    /// Sends the answer kept for `peer`'s call `call_id` again, if there is one.
+    pub(super) fn send_reply(&mut self, peer: PeerId, call_id: u64) {
         let Some(addr) = self.table.get(&peer).map(|p| p.addr) else {
             return;
         };
         let Some(Answer::Done {
-            status, payload, ..
+            status,
+            payload,
+            fragment_id,
+            ..
         }) = self
             .calls
             .answers
@@ -204,13 +350,13 @@ impl Endpoint {
             status: *status,
             payload,
         };
-        let mut encoded = Vec::new();
+        let mut encoded = Vec::with_capacity(frame.encoded_len());
         frame.emit(&mut encoded);
         if self
-            .queue_encoded(
+            .queue_whole(
                 Target::Unicast(addr),
-                crate::wire::FrameType::Reply,
-                &encoded,
+                FrameType::Reply,
+                (&Bytes::from(encoded), *fragment_id),
             )
             .is_err()
         {
@@ -218,18 +364,17 @@ impl Endpoint {
         }
     }
 
-    /// A call from `from` meant for our life `incarnation`: run once (as [`Event::Request`]),
-    /// answered again if it ran.
-    pub(super) fn on_call(
+    /// A call (or register read or write) `call_id` from `from` meant for our life
+    /// `incarnation`: passed on once, as the event `request` makes, and answered again if it
+    /// was answered.
+    pub(super) fn on_request(
         &mut self,
         now: Instant,
         from: PeerId,
-        (call_id, method, incarnation, payload): (u64, u64, u64, Bytes),
+        (call_id, incarnation): (u64, u64),
+        request: impl FnOnce() -> Event,
     ) {
-        if incarnation != self.incarnation {
-            // For a life before ours, which may have run it: the caller learns of our restart
-            // from our beacons and fails the call.
-            self.metrics.dropped(DropReason::Misdirected);
+        if !self.for_this_life(incarnation) {
             return;
         }
         if self.table.get(&from).is_none() {
@@ -248,14 +393,20 @@ impl Endpoint {
                 }
                 answers.by_id.insert(call_id, Answer::Running);
                 answers.order.push_back((now, call_id));
-                self.events.push_back(Event::Request {
-                    from,
-                    call_id,
-                    method,
-                    payload,
-                });
+                self.events.push_back(request());
             }
         }
+    }
+
+    /// Whether a request meant for our life `incarnation` is for this one; one for a life
+    /// before ours, which may have run it, is dropped (its caller learns of our restart from
+    /// our beacons and fails it).
+    pub(super) fn for_this_life(&self, incarnation: u64) -> bool {
+        if incarnation != self.incarnation {
+            self.metrics.dropped(DropReason::Misdirected);
+            return false;
+        }
+        true
     }
 
     /// An answer from `from` to call `call_id` of ours.
@@ -297,14 +448,19 @@ impl Endpoint {
                 // An earlier wake of this call, already rescheduled.
                 continue;
             }
+            if now >= call.resend_until {
+                // It may still be answered (its handler runs long); it is not sent again.
+                call.next_send = call.deadline;
+                self.calls.wakes.push(Reverse((call.deadline, id)));
+                continue;
+            }
             call.rto = (call.rto * 2).min(self.config.max_rto);
             call.next_send = now + call.rto;
             let (peer, next) = (call.peer, call.next_send.min(call.deadline));
-            let frame = call.frame.clone();
+            let (frame, kind, fragment_id) = (call.frame.clone(), call.kind, call.fragment_id);
             self.calls.wakes.push(Reverse((next, id)));
             if let Some(addr) = self.addr_of(peer) {
-                let _ =
-                    self.queue_encoded(Target::Unicast(addr), crate::wire::FrameType::Call, &frame);
+                let _ = self.queue_whole(Target::Unicast(addr), kind, (&frame, fragment_id));
             }
         }
         let retention = self.config.dedup_retention;
@@ -707,6 +863,100 @@ mod tests {
                 assert_eq!(runs.get(), ran, "{security:?}, seed {seed}: {outcome:?}");
                 assert_eq!(outcome, &[(call, Err(CallFailure::PeerGone))]);
             }
+        }
+    }
+
+    /// Calls and answers larger than a datagram go as fragments: twenty 200 kB echoes through
+    /// 30% loss, 10% duplication and reordering each run once and come back whole; each copy
+    /// sent again completes the pieces the receiver holds.
+    #[test]
+    fn large_calls_and_answers_go_as_fragments_through_loss() {
+        for security in [Security::Insecure, psk()] {
+            let runs = Rc::new(Cell::new(0u64));
+            let counted = runs.clone();
+            // Calls on a network this lossy need a longer reliable deadline, as messages do.
+            let config = |node| EndpointConfig {
+                dedup_retention: Duration::from_secs(60),
+                ..config(node, &security)
+            };
+            let server =
+                SimEndpoint::new(NodeId(1), config(1), [21; 32]).serving(move |_, argument| {
+                    counted.set(counted.get() + 1);
+                    (0, argument.to_vec())
+                });
+            let caller = SimEndpoint::new(NodeId(0), config(0), [20; 32]);
+            let mut sim = Simulation::new(12, lossy(0.3), vec![caller, server]);
+            let mut at = Instant::from_millis(1_000);
+            while !sim.nodes[0].endpoint.confirmed(peer_of(1)) && at < Instant::from_millis(20_000)
+            {
+                at += Duration::from_millis(500);
+                sim.drive_until(at);
+            }
+            assert!(sim.nodes[0].endpoint.confirmed(peer_of(1)));
+            let now = sim.now();
+            let arguments: Vec<Vec<u8>> = (0..20u8)
+                .map(|i| (0..200_000u32).map(|b| (b as u8) ^ i).collect())
+                .collect();
+            let ids: Vec<u64> = arguments
+                .iter()
+                .map(|argument| {
+                    sim.nodes[0]
+                        .endpoint
+                        .call(
+                            now,
+                            peer_of(1),
+                            INCREMENT,
+                            argument,
+                            Duration::from_secs(120),
+                        )
+                        .unwrap()
+                })
+                .collect();
+            sim.drive_until(now + Duration::from_secs(120));
+            let replies = &sim.nodes[0].replies;
+            let answered = |(id, argument): (&u64, &Vec<u8>)| {
+                replies.iter().any(|(i, outcome)| {
+                    i == id && matches!(outcome, Ok((0, back)) if back[..] == argument[..])
+                })
+            };
+            let whole = ids.iter().zip(&arguments).filter(|c| answered(*c)).count();
+            let failed: Vec<_> = replies
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().err())
+                .collect();
+            assert_eq!(
+                (runs.get(), replies.len(), whole),
+                (20, 20, 20),
+                "{security:?}: {failed:?}"
+            );
+        }
+    }
+
+    /// A call whose deadline is longer than the server keeps answers for is sent again only
+    /// while its answer is kept: its answer lost for longer, it times out, and never runs a
+    /// second time (before, a copy sent after the answer was forgotten ran it again).
+    #[test]
+    fn a_call_outliving_the_answer_retention_never_runs_twice() {
+        for security in [Security::Insecure, psk()] {
+            let runs = Rc::new(Cell::new(0u64));
+            let caller = SimEndpoint::new(NodeId(0), config(0, &security), [20; 32]);
+            let server = counting_server(&security, &runs, 21, Instant::ZERO);
+            let mut sim = Simulation::new(13, LinkConfig::default(), vec![caller, server]);
+            sim.drive_until(Instant::from_millis(2_000));
+            let retention = sim.nodes[1].endpoint.config.dedup_retention;
+            sim.network.set_link(NodeId(1), NodeId(0), dead());
+            let now = sim.now();
+            let deadline = retention * 4;
+            let call = sim.nodes[0]
+                .endpoint
+                .call(now, peer_of(1), INCREMENT, b"+1", deadline)
+                .unwrap();
+            sim.drive_until(now + retention * 2);
+            sim.network
+                .set_link(NodeId(1), NodeId(0), LinkConfig::default());
+            sim.drive_until(now + deadline + Duration::from_secs(1));
+            assert_eq!(runs.get(), 1, "{security:?}");
+            assert_eq!(sim.nodes[0].replies, [(call, Err(CallFailure::Timeout))]);
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::packet::Opened;
 use super::{Delivery, Endpoint, Event, Target};
 use crate::discovery::BeaconIgnored;
-use crate::fragment::FragmentArrival;
+use crate::fragment::{CompletedTag, FragmentArrival};
 use crate::metrics::DropReason;
 use crate::reliability::Arrival;
 use crate::rtt::{PingSample, remote_to_local};
@@ -95,6 +95,9 @@ impl Endpoint {
                 | Frame::FragmentAck { .. }
                 | Frame::Call { .. }
                 | Frame::Reply { .. }
+                | Frame::RegisterRead { .. }
+                | Frame::RegisterWrite { .. }
+                | Frame::RegisterUnreliableWrite { .. }
                     if !bound =>
                 {
                     self.metrics.dropped(DropReason::Unbound);
@@ -143,9 +146,22 @@ impl Endpoint {
                                         self.reassembler.tag_completed(
                                             sender,
                                             fragment_id,
-                                            message_id,
+                                            CompletedTag::Acknowledged(message_id),
                                         );
                                     }
+                                }
+                                Some(
+                                    frame @ (Frame::Call { .. }
+                                    | Frame::Reply { .. }
+                                    | Frame::RegisterRead { .. }
+                                    | Frame::RegisterWrite { .. }
+                                    | Frame::RegisterUnreliableWrite { .. }),
+                                ) => {
+                                    if let Some(request_id) = request_id_of(&frame) {
+                                        let tag = CompletedTag::Request(request_id);
+                                        self.reassembler.tag_completed(sender, fragment_id, tag);
+                                    }
+                                    self.on_request_frame(now, sender, frame, &whole);
                                 }
                                 _ => self.metrics.dropped(DropReason::FragmentInvalid),
                             }
@@ -164,10 +180,19 @@ impl Endpoint {
                             self.reports_owed.insert((from, sender, fragment_id));
                             self.mark_busy();
                         }
-                        Ok(FragmentArrival::AlreadyComplete(Some(message_id))) => {
+                        Ok(FragmentArrival::AlreadyComplete(Some(CompletedTag::Acknowledged(
+                            message_id,
+                        )))) => {
                             // Its sender did not get our acknowledgement.
                             self.acks_owed.entry(from).or_default().push(message_id);
                             self.mark_busy();
+                        }
+                        // A request sent again whole: its answer was lost, or is not ready.
+                        // Once per copy (its first piece), not once per piece.
+                        Ok(FragmentArrival::AlreadyComplete(Some(CompletedTag::Request(id))))
+                            if offset == 0 =>
+                        {
+                            self.send_reply(sender, id);
                         }
                         Ok(_) => {}
                         Err(e) => self.metrics.dropped(DropReason::of_fragment_refused(e)),
@@ -220,20 +245,13 @@ impl Endpoint {
                     }
                 }
                 Frame::SessionUnknown { index } => self.on_session_unknown(now, sender, index),
-                Frame::Call {
-                    request_id,
-                    method,
-                    incarnation,
-                    payload,
-                } => {
-                    let call = (request_id, method, incarnation, body.slice_ref(payload));
-                    self.on_call(now, sender, call);
+                frame @ (Frame::Call { .. }
+                | Frame::Reply { .. }
+                | Frame::RegisterRead { .. }
+                | Frame::RegisterWrite { .. }
+                | Frame::RegisterUnreliableWrite { .. }) => {
+                    self.on_request_frame(now, sender, frame, body);
                 }
-                Frame::Reply {
-                    request_id,
-                    status,
-                    payload,
-                } => self.on_reply(sender, request_id, status, body.slice_ref(payload)),
                 Frame::Topics { asking, topics } => {
                     self.on_descriptions(now, sender, asking, &topics);
                     membership_changed = true;
@@ -290,6 +308,78 @@ impl Endpoint {
             arrived.extend(events);
         }
         Some(*message_id)
+    }
+
+    /// A call, a register read or write, or an answer to one, from `sender`: in a datagram, or
+    /// reassembled from fragments; its payload lies in `body`.
+    fn on_request_frame(&mut self, now: Instant, sender: PeerId, frame: Frame<'_>, body: &Bytes) {
+        match frame {
+            Frame::Call {
+                request_id,
+                method,
+                incarnation,
+                payload,
+            } => {
+                let payload = body.slice_ref(payload);
+                self.on_request(now, sender, (request_id, incarnation), || Event::Request {
+                    from: sender,
+                    call_id: request_id,
+                    method,
+                    payload,
+                });
+            }
+            Frame::RegisterRead {
+                request_id,
+                register,
+                fingerprint,
+                incarnation,
+            } => {
+                let read = || Event::RegisterRequest {
+                    from: sender,
+                    call_id: request_id,
+                    register: TopicId(register),
+                    fingerprint,
+                    write: None,
+                };
+                self.on_request(now, sender, (request_id, incarnation), read);
+            }
+            Frame::RegisterWrite {
+                request_id,
+                register,
+                fingerprint,
+                incarnation,
+                payload,
+            } => {
+                let value = body.slice_ref(payload);
+                let write = || Event::RegisterRequest {
+                    from: sender,
+                    call_id: request_id,
+                    register: TopicId(register),
+                    fingerprint,
+                    write: Some(value),
+                };
+                self.on_request(now, sender, (request_id, incarnation), write);
+            }
+            Frame::RegisterUnreliableWrite {
+                register,
+                fingerprint,
+                incarnation,
+                payload,
+            } if self.for_this_life(incarnation) => {
+                self.events.push_back(Event::RegisterWritten {
+                    from: sender,
+                    register: TopicId(register),
+                    fingerprint,
+                    value: body.slice_ref(payload),
+                });
+            }
+            Frame::Reply {
+                request_id,
+                status,
+                payload,
+            } => self.on_reply(sender, request_id, status, body.slice_ref(payload)),
+            _ => {}
+        }
     }
 
     /// Whether the packet `opened`, of `frames`, is for us: `None` if it names another
@@ -379,9 +469,30 @@ impl Endpoint {
 
 /// The message a reassembled frame carries: one publish, best effort or reliable, and
 /// nothing else.
+/// The id of a request that is answered (a call, a register read or write).
+fn request_id_of(frame: &Frame<'_>) -> Option<u64> {
+    match frame {
+        Frame::Call { request_id, .. }
+        | Frame::RegisterRead { request_id, .. }
+        | Frame::RegisterWrite { request_id, .. } => Some(*request_id),
+        _ => None,
+    }
+}
+
+/// The one frame a reassembled frame is, if it is one that may be sent as fragments: a
+/// message, or a call or register request or answer.
 fn reassembled_message(whole: &Bytes) -> Option<Frame<'_>> {
     let mut frames = Frames::new(whole);
     let frame = frames.next()?.ok()?;
-    let message = matches!(frame, Frame::Publish { .. } | Frame::ReliablePublish { .. });
-    (message && frames.next().is_none()).then_some(frame)
+    let large = matches!(
+        frame,
+        Frame::Publish { .. }
+            | Frame::ReliablePublish { .. }
+            | Frame::Call { .. }
+            | Frame::Reply { .. }
+            | Frame::RegisterRead { .. }
+            | Frame::RegisterWrite { .. }
+            | Frame::RegisterUnreliableWrite { .. }
+    );
+    (large && frames.next().is_none()).then_some(frame)
 }

@@ -44,6 +44,8 @@ mod bounds_tests;
 mod direct_tests;
 #[cfg(test)]
 mod fragment_tests;
+#[cfg(test)]
+mod register_tests;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(test)]
@@ -331,6 +333,32 @@ pub enum Event {
         method: u64,
         /// The argument.
         payload: Bytes,
+    },
+    /// A peer reads (`write` is `None`) or writes register `register`: answer with
+    /// [`Endpoint::reply`] (the value, or nothing once written). Each comes once, however
+    /// often the peer sends it.
+    RegisterRequest {
+        /// The reader or writer.
+        from: PeerId,
+        /// Its id for the request, to answer it.
+        call_id: u64,
+        /// The register.
+        register: TopicId,
+        /// The fingerprint of the peer's type for it.
+        fingerprint: u64,
+        /// The value written, for a write.
+        write: Option<Bytes>,
+    },
+    /// A peer wrote register `register` unreliably (no answer is owed).
+    RegisterWritten {
+        /// The writer.
+        from: PeerId,
+        /// The register.
+        register: TopicId,
+        /// The fingerprint of the value's type.
+        fingerprint: u64,
+        /// The value.
+        value: Bytes,
     },
     /// A call of ours ([`Endpoint::call`]) was answered.
     Replied {
@@ -1042,6 +1070,40 @@ impl Endpoint {
         self.outbox.push_encoded(&target, frame)?;
         self.metrics.frame_out(frame_type);
         self.mark_busy();
+        Ok(())
+    }
+
+    /// The fragment id a frame of `len` bytes goes under, if it is larger than a datagram: a
+    /// request or an answer keeps its id when it is sent again whole, so that the pieces of
+    /// every copy complete the same frame at the receiver.
+    fn fragment_id_for(&mut self, len: usize) -> Option<u64> {
+        (len > self.outbox.max_body()).then(|| {
+            let id = self.next_fragment_id;
+            self.next_fragment_id += 1;
+            id
+        })
+    }
+
+    /// Queues an encoded frame to `target`: as it is, or as best-effort fragments under
+    /// `fragment_id` (from [`Endpoint::fragment_id_for`]).
+    fn queue_whole(
+        &mut self,
+        target: Target,
+        frame_type: FrameType,
+        (frame, fragment_id): (&Bytes, Option<u64>),
+    ) -> Result<(), FrameTooLarge> {
+        let Some(fragment_id) = fragment_id else {
+            return self.queue_encoded(target, frame_type, frame);
+        };
+        let max_body = self.outbox.max_body();
+        let piece_len =
+            fragment::piece_len(fragment_id, frame.len(), max_body).ok_or(FrameTooLarge {
+                len: frame.len(),
+                max: max_body,
+            })?;
+        self.metrics.frame_out(frame_type);
+        let copy = Transfer::best_effort(target, frame.clone(), fragment_id, piece_len);
+        self.queue_transfer(copy, false);
         Ok(())
     }
 

@@ -70,6 +70,11 @@ pub struct SimEndpoint {
     /// Every datagram it received and from whom, once [`SimEndpoint::capturing`]: what an
     /// attacker on the wire records, to replay.
     pub captured: Option<Vec<(NodeId, Vec<u8>)>>,
+    /// The registers it serves: each one's type fingerprint and value. A read answers the
+    /// value; a write of the same type replaces it, once however often it is sent.
+    pub registers: std::collections::HashMap<TopicId, (u64, Bytes)>,
+    /// Writes applied, in order: (register, value, whether it came unreliably).
+    pub writes: Vec<(TopicId, Bytes, bool)>,
 }
 
 impl std::fmt::Debug for SimEndpoint {
@@ -113,6 +118,8 @@ impl SimEndpoint {
             server: None,
             replies: Vec::new(),
             captured: None,
+            registers: std::collections::HashMap::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -206,6 +213,24 @@ impl SimEndpoint {
                             self.endpoint.reply(now, from, call_id, status, &result);
                         }
                     }
+                    Event::RegisterRequest {
+                        from,
+                        call_id,
+                        register,
+                        fingerprint,
+                        write,
+                    } => {
+                        let (status, answer) = self.serve_register(register, fingerprint, write);
+                        self.endpoint.reply(now, from, call_id, status, &answer);
+                    }
+                    Event::RegisterWritten {
+                        register,
+                        fingerprint,
+                        value,
+                        ..
+                    } => {
+                        let _ = self.apply_write(register, fingerprint, value, true);
+                    }
                     Event::Replied {
                         call_id,
                         status,
@@ -220,6 +245,49 @@ impl SimEndpoint {
             if !any {
                 return;
             }
+        }
+    }
+}
+
+impl SimEndpoint {
+    /// The answer to a read (`write` is `None`) or write of `register`.
+    fn serve_register(
+        &mut self,
+        register: TopicId,
+        fingerprint: u64,
+        write: Option<Bytes>,
+    ) -> (u8, Vec<u8>) {
+        match write {
+            Some(value) => match self.apply_write(register, fingerprint, value, false) {
+                Ok(()) => (0, Vec::new()),
+                Err(status) => (status, b"refused".to_vec()),
+            },
+            None => match self.registers.get(&register) {
+                Some((ours, value)) if *ours == fingerprint => (0, value.to_vec()),
+                Some(_) => (crate::rpc::STATUS_UNDECODABLE, b"another type".to_vec()),
+                None => (
+                    crate::rpc::STATUS_NO_SUCH_REGISTER,
+                    b"no such register".to_vec(),
+                ),
+            },
+        }
+    }
+
+    fn apply_write(
+        &mut self,
+        register: TopicId,
+        fingerprint: u64,
+        value: Bytes,
+        unreliable: bool,
+    ) -> Result<(), u8> {
+        match self.registers.get_mut(&register) {
+            Some((ours, held)) if *ours == fingerprint => {
+                *held = value.clone();
+                self.writes.push((register, value, unreliable));
+                Ok(())
+            }
+            Some(_) => Err(crate::rpc::STATUS_UNDECODABLE),
+            None => Err(crate::rpc::STATUS_NO_SUCH_REGISTER),
         }
     }
 }

@@ -176,10 +176,12 @@ fn a_total_changing_mid_message_or_a_partial_overlap_is_refused_and_the_frame_st
         Ok(FragmentArrival::AlreadyComplete(None)),
         "a late copy of a completed frame does not start it again"
     );
-    r.tag_completed(ALICE, 5, 42);
+    r.tag_completed(ALICE, 5, CompletedTag::Acknowledged(42));
     assert_eq!(
         feed(&mut r, &frames[0]),
-        Ok(FragmentArrival::AlreadyComplete(Some(42))),
+        Ok(FragmentArrival::AlreadyComplete(Some(
+            CompletedTag::Acknowledged(42)
+        ))),
         "and gives back what was noted of it"
     );
     assert_eq!(r.entries(), 0);
@@ -295,5 +297,29 @@ fn a_sender_refused_for_want_of_total_room_keeps_what_it_holds() {
         r.on_fragment(Instant::ZERO, ALICE, (0, 10, 1), b"y"),
         Ok(FragmentArrival::Held),
         "its frame is still there"
+    );
+}
+
+/// A frame still filling in is kept past the timeout: it is dropped only once that long
+/// passes with no new piece.
+#[test]
+fn a_frame_that_makes_progress_is_kept_past_its_timeout() {
+    let whole = message(5000);
+    let frames = split(1, &whole, 1200).expect("room");
+    let mut r = Reassembler::new(limits());
+    let mut now = Instant::from_millis(1000);
+    for frame in &frames[1..] {
+        let (header, data) = fields(frame);
+        assert_eq!(
+            r.on_fragment(now, ALICE, header, data),
+            Ok(FragmentArrival::Held)
+        );
+        now += Duration::from_secs(4);
+        assert_eq!(r.handle_timeout(now), 0);
+    }
+    let (header, data) = fields(&frames[0]);
+    assert_eq!(
+        r.on_fragment(now, ALICE, header, data),
+        Ok(FragmentArrival::Complete(whole))
     );
 }

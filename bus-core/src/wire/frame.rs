@@ -362,38 +362,53 @@ pub enum Frame<'a> {
         /// The MessagePack-encoded result, or the error message.
         payload: &'a [u8],
     },
-    /// Reads a register the receiver serves; answered by a [`Frame::Reply`].
+    /// Reads a register the receiver serves; answered by a [`Frame::Reply`] carrying the
+    /// value.
     ///
     /// ```text
-    /// | 0x07 | request id v | register v |
+    /// | 0x07 | request id v | register v | fingerprint u64 | incarnation v |
     /// ```
     RegisterRead {
-        /// Echoed by the reply.
+        /// Echoed by the reply; from the same sequence as calls' ids.
         request_id: u64,
-        /// The register's number.
+        /// The register's number: the id of the topic named as the register.
         register: u64,
+        /// The schema fingerprint of the reader's type for it: a register of another type
+        /// answers that it is.
+        fingerprint: u64,
+        /// The server's life the reader means, as in [`Frame::Call`].
+        incarnation: u64,
     },
-    /// Writes a register; answered by an empty [`Frame::Reply`] once applied.
+    /// Writes a register; answered by an empty [`Frame::Reply`] once applied, or an error.
+    /// Applied at most once, as a call runs.
     ///
     /// ```text
-    /// | 0x08 | request id v | register v | value bytes |
+    /// | 0x08 | request id v | register v | fingerprint u64 | incarnation v | value bytes |
     /// ```
     RegisterWrite {
-        /// Echoed by the reply.
+        /// Echoed by the reply; from the same sequence as calls' ids.
         request_id: u64,
         /// The register's number.
         register: u64,
+        /// The schema fingerprint of the value's type.
+        fingerprint: u64,
+        /// The server's life the writer means.
+        incarnation: u64,
         /// The MessagePack-encoded value.
         payload: &'a [u8],
     },
     /// Writes a register with no answer and no retransmission.
     ///
     /// ```text
-    /// | 0x09 | register v | value bytes |
+    /// | 0x09 | register v | fingerprint u64 | incarnation v | value bytes |
     /// ```
     RegisterUnreliableWrite {
         /// The register's number.
         register: u64,
+        /// The schema fingerprint of the value's type.
+        fingerprint: u64,
+        /// The server's life the writer means.
+        incarnation: u64,
         /// The MessagePack-encoded value.
         payload: &'a [u8],
     },
@@ -788,21 +803,36 @@ impl<'a> Frame<'a> {
             Frame::RegisterRead {
                 request_id,
                 register,
+                fingerprint,
+                incarnation,
             } => {
                 out.put_varint(*request_id);
                 out.put_varint(*register);
+                out.put_slice(&fingerprint.to_le_bytes());
+                out.put_varint(*incarnation);
             }
             Frame::RegisterWrite {
                 request_id,
                 register,
+                fingerprint,
+                incarnation,
                 payload,
             } => {
                 out.put_varint(*request_id);
                 out.put_varint(*register);
+                out.put_slice(&fingerprint.to_le_bytes());
+                out.put_varint(*incarnation);
                 out.put_bytes(payload);
             }
-            Frame::RegisterUnreliableWrite { register, payload } => {
+            Frame::RegisterUnreliableWrite {
+                register,
+                fingerprint,
+                incarnation,
+                payload,
+            } => {
                 out.put_varint(*register);
+                out.put_slice(&fingerprint.to_le_bytes());
+                out.put_varint(*incarnation);
                 out.put_bytes(payload);
             }
             Frame::StreamOpen { stream_id, window } => {
@@ -980,14 +1010,20 @@ impl<'a> Frame<'a> {
             FrameType::RegisterRead => Frame::RegisterRead {
                 request_id: r.varint("request id")?,
                 register: r.varint("register")?,
+                fingerprint: r.u64("fingerprint")?,
+                incarnation: r.varint("incarnation")?,
             },
             FrameType::RegisterWrite => Frame::RegisterWrite {
                 request_id: r.varint("request id")?,
                 register: r.varint("register")?,
+                fingerprint: r.u64("fingerprint")?,
+                incarnation: r.varint("incarnation")?,
                 payload: r.bytes("payload")?,
             },
             FrameType::RegisterUnreliableWrite => Frame::RegisterUnreliableWrite {
                 register: r.varint("register")?,
+                fingerprint: r.u64("fingerprint")?,
+                incarnation: r.varint("incarnation")?,
                 payload: r.bytes("payload")?,
             },
             FrameType::StreamOpen => Frame::StreamOpen {

@@ -553,18 +553,33 @@ fn any_frame() -> impl Strategy<Value = Frame<'static>> {
             status: s,
             payload: p
         }),
-        (any::<u64>(), any::<u64>()).prop_map(|(r, g)| Frame::RegisterRead {
-            request_id: r,
-            register: g
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(r, g, f, i)| {
+            Frame::RegisterRead {
+                request_id: r,
+                register: g,
+                fingerprint: f,
+                incarnation: i,
+            }
         }),
-        (any::<u64>(), any::<u64>(), payload()).prop_map(|(r, g, p)| Frame::RegisterWrite {
-            request_id: r,
-            register: g,
-            payload: p
-        }),
-        (any::<u64>(), payload()).prop_map(|(g, p)| Frame::RegisterUnreliableWrite {
-            register: g,
-            payload: p
+        (
+            (any::<u64>(), any::<u64>()),
+            (any::<u64>(), any::<u64>()),
+            payload()
+        )
+            .prop_map(|((r, g), (f, i), p)| Frame::RegisterWrite {
+                request_id: r,
+                register: g,
+                fingerprint: f,
+                incarnation: i,
+                payload: p
+            }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), payload()).prop_map(|(g, f, i, p)| {
+            Frame::RegisterUnreliableWrite {
+                register: g,
+                fingerprint: f,
+                incarnation: i,
+                payload: p,
+            }
         }),
         (any::<u64>(), any::<u64>()).prop_map(|(s, w)| Frame::StreamOpen {
             stream_id: s,
