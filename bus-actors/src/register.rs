@@ -41,21 +41,20 @@ pub(crate) struct ServedRegister {
 }
 
 impl ServedRegister {
-    /// The answer to a request for this register by a peer whose type for it has
-    /// `fingerprint`, if it is refused before reaching the register's actor.
-    pub(crate) fn refuse(served: Option<&ServedRegister>, fingerprint: u64) -> Option<Answer> {
+    /// The register a request by a peer whose type for it has `fingerprint` goes to, or the
+    /// answer that refuses it before it reaches a register's actor.
+    pub(crate) fn check(
+        served: Option<ServedRegister>,
+        fingerprint: u64,
+    ) -> Result<Recipient<RegisterOp>, Answer> {
         match served {
-            None => Some((STATUS_NO_SUCH_REGISTER, b"no such register".to_vec())),
-            Some(served) if served.fingerprint != fingerprint => Some((
+            None => Err((STATUS_NO_SUCH_REGISTER, b"no such register".to_vec())),
+            Some(served) if served.fingerprint != fingerprint => Err((
                 STATUS_UNDECODABLE,
                 format!("register {} is of another type here", served.name).into_bytes(),
             )),
-            Some(_) => None,
+            Some(served) => Ok(served.actor),
         }
-    }
-
-    pub(crate) fn actor(&self) -> &Recipient<RegisterOp> {
-        &self.actor
     }
 }
 

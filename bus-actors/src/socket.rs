@@ -213,50 +213,13 @@ impl SocketActor {
                 register,
                 fingerprint,
                 write,
-            } => {
-                let served = lock(&self.shared.registers).get(&register).cloned();
-                if let Some((status, answer)) = ServedRegister::refuse(served.as_ref(), fingerprint)
-                {
-                    self.shared.command(|endpoint, now| {
-                        endpoint.reply(now, from, call_id, status, &answer);
-                    });
-                    return;
-                }
-                let Some(served) = served else { return };
-                let op = served.actor().send(RegisterOp { from, write });
-                ctx.spawn(op.into_actor(self).map(move |answer, act, ctx| {
-                    let (status, bytes) = answer.unwrap_or_else(|_| crate::rpc::remote_failure());
-                    act.input(ctx, |endpoint, now, _| {
-                        endpoint.reply(now, from, call_id, status, &bytes);
-                    });
-                }));
-            }
+            } => self.serve_register(ctx, (from, call_id), (register, fingerprint), write),
             Event::RegisterWritten {
                 from,
                 register,
                 fingerprint,
                 value,
-            } => {
-                let served = lock(&self.shared.registers).get(&register).cloned();
-                let refused = ServedRegister::refuse(served.as_ref(), fingerprint).is_some();
-                let Some(served) = served.filter(|_| !refused) else {
-                    self.shared.metrics.dropped(DropReason::RegisterRefused);
-                    return;
-                };
-                let op = served.actor().send(RegisterOp {
-                    from,
-                    write: Some(value),
-                });
-                let metrics = self.shared.metrics.clone();
-                ctx.spawn(
-                    async move {
-                        if !matches!(op.await, Ok((0, _))) {
-                            metrics.dropped(DropReason::RegisterRefused);
-                        }
-                    }
-                    .into_actor(self),
-                );
-            }
+            } => self.written_unreliably(ctx, from, (register, fingerprint), value),
             Event::Replied {
                 call_id,
                 status,
@@ -408,6 +371,64 @@ impl SocketActor {
                 });
             },
         ));
+    }
+
+    /// Hands `from`'s read (`write` is `None`) or write of a register to the register's
+    /// actor, and its answer to the endpoint; one for no register here, or of another type,
+    /// is answered at once.
+    fn serve_register(
+        &mut self,
+        ctx: &mut Context<Self>,
+        (from, call_id): (PeerId, u64),
+        (register, fingerprint): (TopicId, u64),
+        write: Option<bytes::Bytes>,
+    ) {
+        let served = lock(&self.shared.registers).get(&register).cloned();
+        let register = match ServedRegister::check(served, fingerprint) {
+            Ok(register) => register,
+            Err((status, answer)) => {
+                self.shared.command(|endpoint, now| {
+                    endpoint.reply(now, from, call_id, status, &answer);
+                });
+                return;
+            }
+        };
+        let op = register.send(RegisterOp { from, write });
+        ctx.spawn(op.into_actor(self).map(move |answer, act, ctx| {
+            let (status, bytes) = answer.unwrap_or_else(|_| crate::rpc::remote_failure());
+            act.input(ctx, |endpoint, now, _| {
+                endpoint.reply(now, from, call_id, status, &bytes);
+            });
+        }));
+    }
+
+    /// Applies `from`'s unreliable write of a register; one that cannot be applied is
+    /// counted, as nobody is told.
+    fn written_unreliably(
+        &mut self,
+        ctx: &mut Context<Self>,
+        from: PeerId,
+        (register, fingerprint): (TopicId, u64),
+        value: bytes::Bytes,
+    ) {
+        let served = lock(&self.shared.registers).get(&register).cloned();
+        let Ok(register) = ServedRegister::check(served, fingerprint) else {
+            self.shared.metrics.dropped(DropReason::RegisterRefused);
+            return;
+        };
+        let op = register.send(RegisterOp {
+            from,
+            write: Some(value),
+        });
+        let metrics = self.shared.metrics.clone();
+        ctx.spawn(
+            async move {
+                if !matches!(op.await, Ok((0, _))) {
+                    metrics.dropped(DropReason::RegisterRefused);
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Copies the counters out to the `metrics` facade, and logs what was dropped since the
