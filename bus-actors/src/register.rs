@@ -87,17 +87,8 @@ impl<T: Topic + Clone + Unpin> RegisterActor<T> {
             .into_actor(self),
         );
     }
-}
 
-impl<T: Topic + Clone + Unpin> Handler<RegisterOp> for RegisterActor<T> {
-    type Result = MessageResult<RegisterOp>;
-
-    fn handle(&mut self, op: RegisterOp, ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.apply(op, ctx))
-    }
-}
-
-impl<T: Topic + Clone + Unpin> RegisterActor<T> {
+    /// The answer to a read or a write from the network.
     fn apply(&mut self, op: RegisterOp, ctx: &mut Context<Self>) -> Answer {
         let Some(bytes) = op.write else {
             return match self.value.encode() {
@@ -119,6 +110,14 @@ impl<T: Topic + Clone + Unpin> RegisterActor<T> {
         }
         self.change(value, ctx);
         (0, Vec::new())
+    }
+}
+
+impl<T: Topic + Clone + Unpin> Handler<RegisterOp> for RegisterActor<T> {
+    type Result = MessageResult<RegisterOp>;
+
+    fn handle(&mut self, op: RegisterOp, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.apply(op, ctx))
     }
 }
 
