@@ -109,12 +109,17 @@ pub fn secure_builder(group: SocketAddr, key: [u8; 32]) -> BusBuilder {
 /// beacons in a row (0.8% per window) would declare a peer unreachable now and then, so the
 /// liveness timeout is longer too.
 pub fn lossy(builder: BusBuilder, seed: u64) -> BusBuilder {
+    faulty(builder.liveness_factor(10), (0.2, 0.05), seed)
+}
+
+/// `builder` with a 30 s reliable deadline, over sockets that lose and duplicate the shares
+/// `(loss, duplicate)` of what they send (seeded).
+fn faulty(builder: BusBuilder, (loss, duplicate): (f64, f64), seed: u64) -> BusBuilder {
     builder
-        .liveness_factor(10)
         .reliable_deadline(bus_actors::Duration::from_secs(30))
         .inject_faults(bus_actors::transport::Faults {
-            loss: 0.2,
-            duplicate: 0.05,
+            loss,
+            duplicate,
             seed,
             ..bus_actors::transport::Faults::NONE
         })
@@ -124,15 +129,7 @@ pub fn lossy(builder: BusBuilder, seed: u64) -> BusBuilder {
 /// acceptance tests' worst network. The liveness timeout is twice [`lossy`]'s, so that a run of
 /// lost beacons does not declare a peer unreachable, and reliable messages get 30 s.
 pub fn heavy_loss(builder: BusBuilder, seed: u64) -> BusBuilder {
-    builder
-        .liveness_factor(20)
-        .reliable_deadline(bus_actors::Duration::from_secs(30))
-        .inject_faults(bus_actors::transport::Faults {
-            loss: 0.3,
-            duplicate: 0.1,
-            seed,
-            ..bus_actors::transport::Faults::NONE
-        })
+    faulty(builder.liveness_factor(20), (0.3, 0.1), seed)
 }
 
 /// The beacon interval of [`builder`].

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::sim::SimEndpoint;
-use super::tests::{lossy, peer_of, psk};
+use super::tests::{dead, lossy, peer_of, psk};
 use super::*;
 use crate::sim::{LinkConfig, NodeId, Simulation};
 
@@ -175,4 +175,41 @@ fn a_message_to_an_unknown_peer_is_refused() {
         ep.send_reliable_to(Instant::ZERO, stranger, key, b"x", Duration::from_secs(1)),
         Err(PublishError::UnknownPeer(stranger))
     );
+}
+
+/// A reliable message to a peer that takes it, loses its acknowledgement and restarts: as
+/// with published messages, what the old life did not acknowledge is still owed and goes to
+/// the new life, once, and the report names the peer as having acknowledged (its new life
+/// did). Exactly once holds per process: only a crash between delivering and acknowledging
+/// lets two lives of a peer both have it.
+#[test]
+fn a_peer_that_restarts_before_acknowledging_gets_it_once_in_its_new_life() {
+    for security in [Security::Insecure, psk()] {
+        let mut sim = run(9, &security, LinkConfig::default(), (0, true), [true, true]);
+        sim.drive_until(Instant::from_millis(2_000));
+        sim.network.set_link(NodeId(1), NodeId(0), dead());
+        let now = sim.now();
+        let deadline = Duration::from_secs(20);
+        let id = sim.nodes[0]
+            .endpoint
+            .send_reliable_to(now, peer_of(1), (TOPIC, 0), &7u64.to_le_bytes(), deadline)
+            .unwrap();
+        sim.drive_until(now + Duration::from_millis(100));
+        assert_eq!(delivered_seqs(&sim.nodes[1]), [7], "{security:?}");
+        let restart = sim.now();
+        let mut again =
+            SimEndpoint::started_at(NodeId(1), config(1, &security), seed_of(99, 1), restart);
+        again.endpoint.subscribe(TOPIC);
+        sim.nodes[1] = again;
+        sim.network
+            .set_link(NodeId(1), NodeId(0), LinkConfig::default());
+        sim.drive_until(now + deadline + Duration::from_secs(1));
+        assert_eq!(delivered_seqs(&sim.nodes[1]), [7], "{security:?}");
+        assert!(sim.nodes[2].delivered.is_empty());
+        let sender = &sim.nodes[0];
+        assert_eq!(sender.finished.len(), 1);
+        let (finished, report) = &sender.finished[0];
+        assert_eq!(*finished, id);
+        assert_eq!(report.acked, [peer_of(1)], "{security:?}");
+    }
 }

@@ -80,13 +80,9 @@ pub(super) async fn lat(args: &LatArgs) -> Res<()> {
     let background = args.both.background;
     let link = args.both.link;
     let group = test_group();
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["_lat-pong", "--group", &group.to_string()])
+    let mut child = other_side("_lat-pong", group, &link)?
         .args(["--reliability", reliability])
         .args(["--background", &background.to_string()])
-        .args(link.child_args())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("spawn pong: {e}"))?;
     let bus = bench_builder(group, &link, 3)
@@ -290,7 +286,7 @@ pub(super) async fn lat_pong(args: LatPongArgs) -> Res<()> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+    until_parent_is_done().await;
     let _ = bus.shutdown().await;
     Ok(())
 }

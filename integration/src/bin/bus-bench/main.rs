@@ -208,6 +208,23 @@ impl Link {
     }
 }
 
+/// This binary's hidden subcommand `role` on `group` over `link`, the other side of a
+/// measurement: it runs until its stdin closes.
+fn other_side(role: &str, group: SocketAddr, link: &Link) -> Res<Command> {
+    let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    command
+        .args([role, "--group", &group.to_string()])
+        .args(link.child_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    Ok(command)
+}
+
+/// On the other side: waits until the parent closes our stdin.
+async fn until_parent_is_done() {
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+}
+
 /// A bus on `group` over `link`.
 fn bench_builder(group: SocketAddr, link: &Link, seed: u64) -> bus_actors::BusBuilder {
     let builder = if link.encrypted {

@@ -41,11 +41,7 @@ pub(super) struct RpcServerArgs {
 pub(super) async fn rpc(args: &RpcArgs) -> Res<()> {
     let (size, link) = (args.size, args.link);
     let group = test_group();
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["_rpc-server", "--group", &group.to_string()])
-        .args(link.child_args())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+    let mut child = other_side("_rpc-server", group, &link)?
         .spawn()
         .map_err(|e| format!("spawn server: {e}"))?;
     let bus = bench_builder(group, &link, 5)
@@ -132,7 +128,7 @@ pub(super) async fn rpc_server(args: RpcServerArgs) -> Res<()> {
         .map_err(|e| e.to_string())?;
     bus.serve(ECHO, Echo.start().recipient())
         .map_err(|e| e.to_string())?;
-    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+    until_parent_is_done().await;
     let _ = bus.shutdown().await;
     Ok(())
 }

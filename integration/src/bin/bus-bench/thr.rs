@@ -312,7 +312,6 @@ pub(super) async fn thr_sub(args: ThrSubArgs) -> Res<()> {
     let rate = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
     println!("RESULT msgs_per_s={rate}");
     let _ = bus.shutdown().await;
-    // Wait for the parent to finish with us (it closes our stdin).
-    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read(&mut [0; 1])).await;
+    until_parent_is_done().await;
     Ok(())
 }
